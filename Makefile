@@ -1,0 +1,60 @@
+# Usage Meter: `make dev` runs the service locally, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# Lambda runs python3.13; use it when this machine has it (pyenv keeps it out of PATH).
+BOOT_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13) \
+                 $(shell command -v python3.13 python3.12 python3.11 python3 2>/dev/null))
+# `sam build` needs a python3.13 on PATH: the venv's own interpreter provides it.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help install dev test lint typecheck unit integration validate build openapi bench clean
+
+help:
+	@echo "make dev        run the whole service locally (DynamoDB Local + gateway on 127.0.0.1:3000)"
+	@echo "make test       lint, type-check and run every test tier"
+	@echo "make validate   sam validate --lint"
+	@echo "make build      sam build (the layer and every function)"
+	@echo "make openapi    regenerate openapi.json from the code"
+	@echo "make bench      run the benchmarks under bench/"
+
+$(BIN)/.installed: pyproject.toml layers/common/requirements.txt
+	@test -n "$(BOOT_PYTHON)" || { echo "error: no python3.11+ found; install Python 3.13 (pyenv install 3.13)"; exit 1; }
+	$(BOOT_PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+validate: install
+	$(BIN)/sam validate --lint
+
+build: install
+	$(BIN)/sam build --parallel
+
+openapi: install
+	$(BIN)/python -c "from usage_meter.api import openapi_document; print(openapi_document())" > openapi.json
+
+bench: install
+	$(BIN)/python bench/calls_per_event.py
+	$(BIN)/python bench/import_time.py
+
+dev: install
+	@echo "The local stack (DynamoDB Local + gateway on 127.0.0.1:3000) comes with its own issue."
+	@echo "Until then: make test runs the service's handlers against moto."
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

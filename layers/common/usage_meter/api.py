@@ -1,0 +1,240 @@
+"""The HTTP layer shared by every function: resolver factory, routes, error mapping.
+
+Each function's app.py builds a resolver with `make_resolver()` and includes only its own
+router, so a cold start imports only what that function needs; the docs function includes
+all of them to publish the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import binascii
+from datetime import date
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel, ValidationError
+
+from usage_meter import jsonutil
+from usage_meter.errors import UsageMeterError
+from usage_meter.identity import identity_from_authorizer
+from usage_meter.models import (
+    DEVELOPER_ID_PATTERN,
+    METRIC_PATTERN,
+    CurrentUsageResponse,
+    ErrorResponse,
+    HistoryResponse,
+    Identity,
+    TrackBody,
+    TrackResponse,
+)
+from usage_meter.tracking import track, validation_error_detail
+from usage_meter.usage import current_usage, usage_history
+
+logger = Logger(child=True)
+
+API_TITLE = "Usage Meter API"
+API_VERSION = "1.0.0"
+JSON = "application/json"
+
+_ERRORS: dict[int | HTTPStatus, Any] = {
+    status: {"description": text, "content": {JSON: {"model": ErrorResponse}}}
+    for status, text in (
+        (400, "Malformed request"),
+        (401, "Missing, unknown or revoked API key"),
+        (403, "The key may not act for that developer"),
+        (422, "Invalid input"),
+        (503, "DynamoDB kept refusing; retry (with the same idempotency keys)"),
+    )
+}
+
+
+def _ok(model: type[BaseModel], description: str) -> dict[int | HTTPStatus, Any]:
+    return {200: {"description": description, "content": {JSON: {"model": model}}}, **_ERRORS}
+
+
+def json_response(
+    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[str]:
+    """Serialize with exact decimals (the resolver's serializer would turn them into floats)."""
+    return Response(status_code=status, content_type=JSON, body=jsonutil.dumps(payload), headers=headers)
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response[str]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return json_response(status, {"error": error})
+
+
+def make_resolver() -> APIGatewayHttpResolver:
+    """A resolver with validation on, exact-decimal JSON in, and one error shape for everything."""
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=jsonutil.loads)
+
+    @app.exception_handler(UsageMeterError)
+    def _domain_error(exc: UsageMeterError) -> Response[str]:
+        logger.info("request refused", extra={"code": exc.code, "status": exc.status})
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response[str]:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "invalid_json", "the body is not valid JSON")
+        details = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("event", "batch")),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in errors
+        ]
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+        return error_response(422, "validation_error", message, details)
+
+    @app.exception_handler(ValidationError)
+    def _invalid_model(exc: ValidationError) -> Response[str]:
+        detail = validation_error_detail(exc)
+        return error_response(422, detail.code, detail.message, detail.details)
+
+    @app.exception_handler([binascii.Error, UnicodeDecodeError])
+    def _undecodable(exc: Exception) -> Response[str]:
+        return error_response(400, "invalid_body", "the body could not be decoded")
+
+    @app.not_found
+    def _not_found(exc: NotFoundError) -> Response[str]:
+        return error_response(404, "not_found", "no such route")
+
+    return app
+
+
+def _identity(router: APIGatewayHttpRouter) -> Identity:
+    authorizer = router.current_event.request_context.authorizer
+    return identity_from_authorizer(authorizer.get_lambda if authorizer else None)
+
+
+DeveloperIdQuery = Annotated[
+    str | None, Query(alias="developerId", pattern=DEVELOPER_ID_PATTERN, description="Service keys only")
+]
+MetricQuery = Annotated[str | None, Query(pattern=METRIC_PATTERN, description="Only this metric")]
+StartDateQuery = Annotated[date | None, Query(alias="startDate", description="First day, inclusive")]
+EndDateQuery = Annotated[
+    date | None, Query(alias="endDate", description="Last day, inclusive (default today)")
+]
+
+# ---- POST /v1/usage/events ---------------------------------------------------------------
+
+track_router = APIGatewayHttpRouter()
+
+
+@track_router.post(
+    "/v1/usage/events",
+    summary="Record usage events",
+    description=(
+        'One event, or {"events": [...]} with 1-100. An event with an idempotency key is counted '
+        "exactly once; a duplicate answers the original outcome."
+    ),
+    responses={
+        **_ok(TrackResponse, "One result per event, in order"),
+        409: {
+            "description": "Idempotency key reused with another payload",
+            "content": {JSON: {"model": ErrorResponse}},
+        },
+    },
+    tags=["usage"],
+)
+def post_events(
+    body: Annotated[TrackBody, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="idempotency-key", min_length=1, max_length=255, description="Single event only"),
+    ] = None,
+) -> Response[str]:
+    answer = track(_identity(track_router), body, header_key=idempotency_key)
+    payload = answer.wire()
+    payload["results"] = [r.model_dump(by_alias=True, exclude_none=True) for r in answer.results]
+    if answer.usage is None:
+        payload.pop("usage")
+    return json_response(200, payload)
+
+
+# ---- GET /v1/usage -------------------------------------------------------------------------
+
+current_router = APIGatewayHttpRouter()
+
+
+@current_router.get(
+    "/v1/usage",
+    summary="Usage of the current billing period",
+    responses=_ok(CurrentUsageResponse, "Usage per metric with limits and remaining quota"),
+    tags=["usage"],
+)
+def get_current(
+    developer_id: DeveloperIdQuery = None,
+    metric: MetricQuery = None,
+    period: Annotated[
+        Literal["day", "week", "month"] | None, Query(description="Default: billing period")
+    ] = None,
+    start_date: StartDateQuery = None,
+    end_date: EndDateQuery = None,
+) -> Response[str]:
+    answer = current_usage(
+        _identity(current_router),
+        developer_id=developer_id,
+        metric=metric,
+        period=period,
+        start_date=start_date,
+        end_date=end_date,
+    )
+    return json_response(200, answer.wire())
+
+
+# ---- GET /v1/usage/history -----------------------------------------------------------------
+
+history_router = APIGatewayHttpRouter()
+
+
+@history_router.get(
+    "/v1/usage/history",
+    summary="Daily or monthly usage history, zero-filled",
+    responses=_ok(HistoryResponse, "Entries oldest first, one per day (or month) of the range"),
+    tags=["usage"],
+)
+def get_history(
+    developer_id: DeveloperIdQuery = None,
+    metric: MetricQuery = None,
+    days: Annotated[int | None, Query(ge=1, le=366, description="Last N days (default 30)")] = None,
+    start_date: StartDateQuery = None,
+    end_date: EndDateQuery = None,
+    granularity: Annotated[Literal["day", "month"], Query()] = "day",
+) -> Response[str]:
+    answer = usage_history(
+        _identity(history_router),
+        developer_id=developer_id,
+        metric=metric,
+        days=days,
+        start_date=start_date,
+        end_date=end_date,
+        granularity=granularity,
+    )
+    return json_response(200, answer.wire())
+
+
+ALL_ROUTERS = (track_router, current_router, history_router)
+
+
+def openapi_document() -> str:
+    """The whole API's OpenAPI document (what GET /v1/openapi.json serves and openapi.json holds)."""
+    app = make_resolver()
+    for router in ALL_ROUTERS:
+        app.include_router(router)
+    return app.get_openapi_json_schema(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Exact usage metering: idempotent tracking, current usage, history.",
+    )

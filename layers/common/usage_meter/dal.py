@@ -1,0 +1,339 @@
+"""The only module that talks to DynamoDB: key layout, (de)serialization, ClientError -> domain errors.
+
+Key layout (UsageTable, pk/sk strings):
+    pk = "DEV#<developerId>"
+    sk = "D#<YYYY-MM-DD>#<metric>"   day counter
+    sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
+IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from usage_meter.config import settings
+from usage_meter.errors import Busy
+from usage_meter.models import Counter, CounterIncrement, IdempotencyRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        TransactWriteItemTypeDef,
+    )
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+_RETRYABLE_ERRORS = {
+    "TransactionInProgressException",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+}
+
+
+class CommitCancelled(Exception):
+    """A TransactWriteItems was cancelled; nothing of it was applied.
+
+    `duplicates` maps the position of an idempotency record in the commit to the record that
+    already holds the key; `retryable` is true when contention or throttling took part.
+    """
+
+    def __init__(self, duplicates: dict[int, IdempotencyRecord], retryable: bool) -> None:
+        super().__init__(f"transaction cancelled: {len(duplicates)} duplicate(s), retryable={retryable}")
+        self.duplicates = duplicates
+        self.retryable = retryable
+
+
+@lru_cache(maxsize=1)
+def client() -> DynamoDBClient:
+    """One client per container; botocore's standard retry mode retries throttles and 5xx."""
+    cfg = settings()
+    return boto3.client(
+        "dynamodb",
+        region_name=cfg.region,
+        endpoint_url=cfg.endpoint_url,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=2,
+            read_timeout=5,
+            tcp_keepalive=True,
+        ),
+    )
+
+
+def reset() -> None:
+    """Forget the cached client and settings (tests switch endpoints and tables)."""
+    client.cache_clear()
+    settings.cache_clear()
+
+
+# ---- keys and attribute values ------------------------------------------------------------
+
+
+def _s(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def _n(value: Decimal | int) -> AttributeValueTypeDef:
+    return {"N": str(value)}
+
+
+def developer_pk(developer_id: str) -> str:
+    return f"DEV#{developer_id}"
+
+
+def counter_sk(scope: Literal["day", "month"], key: str, metric: str) -> str:
+    return f"{'D' if scope == 'day' else 'M'}#{key}#{metric}"
+
+
+def idempotency_pk(developer_id: str, idempotency_key: str) -> str:
+    return f"{developer_id}#{idempotency_key}"
+
+
+def _to_av(value: Any) -> AttributeValueTypeDef:
+    """Plain JSON-ish Python (metadata) to an attribute value; Decimals stay exact."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int | Decimal):
+        return {"N": str(value)}
+    if isinstance(value, dict):
+        return {"M": {str(k): _to_av(v) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"L": [_to_av(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _from_av(value: Any) -> Any:
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return inner
+    if kind == "N":
+        number = Decimal(inner)
+        return int(number) if number == number.to_integral_value() and "." not in inner else number
+    if kind == "BOOL":
+        return bool(inner)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: _from_av(v) for k, v in inner.items()}
+    if kind == "L":
+        return [_from_av(v) for v in inner]
+    raise TypeError(f"unexpected attribute type {kind}")
+
+
+def _record_item(record: IdempotencyRecord) -> Item:
+    item: Item = {
+        "pk": _s(idempotency_pk(record.developer_id, record.idempotency_key)),
+        "developerId": _s(record.developer_id),
+        "idempotencyKey": _s(record.idempotency_key),
+        "payloadHash": _s(record.payload_hash),
+        "metric": _s(record.metric),
+        "quantity": _n(record.quantity),
+        "eventTime": _s(record.event_time),
+        "day": _s(record.day),
+        "period": _s(record.period),
+        "recordedAt": _s(record.recorded_at),
+        "expiresAt": _n(record.expires_at),
+    }
+    if record.metadata is not None:
+        item["metadata"] = _to_av(record.metadata)
+    return item
+
+
+def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
+    plain = {k: _from_av(v) for k, v in item.items()}
+    return IdempotencyRecord(
+        developer_id=plain["developerId"],
+        idempotency_key=plain["idempotencyKey"],
+        payload_hash=plain["payloadHash"],
+        metric=plain["metric"],
+        quantity=Decimal(item["quantity"]["N"]),
+        event_time=plain["eventTime"],
+        day=plain["day"],
+        period=plain["period"],
+        recorded_at=plain["recordedAt"],
+        expires_at=int(plain["expiresAt"]),
+        metadata=plain.get("metadata"),
+    )
+
+
+# ---- writes -------------------------------------------------------------------------------
+
+
+def commit_events(
+    records: Sequence[IdempotencyRecord],
+    increments: Sequence[CounterIncrement],
+    *,
+    now_epoch: int,
+    updated_at: str,
+) -> None:
+    """Write idempotency records and counter increments in one TransactWriteItems: all or nothing.
+
+    A record is put only if its key is new or its earlier record has expired (checked here,
+    not left to TTL deletion). A fresh ClientRequestToken per call makes botocore's own
+    retries of this call (timeouts, 5xx) idempotent on DynamoDB's side for ten minutes.
+    """
+    cfg = settings()
+    items: list[TransactWriteItemTypeDef] = [
+        {
+            "Put": {
+                "TableName": cfg.idempotency_table,
+                "Item": _record_item(record),
+                "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
+                "ExpressionAttributeValues": {":now": _n(now_epoch)},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        for record in records
+    ]
+    for inc in increments:
+        items.append(
+            {
+                "Update": {
+                    "TableName": cfg.usage_table,
+                    "Key": {
+                        "pk": _s(developer_pk(inc.developer_id)),
+                        "sk": _s(counter_sk(inc.scope, inc.key, inc.metric)),
+                    },
+                    "UpdateExpression": "ADD #c :q, #e :e SET #d = :d, #m = :m, #k = :k, #u = :u",
+                    "ExpressionAttributeNames": {
+                        "#c": "consumed",
+                        "#e": "events",
+                        "#d": "developerId",
+                        "#m": "metric",
+                        "#k": inc.scope,
+                        "#u": "updatedAt",
+                    },
+                    "ExpressionAttributeValues": {
+                        ":q": _n(inc.quantity),
+                        ":e": _n(inc.events),
+                        ":d": _s(inc.developer_id),
+                        ":m": _s(inc.metric),
+                        ":k": _s(inc.key),
+                        ":u": _s(updated_at),
+                    },
+                }
+            }
+        )
+    try:
+        client().transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        if code == "TransactionCanceledException":
+            raise _cancelled(exc, records) from exc
+        if code in _RETRYABLE_ERRORS:
+            raise CommitCancelled({}, retryable=True) from exc
+        raise
+    except BotoCoreError as exc:  # connection errors after botocore's own retries
+        raise Busy("DynamoDB could not be reached; retry with the same idempotency key") from exc
+
+
+def _cancelled(exc: ClientError, records: Sequence[IdempotencyRecord]) -> CommitCancelled:
+    """Read the per-item cancellation reasons: which keys exist already, and was it contention."""
+    reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
+    duplicates: dict[int, IdempotencyRecord] = {}
+    retryable = not reasons  # no reasons at all: treat as contention
+    for position, reason in enumerate(reasons):
+        code = reason.get("Code", "None")
+        if code == "ConditionalCheckFailed" and position < len(records):
+            held = (
+                _record_from_item(reason["Item"])
+                if reason.get("Item")
+                else get_record(records[position].developer_id, records[position].idempotency_key)
+            )
+            if held is None:  # expired and deleted in between: simply try again
+                retryable = True
+            else:
+                duplicates[position] = held
+        elif code in _RETRYABLE_REASONS:
+            retryable = True
+        elif code not in ("None", ""):
+            raise RuntimeError(f"transaction item {position} failed with {code}: {reason.get('Message')}")
+    return CommitCancelled(duplicates, retryable)
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+
+def _query(developer_id: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+    cfg = settings()
+    kwargs: dict[str, Any] = {
+        "TableName": cfg.usage_table,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+        "ExpressionAttributeValues": {":pk": _s(developer_pk(developer_id)), ":lo": _s(low), ":hi": _s(high)},
+        "ConsistentRead": True,
+    }
+    try:
+        while True:
+            page = client().query(**kwargs)
+            yield from page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
+            raise Busy("DynamoDB is throttling reads; retry shortly") from exc
+        raise
+
+
+def _counter(item: dict[str, Any]) -> Counter:
+    scope: Literal["day", "month"] = "day" if item["sk"]["S"].startswith("D#") else "month"
+    return Counter(
+        developer_id=item["developerId"]["S"],
+        scope=scope,
+        key=item[scope]["S"],
+        metric=item["metric"]["S"],
+        consumed=Decimal(item["consumed"]["N"]),
+        events=int(item["events"]["N"]),
+    )
+
+
+def day_counters(developer_id: str, first_day: str, last_day: str) -> list[Counter]:
+    """Every day counter of a developer from first_day to last_day inclusive: one paginated Query."""
+    return [_counter(i) for i in _query(developer_id, f"D#{first_day}#", f"D#{last_day}#~")]
+
+
+def month_counters(developer_id: str, month: str) -> list[Counter]:
+    """Every metric's billing-period counter of a developer for one month: one Query."""
+    return [_counter(i) for i in _query(developer_id, f"M#{month}#", f"M#{month}#~")]
+
+
+def month_counter(developer_id: str, month: str, metric: str) -> Counter | None:
+    """One metric's billing-period counter (strongly consistent)."""
+    sk = counter_sk("month", month, metric)
+    items = list(_query(developer_id, sk, sk))
+    return _counter(items[0]) if items else None
+
+
+def get_record(developer_id: str, idempotency_key: str) -> IdempotencyRecord | None:
+    """The idempotency record of a key (strongly consistent), or None."""
+    try:
+        answer = client().get_item(
+            TableName=settings().idempotency_table,
+            Key={"pk": _s(idempotency_pk(developer_id, idempotency_key))},
+            ConsistentRead=True,
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
+            raise Busy("DynamoDB is throttling reads; retry shortly") from exc
+        raise
+    item = answer.get("Item")
+    return _record_from_item(item) if item else None

@@ -1,0 +1,68 @@
+"""JSON in and out with exact decimals: numbers are parsed as Decimal and written back verbatim."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+_encode_str = json.encoder.encode_basestring_ascii
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON keeping every non-integer number as an exact Decimal; NaN/Infinity are refused."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def number_text(value: Decimal) -> str:
+    """A Decimal as a JSON number without exponent or trailing zeros (1.50 -> 1.5, 1E+2 -> 100)."""
+    if not value.is_finite():
+        raise ValueError("non-finite number")
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; Decimals are written as exact numbers (json.dumps cannot do that)."""
+    parts: list[str] = []
+    _write(value, parts)
+    return "".join(parts)
+
+
+def _write(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_encode_str(value))
+    elif isinstance(value, Decimal):
+        out.append(number_text(value))
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(json.dumps(value, allow_nan=False))
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                out.append(",")
+            out.append(_encode_str(str(key)))
+            out.append(":")
+            _write(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"not JSON serializable: {type(value).__name__}")

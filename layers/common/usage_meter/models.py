@@ -1,0 +1,251 @@
+"""Pydantic models of every request, response and stored item (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from usage_meter import jsonutil
+from usage_meter.periods import parse_rfc3339
+
+METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+DEVELOPER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MAX_QUANTITY = Decimal(10) ** 12
+MAX_BATCH = 100
+MAX_METADATA_BYTES = 2048
+MAX_IDEMPOTENCY_KEY = 255
+
+Role = Literal["developer", "service"]
+EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
+
+
+def _number_only(value: Any) -> Any:
+    """Quantities are JSON numbers: refuse strings and booleans pydantic would coerce."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("quantity must be a JSON number")
+    if isinstance(value, float):  # only when a caller bypassed jsonutil.loads
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("timestamp must be an RFC 3339 string")
+    return parse_rfc3339(value)
+
+
+Quantity = Annotated[
+    Decimal,
+    BeforeValidator(_number_only),
+    Field(gt=0, le=MAX_QUANTITY, decimal_places=9, allow_inf_nan=False),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1e12, "multipleOf": 1e-9}),
+]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
+DeveloperId = Annotated[str, Field(pattern=DEVELOPER_ID_PATTERN)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
+
+
+class ApiModel(BaseModel):
+    """Wire models: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready dict (aliases, Decimals kept exact for jsonutil.dumps)."""
+        return self.model_dump(by_alias=True, mode="python")
+
+
+# ---- requests ---------------------------------------------------------------------------
+
+
+class UsageEventIn(ApiModel):
+    """One usage event as a backend sends it."""
+
+    metric: MetricName
+    quantity: Quantity
+    idempotency_key: IdempotencyKey | None = None
+    timestamp: Timestamp | None = None
+    developer_id: DeveloperId | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        try:
+            size = len(jsonutil.dumps(value).encode())
+        except (TypeError, ValueError) as exc:
+            raise ValueError("metadata must be plain JSON") from exc
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
+        return value
+
+
+class EventBatchIn(ApiModel):
+    """A batch: each item is validated on its own, so one bad event does not sink the others."""
+
+    events: Annotated[
+        list[dict[str, Any]],
+        Field(min_length=1, max_length=MAX_BATCH),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": {"$ref": "#/components/schemas/UsageEventIn"},
+            }
+        ),
+    ]
+
+
+def _body_kind(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "event"
+
+
+TrackBody = Annotated[
+    Annotated[UsageEventIn, Tag("event")] | Annotated[EventBatchIn, Tag("batch")],
+    Discriminator(_body_kind),
+]
+
+
+# ---- responses --------------------------------------------------------------------------
+
+
+class ErrorDetail(ApiModel):
+    code: str
+    message: str
+    details: list[Any] | None = None
+
+
+class ErrorResponse(ApiModel):
+    error: ErrorDetail
+
+
+class UsageBlock(ApiModel):
+    """Where the metric stands after the write, in the event's billing period."""
+
+    metric: str
+    consumed: Decimal
+    limit: Decimal | None
+    remaining: Decimal | None
+    period_start: str
+    period_end: str
+
+
+class EventResult(ApiModel):
+    index: int
+    status: EventStatus
+    idempotency_key: str | None = None
+    recorded_at: str | None = None
+    error: ErrorDetail | None = None
+
+
+class TrackResponse(ApiModel):
+    results: list[EventResult]
+    recorded: int
+    duplicates: int
+    rejected: int
+    usage: UsageBlock | None = None
+
+
+class PeriodOut(ApiModel):
+    key: str
+    start: str
+    end: str
+
+
+class MetricUsage(ApiModel):
+    consumed: Decimal
+    limit: Decimal | None = None
+    remaining: Decimal | None = None
+    percentage_used: Decimal | None = None
+
+
+class CurrentUsageResponse(ApiModel):
+    developer_id: str
+    plan: str | None
+    period: PeriodOut
+    metrics: dict[str, MetricUsage]
+    total_requests: int
+    resets_in_days: int
+
+
+class HistoryEntry(ApiModel):
+    date: str
+    metrics: dict[str, Decimal]
+    total_requests: int
+
+
+class HistoryResponse(ApiModel):
+    developer_id: str
+    granularity: Literal["day", "month"]
+    entries: list[HistoryEntry]
+
+
+# ---- identity and stored items ----------------------------------------------------------
+
+
+class Identity(BaseModel):
+    """Who is calling, as the authorizer resolved it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    developer_id: DeveloperId
+    role: Role
+
+
+class IdempotencyRecord(BaseModel):
+    """The stored outcome of a keyed event; a duplicate answers from it."""
+
+    developer_id: str
+    idempotency_key: str
+    payload_hash: str
+    metric: str
+    quantity: Decimal
+    event_time: str
+    day: str
+    period: str
+    recorded_at: str
+    expires_at: int
+    metadata: dict[str, Any] | None = None
+
+
+class CounterIncrement(BaseModel):
+    """One ADD on one counter item: a (day or billing period, metric) of one developer."""
+
+    developer_id: str
+    scope: Literal["day", "month"]
+    key: str
+    metric: str
+    quantity: Decimal
+    events: int
+
+
+class Counter(BaseModel):
+    """A counter item as read back."""
+
+    developer_id: str
+    scope: Literal["day", "month"]
+    key: str
+    metric: str
+    consumed: Decimal
+    events: int

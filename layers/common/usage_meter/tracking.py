@@ -1,0 +1,351 @@
+"""Recording usage events exactly once.
+
+An event with an idempotency key commits its idempotency record and all its counter changes
+in one TransactWriteItems, or nothing. A batch is validated item by item, deduplicated in
+memory, its counter changes combined per (day, metric) and (billing period, metric), and
+split into transactions of at most 100 items so that no event is ever half-counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from usage_meter import clock, dal, jsonutil
+from usage_meter.errors import Busy, IdempotencyKeyReused, UsageMeterError, ValidationFailed
+from usage_meter.identity import resolve_developer
+from usage_meter.models import (
+    CounterIncrement,
+    ErrorDetail,
+    EventBatchIn,
+    EventResult,
+    IdempotencyRecord,
+    Identity,
+    TrackResponse,
+    UsageBlock,
+    UsageEventIn,
+)
+from usage_meter.periods import day_key, format_instant, format_timestamp, month_key, month_period
+
+logger = Logger(child=True)
+
+MAX_TRANSACTION_ITEMS = 100
+BACKDATE_WINDOW = timedelta(days=35)
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Keys are kept for the backdating window plus one day, so a retry of the oldest event that
+# may still be accepted is still recognised.
+IDEMPOTENCY_RETENTION = BACKDATE_WINDOW + timedelta(days=1)
+MAX_COMMIT_ATTEMPTS = 12
+BACKOFF_BASE_SECONDS = 0.01
+BACKOFF_CAP_SECONDS = 0.4
+
+Sleeper = Callable[[float], None]
+
+
+@dataclass
+class _Event:
+    """A validated event, ready to commit."""
+
+    index: int
+    developer_id: str
+    metric: str
+    quantity: Decimal
+    event_time: datetime
+    idempotency_key: str | None
+    payload_hash: str
+    metadata: dict[str, Any] | None
+    followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
+
+    @property
+    def day(self) -> str:
+        return day_key(self.event_time)
+
+    @property
+    def period(self) -> str:
+        return month_key(self.event_time)
+
+
+def payload_hash(developer_id: str, event: UsageEventIn) -> str:
+    """What makes two events with one key "the same": everything the client chose to send.
+
+    A defaulted timestamp is left out, so a retry of an event sent without one is a duplicate,
+    not a conflict. Quantities are normalized (1.50 == 1.5).
+    """
+    canonical = {
+        "developerId": developer_id,
+        "metric": event.metric,
+        "quantity": jsonutil.number_text(event.quantity),
+        "timestamp": format_timestamp(event.timestamp) if event.timestamp else None,
+        "metadata": event.metadata,
+    }
+    return hashlib.sha256(jsonutil.dumps(canonical).encode()).hexdigest()
+
+
+def _error(exc: UsageMeterError) -> ErrorDetail:
+    return ErrorDetail(code=exc.code, message=exc.message, details=exc.details)
+
+
+def validation_error_detail(exc: ValidationError) -> ErrorDetail:
+    """A pydantic error as our error body: the field paths in the message and in details."""
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return ErrorDetail(code="validation_error", message=message, details=details)
+
+
+def _check_time(event: UsageEventIn, now: datetime) -> datetime:
+    moment = event.timestamp or now
+    if moment < now - BACKDATE_WINDOW:
+        raise ValidationFailed("timestamp is more than 35 days old", code="timestamp_out_of_range")
+    if moment > now + FUTURE_TOLERANCE:
+        raise ValidationFailed(
+            "timestamp is more than 5 minutes in the future", code="timestamp_out_of_range"
+        )
+    return moment
+
+
+def _prepare(
+    index: int, event: UsageEventIn, identity: Identity, now: datetime, header_key: str | None
+) -> _Event:
+    developer_id = resolve_developer(identity, event.developer_id)
+    key = event.idempotency_key or header_key
+    return _Event(
+        index=index,
+        developer_id=developer_id,
+        metric=event.metric,
+        quantity=event.quantity,
+        event_time=_check_time(event, now),
+        idempotency_key=key,
+        payload_hash=payload_hash(developer_id, event),
+        metadata=event.metadata,
+    )
+
+
+def _transaction_cost(events: Sequence[_Event]) -> int:
+    keyed = sum(1 for e in events if e.idempotency_key)
+    counters = {(e.developer_id, e.day, e.metric) for e in events} | {
+        (e.developer_id, e.period, e.metric) for e in events
+    }
+    return keyed + len(counters)
+
+
+def _chunks(events: Sequence[_Event]) -> list[list[_Event]]:
+    """Pack events, in order, into transactions of at most 100 items (records + combined counters)."""
+    chunks: list[list[_Event]] = []
+    current: list[_Event] = []
+    for event in events:
+        if current and _transaction_cost([*current, event]) > MAX_TRANSACTION_ITEMS:
+            chunks.append(current)
+            current = []
+        current.append(event)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _increments(events: Sequence[_Event]) -> list[CounterIncrement]:
+    """Combine the counter changes of events that hit the same counter item (a transaction may
+    touch an item once)."""
+    totals: dict[tuple[str, str, str, str], tuple[Decimal, int]] = {}
+    for e in events:
+        for scope, key in (("day", e.day), ("month", e.period)):
+            slot = (e.developer_id, scope, key, e.metric)
+            quantity, count = totals.get(slot, (Decimal(0), 0))
+            totals[slot] = (quantity + e.quantity, count + 1)
+    return [
+        CounterIncrement(developer_id=d, scope=s, key=k, metric=m, quantity=q, events=n)
+        for (d, s, k, m), (q, n) in totals.items()
+    ]
+
+
+def _record(e: _Event, recorded_at: str, expires_at: int) -> IdempotencyRecord:
+    assert e.idempotency_key is not None
+    return IdempotencyRecord(
+        developer_id=e.developer_id,
+        idempotency_key=e.idempotency_key,
+        payload_hash=e.payload_hash,
+        metric=e.metric,
+        quantity=e.quantity,
+        event_time=format_timestamp(e.event_time),
+        day=e.day,
+        period=e.period,
+        recorded_at=recorded_at,
+        expires_at=expires_at,
+        metadata=e.metadata,
+    )
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: spreads retries of colliding writers apart."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+class _Outcomes:
+    """Results by event index, filled as commits succeed or find duplicates."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, EventResult] = {}
+
+    def set(
+        self, event: _Event, status: str, recorded_at: str | None, error: ErrorDetail | None = None
+    ) -> None:
+        for index in (event.index, *event.followers):
+            # an in-batch follower is a duplicate of its leader's outcome
+            follower_status = status if index == event.index or status == "rejected" else "duplicate"
+            self.results[index] = EventResult(
+                index=index,
+                status=follower_status,
+                idempotency_key=event.idempotency_key,
+                recorded_at=recorded_at,
+                error=error,
+            )
+
+
+def _commit_chunk(chunk: list[_Event], outcomes: _Outcomes, sleep: Sleeper) -> None:
+    """Commit one transaction's worth of events, peeling off duplicates and retrying contention."""
+    pending = list(chunk)
+    for attempt in range(MAX_COMMIT_ATTEMPTS):
+        if not pending:
+            return
+        now = clock.now()
+        recorded_at = format_timestamp(now)
+        expires_at = int((now + IDEMPOTENCY_RETENTION).timestamp())
+        keyed = [e for e in pending if e.idempotency_key]
+        try:
+            dal.commit_events(
+                [_record(e, recorded_at, expires_at) for e in keyed],
+                _increments(pending),
+                now_epoch=int(now.timestamp()),
+                updated_at=recorded_at,
+            )
+        except dal.CommitCancelled as cancelled:
+            if cancelled.duplicates:
+                for position, held in cancelled.duplicates.items():
+                    event = keyed[position]
+                    _settle_duplicate(event, held, outcomes)
+                    pending.remove(event)
+                logger.info("duplicates peeled off", extra={"duplicates": len(cancelled.duplicates)})
+                continue  # no wait: the rest has not met contention yet
+            logger.info("transaction contention, retrying", extra={"attempt": attempt + 1})
+            sleep(_backoff(attempt))
+            continue
+        for event in pending:
+            outcomes.set(event, "recorded", recorded_at)
+        return
+    if pending:
+        logger.warning("commit attempts exhausted", extra={"events": len(pending)})
+        busy = Busy("DynamoDB kept refusing the write; retry with the same idempotency keys")
+        for event in pending:
+            outcomes.set(event, "rejected", None, _error(busy))
+
+
+def _settle_duplicate(event: _Event, held: IdempotencyRecord, outcomes: _Outcomes) -> None:
+    if held.payload_hash == event.payload_hash:
+        outcomes.set(event, "duplicate", held.recorded_at)
+    else:
+        reused = IdempotencyKeyReused("this idempotency key was used for a different event")
+        outcomes.set(event, "rejected", None, _error(reused))
+
+
+def _usage_block(event: _Event) -> UsageBlock:
+    counter = dal.month_counter(event.developer_id, event.period, event.metric)
+    period = month_period(event.event_time)
+    return UsageBlock(
+        metric=event.metric,
+        consumed=counter.consumed if counter else Decimal(0),
+        limit=None,
+        remaining=None,
+        period_start=format_instant(period.start),
+        period_end=format_instant(period.end),
+    )
+
+
+_SINGLE_EVENT_ERRORS: dict[str, type[UsageMeterError]] = {
+    "idempotency_key_reused": IdempotencyKeyReused,
+    "temporarily_unavailable": Busy,
+}
+
+
+def track(
+    identity: Identity,
+    body: UsageEventIn | EventBatchIn,
+    *,
+    header_key: str | None = None,
+    sleep: Sleeper = time.sleep,
+) -> TrackResponse:
+    """Record one event or a batch; every event gets a result, in order.
+
+    Raises UsageMeterError (422/403/409/503) for a single event that fails; a batch never
+    raises for a bad item, it reports it.
+    """
+    now = clock.now()
+    single = isinstance(body, UsageEventIn)
+    raw: list[Any] = [body] if single else list(body.events)  # type: ignore[union-attr]
+    outcomes = _Outcomes()
+    leaders: dict[tuple[str, str], _Event] = {}
+    to_commit: list[_Event] = []
+
+    for index, item in enumerate(raw):
+        try:
+            event_in = item if isinstance(item, UsageEventIn) else UsageEventIn.model_validate(item)
+            event = _prepare(index, event_in, identity, now, header_key if single else None)
+        except ValidationError as exc:
+            if single:
+                raise
+            outcomes.results[index] = EventResult(
+                index=index, status="rejected", error=validation_error_detail(exc)
+            )
+            continue
+        except UsageMeterError as exc:
+            if single:
+                raise
+            outcomes.results[index] = EventResult(index=index, status="rejected", error=_error(exc))
+            continue
+        if event.idempotency_key:
+            slot = (event.developer_id, event.idempotency_key)
+            leader = leaders.get(slot)
+            if leader is not None:
+                if leader.payload_hash == event.payload_hash:
+                    leader.followers.append(index)
+                else:
+                    reused = IdempotencyKeyReused(
+                        "this idempotency key was used for a different event in the same batch"
+                    )
+                    outcomes.results[index] = EventResult(
+                        index=index,
+                        status="rejected",
+                        idempotency_key=event.idempotency_key,
+                        error=_error(reused),
+                    )
+                continue
+            leaders[slot] = event
+        to_commit.append(event)
+
+    for chunk in _chunks(to_commit):
+        _commit_chunk(chunk, outcomes, sleep)
+
+    results = [outcomes.results[i] for i in range(len(raw))]
+    response = TrackResponse(
+        results=results,
+        recorded=sum(1 for r in results if r.status == "recorded"),
+        duplicates=sum(1 for r in results if r.status == "duplicate"),
+        rejected=sum(1 for r in results if r.status in ("rejected", "limit_exceeded")),
+    )
+    if single:
+        only = results[0]
+        if only.status == "rejected" and only.error is not None:
+            error_class = _SINGLE_EVENT_ERRORS.get(only.error.code, ValidationFailed)
+            raise error_class(only.error.message, code=only.error.code)
+        response.usage = _usage_block(to_commit[0])
+    return response

@@ -1,0 +1,163 @@
+"""Reading usage: the current billing period (or a range) and zero-filled history."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from usage_meter import clock, dal
+from usage_meter.errors import ValidationFailed
+from usage_meter.identity import resolve_developer
+from usage_meter.models import (
+    Counter,
+    CurrentUsageResponse,
+    HistoryEntry,
+    HistoryResponse,
+    Identity,
+    MetricUsage,
+    PeriodOut,
+)
+from usage_meter.periods import (
+    Period,
+    day_key,
+    day_period,
+    days_between,
+    format_instant,
+    month_period,
+    months_between,
+    range_period,
+    week_period,
+)
+
+MAX_RANGE_DAYS = 366
+DEFAULT_HISTORY_DAYS = 30
+
+PeriodName = Literal["day", "week", "month"]
+Granularity = Literal["day", "month"]
+
+
+def _date_range(start_date: date | None, end_date: date | None, today: date) -> tuple[date, date]:
+    """An inclusive, validated range; a missing end means today."""
+    if start_date is None:
+        raise ValidationFailed("endDate needs a startDate", code="invalid_range")
+    last = end_date or today
+    if last < start_date:
+        raise ValidationFailed("endDate is before startDate", code="invalid_range")
+    if (last - start_date).days + 1 > MAX_RANGE_DAYS:
+        raise ValidationFailed(f"a range covers at most {MAX_RANGE_DAYS} days", code="invalid_range")
+    return start_date, last
+
+
+def _metric_usage(consumed: Decimal) -> MetricUsage:
+    # limits come with plans; until a plan sets one, every metric is unlimited
+    return MetricUsage(consumed=consumed, limit=None, remaining=None, percentage_used=None)
+
+
+def current_usage(
+    identity: Identity,
+    *,
+    developer_id: str | None = None,
+    metric: str | None = None,
+    period: PeriodName | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+) -> CurrentUsageResponse:
+    """Usage of the billing period (default), today, this ISO week or a date range.
+
+    The billing period reads the month counters (one Query); other ranges sum day counters
+    (one Query). Both strongly consistent, so a track followed by a read sees the event.
+    """
+    target = resolve_developer(identity, developer_id)
+    now = clock.now()
+    today = now.date()
+    if period and (start_date or end_date):
+        raise ValidationFailed("use either period or startDate/endDate", code="invalid_range")
+
+    selected: Period
+    counters: list[Counter]
+    if start_date or end_date:
+        first, last = _date_range(start_date, end_date, today)
+        selected = range_period(first, last)
+        counters = dal.day_counters(target, day_key(first), day_key(last))
+    elif period in ("day", "week"):
+        selected = day_period(now) if period == "day" else week_period(now)
+        counters = dal.day_counters(target, day_key(selected.first_day), day_key(selected.last_day))
+    else:
+        selected = month_period(now)
+        counters = dal.month_counters(target, selected.key)
+
+    consumed: dict[str, Decimal] = defaultdict(Decimal)
+    total = 0
+    for counter in counters:
+        if metric and counter.metric != metric:
+            continue
+        consumed[counter.metric] += counter.consumed
+        total += counter.events
+    if metric:
+        consumed.setdefault(metric, Decimal(0))
+
+    billing = month_period(now)
+    return CurrentUsageResponse(
+        developer_id=target,
+        plan=None,
+        period=PeriodOut(
+            key=selected.key, start=format_instant(selected.start), end=format_instant(selected.end)
+        ),
+        metrics={name: _metric_usage(consumed[name]) for name in sorted(consumed)},
+        total_requests=total,
+        resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
+    )
+
+
+def usage_history(
+    identity: Identity,
+    *,
+    developer_id: str | None = None,
+    metric: str | None = None,
+    days: int | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+    granularity: Granularity = "day",
+) -> HistoryResponse:
+    """Day (or month) entries over a range, oldest first, every step present (zero-filled).
+
+    One paginated Query over the developer's day counters covers the whole range.
+    """
+    target = resolve_developer(identity, developer_id)
+    today = clock.now().date()
+    if days is not None and (start_date or end_date):
+        raise ValidationFailed("use either days or startDate/endDate", code="invalid_range")
+    if start_date or end_date:
+        first, last = _date_range(start_date, end_date, today)
+    else:
+        span = DEFAULT_HISTORY_DAYS if days is None else days
+        first, last = today - timedelta(days=span - 1), today
+
+    per_step: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    events: dict[str, int] = defaultdict(int)
+    seen: set[str] = {metric} if metric else set()
+    for counter in dal.day_counters(target, day_key(first), day_key(last)):
+        if metric and counter.metric != metric:
+            continue
+        step = counter.key if granularity == "day" else counter.key[:7]
+        per_step[step][counter.metric] += counter.consumed
+        events[step] += counter.events
+        seen.add(counter.metric)
+
+    steps = (
+        [day_key(d) for d in days_between(first, last)]
+        if granularity == "day"
+        else months_between(first, last)
+    )
+    entries = [
+        HistoryEntry(
+            date=step,
+            metrics={name: per_step[step].get(name, Decimal(0)) for name in sorted(seen)},
+            total_requests=events.get(step, 0),
+        )
+        for step in steps
+    ]
+    return HistoryResponse(developer_id=target, granularity=granularity, entries=entries)

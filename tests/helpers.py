@@ -1,0 +1,35 @@
+"""Shared test helpers: identities, clock control and table inspection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+DEV_A = {"developerId": "dev_alice", "role": "developer"}
+DEV_B = {"developerId": "dev_bob", "role": "developer"}
+SERVICE = {"developerId": "dev_provider", "role": "service"}
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+    """Every item of a table (tests only: the service itself never scans)."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def counters(dynamodb: Any, table: str) -> dict[tuple[str, str], tuple[Decimal, int]]:
+    """Counter items as {(pk, sk): (consumed, events)}."""
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
+        for i in table_items(dynamodb, table)
+    }

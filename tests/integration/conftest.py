@@ -1,0 +1,64 @@
+"""Handlers against moto's DynamoDB, tables created from template.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from helpers import DEV_A
+from moto import mock_aws
+from usage_meter import clock, dal
+from usage_meter_local.invoke import Answer, LocalApi
+from usage_meter_local.template import create_tables, table_logical_ids
+
+TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
+
+
+@dataclass
+class Stack:
+    """The API plus direct access to its tables, for asserting what landed."""
+
+    api: LocalApi
+    dynamodb: Any
+    usage_table: str
+    idempotency_table: str
+
+    def call(self, method: str, path: str, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
+        return self.api.call(method, path, authorizer=auth, **kwargs)
+
+    def track(self, body: Any, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
+        return self.call("POST", "/v1/usage/events", body=body, auth=auth, **kwargs)
+
+    def current(self, *, auth: dict[str, Any] | None = DEV_A, **query: str) -> Answer:
+        return self.call("GET", "/v1/usage", query=query or None, auth=auth)
+
+    def history(self, *, auth: dict[str, Any] | None = DEV_A, **query: str) -> Answer:
+        return self.call("GET", "/v1/usage/history", query=query or None, auth=auth)
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.setenv("USAGE_TABLE", TABLES["UsageTable"])
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", TABLES["IdempotencyTable"])
+    monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        dal.reset()
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(dynamodb, TABLES)
+        yield Stack(LocalApi(), dynamodb, TABLES["UsageTable"], TABLES["IdempotencyTable"])
+    dal.reset()
+
+
+@pytest.fixture
+def freeze(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
+    """Set the service's clock to a fixed instant."""
+
+    def _set(moment: datetime) -> None:
+        fixed = moment.astimezone(UTC)
+        monkeypatch.setattr(clock, "now", lambda: fixed)
+
+    return _set

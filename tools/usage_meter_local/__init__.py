@@ -1,0 +1,1 @@
+"""Local tooling: template.yaml reader, DynamoDB Local runner, local HTTP gateway, seeding."""

@@ -1,0 +1,86 @@
+"""Invoke the functions of template.yaml in-process, by route, with payload-2.0 events."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from usage_meter_local.events import LambdaContext, http_event
+from usage_meter_local.handlers import Handler, load_handler
+from usage_meter_local.template import Route, routes
+
+
+class Answer(BaseModel):
+    """What the gateway would send back: status, headers, raw body (and its JSON, if any)."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:  # type: ignore[override]
+        from usage_meter import jsonutil
+
+        return jsonutil.loads(self.body) if self.body else None
+
+
+def to_answer(result: dict[str, Any]) -> Answer:
+    """A handler's payload-2.0 result as the client sees it."""
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+    for key, values in (result.get("multiValueHeaders") or {}).items():
+        headers[key.lower()] = ",".join(values)
+    return Answer(status=int(result.get("statusCode", 200)), headers=headers, body=body)
+
+
+class LocalApi:
+    """The API's routes from template.yaml, each bound to its handler (loaded on first use)."""
+
+    def __init__(self) -> None:
+        self.routes = routes()
+        self._handlers: dict[str, Handler] = {}
+
+    def route(self, method: str, path: str) -> Route | None:
+        for route in self.routes:
+            if route.method == method.upper() and route.path == path:
+                return route
+        return None
+
+    def handler(self, route: Route) -> Handler:
+        if route.function not in self._handlers:
+            self._handlers[route.function] = load_handler(route.code_uri, route.handler)
+        return self._handlers[route.function]
+
+    def invoke_event(self, route: Route, event: dict[str, Any]) -> Answer:
+        return to_answer(self.handler(route)(event, LambdaContext(route.function)))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        authorizer: dict[str, Any] | None = None,
+    ) -> Answer:
+        """One request; a non-str body is sent as JSON. 404 for a path the template does not route."""
+        route = self.route(method, path)
+        if route is None:
+            return Answer(status=404, headers={}, body=json.dumps({"message": "Not Found"}))
+        text = body if isinstance(body, str | bytes) or body is None else json.dumps(body)
+        sent_headers = {"content-type": "application/json", **(headers or {})}
+        event = http_event(
+            method,
+            path,
+            body=text,
+            headers=sent_headers,
+            query=query,
+            authorizer=authorizer,
+            route_key=f"{route.method} {route.path}",
+        )
+        return self.invoke_event(route, event)

@@ -1,0 +1,150 @@
+"""template.yaml, read as data: the tables, routes and environment the local tools build from.
+
+There is no second copy of the schema: tables are created from the template's own
+`AWS::DynamoDB::Table` properties, routes from the functions' `HttpApi` events.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that keeps CloudFormation short-form tags (!Ref, !GetAtt, !Sub...) as dicts."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@lru_cache(maxsize=4)
+def load(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open() as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return document
+
+
+def resources(kind: str, path: Path = TEMPLATE) -> dict[str, dict[str, Any]]:
+    """Resources of one type, by logical id."""
+    return {
+        name: resource for name, resource in load(path)["Resources"].items() if resource.get("Type") == kind
+    }
+
+
+def table_logical_ids(path: Path = TEMPLATE) -> list[str]:
+    return sorted(resources("AWS::DynamoDB::Table", path))
+
+
+def create_table_requests(names: dict[str, str], path: Path = TEMPLATE) -> list[dict[str, Any]]:
+    """CreateTable requests (plus the TTL attribute) for every table, named by `names[logicalId]`."""
+    requests = []
+    for logical_id, resource in resources("AWS::DynamoDB::Table", path).items():
+        props = resource["Properties"]
+        request: dict[str, Any] = {
+            "TableName": names[logical_id],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        for index_kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if props.get(index_kind):
+                request[index_kind] = props[index_kind]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            request["_ttl_attribute"] = ttl["AttributeName"]
+        requests.append(request)
+    return requests
+
+
+def create_tables(dynamodb: Any, names: dict[str, str], path: Path = TEMPLATE) -> None:
+    """Create every table of the template with a boto3 DynamoDB client (skips existing ones)."""
+    existing = set(dynamodb.list_tables().get("TableNames", []))
+    for request in create_table_requests(names, path):
+        ttl_attribute = request.pop("_ttl_attribute", None)
+        if request["TableName"] in existing:
+            continue
+        dynamodb.create_table(**request)
+        dynamodb.get_waiter("table_exists").wait(TableName=request["TableName"])
+        if ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=request["TableName"],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+            )
+
+
+class Route(BaseModel):
+    """An HttpApi route of one function."""
+
+    method: str
+    path: str
+    function: str  # logical id
+    code_uri: str
+    handler: str
+    authorizer: str | None = None
+
+
+def routes(path: Path = TEMPLATE) -> list[Route]:
+    """Every HttpApi event of every function, with the authorizer that guards it."""
+    api = next(iter(resources("AWS::Serverless::HttpApi", path).values()), {})
+    auth = api.get("Properties", {}).get("Auth", {})
+    default_authorizer = auth.get("DefaultAuthorizer")
+    globals_fn = load(path).get("Globals", {}).get("Function", {})
+    found = []
+    for logical_id, fn in resources("AWS::Serverless::Function", path).items():
+        props = fn["Properties"]
+        for event in props.get("Events", {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            event_props = event["Properties"]
+            authorizer = event_props.get("Auth", {}).get("Authorizer", default_authorizer)
+            found.append(
+                Route(
+                    method=event_props["Method"].upper(),
+                    path=event_props["Path"],
+                    function=logical_id,
+                    code_uri=props["CodeUri"],
+                    handler=props.get("Handler", globals_fn.get("Handler", "app.lambda_handler")),
+                    authorizer=None if authorizer == "NONE" else authorizer,
+                )
+            )
+    return found
+
+
+def function_environment(logical_id: str, refs: dict[str, str], path: Path = TEMPLATE) -> dict[str, str]:
+    """Global + function environment variables, with !Ref resolved through `refs` (logical id or
+    parameter name -> local value)."""
+    document = load(path)
+    params = {k: str(v.get("Default", "")) for k, v in document.get("Parameters", {}).items()}
+    merged: dict[str, Any] = dict(
+        document.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    )
+    fn_props = document["Resources"][logical_id]["Properties"]
+    merged.update(fn_props.get("Environment", {}).get("Variables", {}))
+    env: dict[str, str] = {}
+    for key, value in merged.items():
+        if isinstance(value, dict) and "Ref" in value:
+            name = value["Ref"]
+            env[key] = refs.get(name) or params.get(name) or str(name)
+        else:
+            env[key] = str(value)
+    return env
