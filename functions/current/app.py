@@ -1,19 +1,17 @@
 """GET /v1/usage: usage of the current billing period."""
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from usage_meter.api import current_router, make_resolver
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
 app = make_resolver()
 app.include_router(current_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
     return app.resolve(event, context)

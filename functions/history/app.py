@@ -1,19 +1,17 @@
 """GET /v1/usage/history: daily or monthly usage, zero-filled."""
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from usage_meter.api import history_router, make_resolver
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
 app = make_resolver()
 app.include_router(history_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
     return app.resolve(event, context)

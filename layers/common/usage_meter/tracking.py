@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from usage_meter import clock, dal, jsonutil
@@ -37,6 +38,7 @@ from usage_meter.models import (
 from usage_meter.periods import day_key, format_instant, format_timestamp, month_key, month_period
 
 logger = Logger(child=True)
+metrics = Metrics()
 
 MAX_TRANSACTION_ITEMS = 100
 BACKDATE_WINDOW = timedelta(days=35)
@@ -238,6 +240,7 @@ def _commit_chunk(chunk: list[_Event], outcomes: _Outcomes, sleep: Sleeper) -> N
                 logger.info("duplicates peeled off", extra={"duplicates": len(cancelled.duplicates)})
                 continue  # no wait: the rest has not met contention yet
             logger.info("transaction contention, retrying", extra={"attempt": attempt + 1})
+            metrics.add_metric(name="TransactionConflicts", unit=MetricUnit.Count, value=1)
             sleep(_backoff(attempt))
             continue
         for event in pending:
@@ -291,6 +294,16 @@ def track(
     """
     now = clock.now()
     single = isinstance(body, UsageEventIn)
+    if header_key is not None:
+        if not single:
+            raise ValidationFailed(
+                "the Idempotency-Key header is for single events; give each batch item its idempotencyKey",
+                code="idempotency_header_on_batch",
+            )
+        if body.idempotency_key not in (None, header_key):  # type: ignore[union-attr]
+            raise ValidationFailed(
+                "idempotencyKey and the Idempotency-Key header differ", code="idempotency_key_mismatch"
+            )
     raw: list[Any] = [body] if single else list(body.events)  # type: ignore[union-attr]
     outcomes = _Outcomes()
     leaders: dict[tuple[str, str], _Event] = {}
@@ -342,6 +355,13 @@ def track(
         duplicates=sum(1 for r in results if r.status == "duplicate"),
         rejected=sum(1 for r in results if r.status in ("rejected", "limit_exceeded")),
     )
+    for name, value in (
+        ("EventsRecorded", response.recorded),
+        ("EventsDuplicate", response.duplicates),
+        ("EventsRejected", sum(1 for r in results if r.status == "rejected")),
+        ("EventsLimitExceeded", sum(1 for r in results if r.status == "limit_exceeded")),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if single:
         only = results[0]
         if only.status == "rejected" and only.error is not None:

@@ -1,0 +1,296 @@
+"""POST /v1/usage/events against moto: exactly-once counting, batches, boundaries, exact decimals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from integration.conftest import Stack
+
+from helpers import DEV_A, DEV_B, SERVICE, counters, table_items
+
+Freeze = Callable[[datetime], None]
+NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+
+
+def day_counter(stack: Stack, developer: str, day: str, metric: str) -> tuple[Decimal, int] | None:
+    return counters(stack.dynamodb, stack.usage_table).get((f"DEV#{developer}", f"D#{day}#{metric}"))
+
+
+def month_counter(stack: Stack, developer: str, month: str, metric: str) -> tuple[Decimal, int] | None:
+    return counters(stack.dynamodb, stack.usage_table).get((f"DEV#{developer}", f"M#{month}#{metric}"))
+
+
+def test_single_event_is_recorded_with_usage_block(stack: Stack, freeze: Freeze) -> None:
+    freeze(NOON)
+    answer = stack.track({"metric": "api_calls", "quantity": 3, "idempotencyKey": "evt-1"})
+
+    assert answer.status == 200
+    body = answer.json()
+    assert body["results"] == [
+        {"index": 0, "status": "recorded", "idempotencyKey": "evt-1", "recordedAt": "2026-11-10T12:00:00.000Z"}
+    ]
+    assert (body["recorded"], body["duplicates"], body["rejected"]) == (1, 0, 0)
+    assert body["usage"] == {
+        "metric": "api_calls",
+        "consumed": 3,
+        "limit": None,
+        "remaining": None,
+        "periodStart": "2026-11-01T00:00:00Z",
+        "periodEnd": "2026-12-01T00:00:00Z",
+    }
+    assert day_counter(stack, "dev_alice", "2026-11-10", "api_calls") == (Decimal(3), 1)
+    assert month_counter(stack, "dev_alice", "2026-11", "api_calls") == (Decimal(3), 1)
+    (record,) = table_items(stack.dynamodb, stack.idempotency_table)
+    assert record["pk"]["S"] == "dev_alice#evt-1"
+    assert record["quantity"]["N"] == "3"
+    assert record["day"]["S"] == "2026-11-10"
+    # kept for the 35-day backdating window plus a day
+    assert int(record["expiresAt"]["N"]) == int((NOON + timedelta(days=36)).timestamp())
+
+
+def test_duplicate_returns_the_original_outcome_and_counts_once(stack: Stack, freeze: Freeze) -> None:
+    freeze(NOON)
+    first = stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "k"})
+    freeze(NOON + timedelta(minutes=3))
+    again = stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "k"})
+
+    assert again.status == 200
+    result = again.json()["results"][0]
+    assert result["status"] == "duplicate"
+    assert result["recordedAt"] == first.json()["results"][0]["recordedAt"] == "2026-11-10T12:00:00.000Z"
+    assert again.json()["duplicates"] == 1
+    assert again.json()["usage"]["consumed"] == 1
+    assert month_counter(stack, "dev_alice", "2026-11", "api_calls") == (Decimal(1), 1)
+    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 1
+
+
+def test_retry_without_timestamp_is_a_duplicate_not_a_conflict(stack: Stack, freeze: Freeze) -> None:
+    freeze(NOON)
+    stack.track({"metric": "tokens", "quantity": 5, "idempotencyKey": "no-ts"})
+    freeze(NOON + timedelta(hours=2))  # a later "now" must not make the payload differ
+    again = stack.track({"metric": "tokens", "quantity": 5.0, "idempotencyKey": "no-ts"})
+    assert again.status == 200
+    assert again.json()["results"][0]["status"] == "duplicate"
+    assert month_counter(stack, "dev_alice", "2026-11", "tokens") == (Decimal(5), 1)
+
+
+def test_same_key_different_payload_is_409_and_changes_nothing(stack: Stack) -> None:
+    stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "k"})
+    before = counters(stack.dynamodb, stack.usage_table)
+
+    answer = stack.track({"metric": "api_calls", "quantity": 2, "idempotencyKey": "k"})
+
+    assert answer.status == 409
+    assert answer.json()["error"]["code"] == "idempotency_key_reused"
+    assert counters(stack.dynamodb, stack.usage_table) == before
+
+
+def test_idempotency_key_header_for_a_single_event(stack: Stack) -> None:
+    first = stack.track({"metric": "api_calls", "quantity": 1}, headers={"Idempotency-Key": "hdr-1"})
+    again = stack.track({"metric": "api_calls", "quantity": 1}, headers={"Idempotency-Key": "hdr-1"})
+    assert first.json()["results"][0] | {"recordedAt": None} == {
+        "index": 0,
+        "status": "recorded",
+        "idempotencyKey": "hdr-1",
+        "recordedAt": None,
+    }
+    assert again.json()["results"][0]["status"] == "duplicate"
+    assert table_items(stack.dynamodb, stack.idempotency_table)[0]["pk"]["S"] == "dev_alice#hdr-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"metric": "m", "quantity": 1, "idempotencyKey": "body"}, "idempotency_key_mismatch"),
+        ({"events": [{"metric": "m", "quantity": 1}]}, "idempotency_header_on_batch"),
+    ],
+)
+def test_idempotency_header_conflicts_are_refused(stack: Stack, body: dict[str, object], code: str) -> None:
+    answer = stack.track(body, headers={"Idempotency-Key": "hdr"})
+    assert answer.status == 422
+    assert answer.json()["error"]["code"] == code
+    assert table_items(stack.dynamodb, stack.usage_table) == []
+
+
+def test_events_without_key_are_counted_each_time(stack: Stack) -> None:
+    for _ in range(3):
+        assert stack.track({"metric": "api_calls", "quantity": 2}).status == 200
+    assert table_items(stack.dynamodb, stack.idempotency_table) == []
+    today = datetime.now(UTC).strftime("%Y-%m")
+    assert month_counter(stack, "dev_alice", today, "api_calls") == (Decimal(6), 3)
+
+
+def test_batch_results_in_order_with_duplicates_inside_and_across(stack: Stack, freeze: Freeze) -> None:
+    freeze(NOON)
+    stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "old"})
+    batch = {
+        "events": [
+            {"metric": "api_calls", "quantity": 1, "idempotencyKey": "a"},
+            {"metric": "tokens", "quantity": 250, "idempotencyKey": "b"},
+            {"metric": "api_calls", "quantity": 1, "idempotencyKey": "a"},  # same payload: duplicate
+            {"metric": "api_calls", "quantity": 9, "idempotencyKey": "a"},  # other payload: rejected
+            {"metric": "api_calls", "quantity": 1, "idempotencyKey": "old"},  # earlier call: duplicate
+            {"metric": "api_calls", "quantity": 4},
+        ]
+    }
+    answer = stack.track(batch)
+
+    assert answer.status == 200
+    body = answer.json()
+    assert "usage" not in body
+    assert [r["status"] for r in body["results"]] == [
+        "recorded",
+        "recorded",
+        "duplicate",
+        "rejected",
+        "duplicate",
+        "recorded",
+    ]
+    assert [r["index"] for r in body["results"]] == list(range(6))
+    assert body["results"][3]["error"]["code"] == "idempotency_key_reused"
+    assert body["results"][2]["recordedAt"] == body["results"][0]["recordedAt"]
+    assert (body["recorded"], body["duplicates"], body["rejected"]) == (3, 2, 1)
+    assert day_counter(stack, "dev_alice", "2026-11-10", "api_calls") == (Decimal(6), 3)  # old + a + 4
+    assert day_counter(stack, "dev_alice", "2026-11-10", "tokens") == (Decimal(250), 1)
+    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 3
+
+
+def test_full_batch_splits_into_transactions_and_counts_every_event_once(stack: Stack) -> None:
+    events = [{"metric": "api_calls", "quantity": 1, "idempotencyKey": f"e{i}"} for i in range(100)]
+    first = stack.track({"events": events})
+    again = stack.track({"events": events})
+
+    assert first.json()["recorded"] == 100
+    assert again.json()["duplicates"] == 100
+    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 100
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert month_counter(stack, "dev_alice", month, "api_calls") == (Decimal(100), 100)
+
+
+def test_batch_over_many_counters_is_exact(stack: Stack, freeze: Freeze) -> None:
+    freeze(NOON)
+    events = [
+        {
+            "metric": f"m{i % 7}",
+            "quantity": f"{i}.5",
+            "idempotencyKey": f"k{i}",
+            "timestamp": f"2026-11-{1 + i % 10:02d}T08:00:00Z",
+        }
+        for i in range(100)
+    ]
+    body = "{" + '"events": [' + ",".join(_event_json(e) for e in events) + "]}"
+    answer = stack.track(body)
+    assert answer.json()["recorded"] == 100
+    expected_month: dict[str, Decimal] = {}
+    for e in events:
+        expected_month[str(e["metric"])] = expected_month.get(str(e["metric"]), Decimal(0)) + Decimal(
+            str(e["quantity"])
+        )
+    for metric, total in expected_month.items():
+        assert month_counter(stack, "dev_alice", "2026-11", metric) == (
+            total,
+            sum(1 for e in events if e["metric"] == metric),
+        )
+
+
+def _event_json(event: dict[str, object]) -> str:
+    """An event with its quantity written as a raw JSON number."""
+    return (
+        f'{{"metric": "{event["metric"]}", "quantity": {event["quantity"]}, '
+        f'"idempotencyKey": "{event["idempotencyKey"]}", "timestamp": "{event["timestamp"]}"}}'
+    )
+
+
+def test_quantities_are_exact_decimals(stack: Stack) -> None:
+    stack.track('{"metric": "gb", "quantity": 0.1}')
+    stack.track('{"metric": "gb", "quantity": 0.2}')
+    big = stack.track('{"metric": "gb", "quantity": 999999999999.999999999}')
+    assert big.status == 200
+    assert big.body.count('"consumed":1000000000000.299999999') == 1
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert month_counter(stack, "dev_alice", month, "gb") == (Decimal("1000000000000.299999999"), 3)
+    current = stack.current()
+    assert '"consumed":1000000000000.299999999' in current.body
+
+
+def test_day_boundary_at_midnight_utc(stack: Stack, freeze: Freeze) -> None:
+    freeze(datetime(2026, 11, 10, 0, 1, tzinfo=UTC))
+    stack.track({"metric": "api_calls", "quantity": 1, "timestamp": "2026-11-09T23:59:59.999Z"})
+    stack.track({"metric": "api_calls", "quantity": 10, "timestamp": "2026-11-10T00:00:00Z"})
+    stack.track({"metric": "api_calls", "quantity": 100, "timestamp": "2026-11-10T01:30:00+02:00"})  # 23:30Z on the 9th
+
+    assert day_counter(stack, "dev_alice", "2026-11-09", "api_calls") == (Decimal(101), 2)
+    assert day_counter(stack, "dev_alice", "2026-11-10", "api_calls") == (Decimal(10), 1)
+    history = stack.history(startDate="2026-11-09", endDate="2026-11-10").json()
+    assert [(e["date"], e["metrics"]["api_calls"]) for e in history["entries"]] == [
+        ("2026-11-09", 101),
+        ("2026-11-10", 10),
+    ]
+
+
+def test_backdated_event_lands_in_last_months_period(stack: Stack, freeze: Freeze) -> None:
+    freeze(datetime(2026, 12, 1, 0, 10, tzinfo=UTC))
+    answer = stack.track(
+        {"metric": "api_calls", "quantity": 7, "idempotencyKey": "late", "timestamp": "2026-11-30T23:59:59.999Z"}
+    )
+
+    assert answer.status == 200
+    assert answer.json()["usage"]["periodStart"] == "2026-11-01T00:00:00Z"
+    assert answer.json()["usage"]["consumed"] == 7
+    assert month_counter(stack, "dev_alice", "2026-11", "api_calls") == (Decimal(7), 1)
+    assert month_counter(stack, "dev_alice", "2026-12", "api_calls") is None
+    december = stack.current().json()
+    assert december["period"]["key"] == "2026-12"
+    assert december["metrics"] == {}
+    november = stack.current(startDate="2026-11-01", endDate="2026-11-30").json()
+    assert november["metrics"]["api_calls"]["consumed"] == 7
+
+
+def test_expired_idempotency_record_is_replaced_not_trusted(stack: Stack, freeze: Freeze) -> None:
+    """Expiry is checked in the condition: a record past its expiresAt (TTL not yet run) is replaced."""
+    freeze(NOON)
+    stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "reused-later"})
+    freeze(NOON + timedelta(days=37))
+    later = stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "reused-later"})
+    assert later.json()["results"][0]["status"] == "recorded"
+    (record,) = table_items(stack.dynamodb, stack.idempotency_table)
+    assert int(record["expiresAt"]["N"]) == int((NOON + timedelta(days=37 + 36)).timestamp())
+
+
+def test_idempotency_keys_are_scoped_per_developer(stack: Stack) -> None:
+    a = stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "abc"}, auth=DEV_A)
+    b = stack.track({"metric": "api_calls", "quantity": 5, "idempotencyKey": "abc"}, auth=DEV_B)
+    assert a.json()["results"][0]["status"] == "recorded"
+    assert b.json()["results"][0]["status"] == "recorded"
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert month_counter(stack, "dev_alice", month, "api_calls") == (Decimal(1), 1)
+    assert month_counter(stack, "dev_bob", month, "api_calls") == (Decimal(5), 1)
+
+
+def test_service_key_tracks_for_the_named_developer(stack: Stack) -> None:
+    answer = stack.track({"metric": "api_calls", "quantity": 2, "developerId": "dev_bob"}, auth=SERVICE)
+    assert answer.status == 200
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert month_counter(stack, "dev_bob", month, "api_calls") == (Decimal(2), 1)
+    assert month_counter(stack, "dev_provider", month, "api_calls") is None
+    batch = stack.track(
+        {
+            "events": [
+                {"metric": "api_calls", "quantity": 1, "developerId": "dev_alice"},
+                {"metric": "api_calls", "quantity": 1},
+            ]
+        },
+        auth=SERVICE,
+    )
+    assert [r["status"] for r in batch.json()["results"]] == ["recorded", "rejected"]
+    assert batch.json()["results"][1]["error"]["code"] == "developer_id_required"
+
+
+def test_missing_authorizer_context_is_401(stack: Stack) -> None:
+    answer = stack.track({"metric": "api_calls", "quantity": 1}, auth=None)
+    assert answer.status == 401
+    assert answer.json() == {"error": {"code": "unauthorized", "message": "missing API key"}}
+    assert table_items(stack.dynamodb, stack.usage_table) == []
