@@ -9,11 +9,11 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import DEV_A
+from helpers import DEV_A, DEV_B, SERVICE
 from moto import mock_aws
-from usage_meter import clock, dal
+from usage_meter import accounts, clock, dal
 from usage_meter_local.invoke import Answer, LocalApi
-from usage_meter_local.template import create_tables, table_logical_ids
+from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
 TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
 
@@ -26,6 +26,7 @@ class Stack:
     dynamodb: Any
     usage_table: str
     idempotency_table: str
+    accounts_table: str
 
     def call(self, method: str, path: str, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
         return self.api.call(method, path, authorizer=auth, **kwargs)
@@ -42,14 +43,18 @@ class Stack:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    monkeypatch.setenv("USAGE_TABLE", TABLES["UsageTable"])
-    monkeypatch.setenv("IDEMPOTENCY_TABLE", TABLES["IdempotencyTable"])
+    for name, value in function_environment("TrackFunction", TABLES).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
     with mock_aws():
         dal.reset()
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(dynamodb, TABLES)
-        yield Stack(LocalApi(), dynamodb, TABLES["UsageTable"], TABLES["IdempotencyTable"])
+        for identity in (DEV_A, DEV_B, SERVICE):
+            accounts.create_developer(identity["developerId"], "pro", identity["developerId"])
+        yield Stack(
+            LocalApi(), dynamodb, TABLES["UsageTable"], TABLES["IdempotencyTable"], TABLES["AccountsTable"]
+        )
     dal.reset()
 
 

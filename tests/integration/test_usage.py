@@ -48,7 +48,7 @@ def test_current_billing_period(seeded: Stack) -> None:
     assert answer.status == 200
     assert answer.json() == {
         "developerId": "dev_alice",
-        "plan": None,
+        "plan": "pro",
         "period": {"key": "2026-11", "start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
         "metrics": {
             "api_calls": {"consumed": 35, "limit": None, "remaining": None, "percentageUsed": None},

@@ -15,6 +15,7 @@ class Settings(BaseModel):
 
     usage_table: str
     idempotency_table: str
+    accounts_table: str
     endpoint_url: str | None = None
     region: str = "us-east-1"
 
@@ -25,6 +26,7 @@ def settings() -> Settings:
     return Settings(
         usage_table=os.environ.get("USAGE_TABLE", "UsageTable"),
         idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "IdempotencyTable"),
+        accounts_table=os.environ.get("ACCOUNTS_TABLE", "AccountsTable"),
         endpoint_url=os.environ.get("DYNAMODB_ENDPOINT_URL") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     )

@@ -5,6 +5,11 @@ Key layout (UsageTable, pk/sk strings):
     sk = "D#<YYYY-MM-DD>#<metric>"   day counter
     sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
 IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
+AccountsTable:
+    pk = "DEV#<developerId>", sk = "PROFILE"       developer profile (kind = "developer")
+    pk = "DEV#<developerId>", sk = "KEY#<keyId>"   a key as its developer lists it (no plaintext)
+    pk = "KEY#<sha256(key)>", sk = "KEY"           the authorizer's lookup item
+    pk = "PLAN#<name>",       sk = "PLAN"          a plan (kind = "plan")
 """
 
 from __future__ import annotations
@@ -20,8 +25,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from usage_meter.config import settings
-from usage_meter.errors import Busy
-from usage_meter.models import Counter, CounterIncrement, IdempotencyRecord
+from usage_meter.errors import Busy, Conflict, NotFound
+from usage_meter.models import (
+    ApiKeyRecord,
+    Counter,
+    CounterIncrement,
+    Developer,
+    IdempotencyRecord,
+    MetricLimit,
+    Plan,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -337,3 +350,278 @@ def get_record(developer_id: str, idempotency_key: str) -> IdempotencyRecord | N
         raise
     item = answer.get("Item")
     return _record_from_item(item) if item else None
+
+
+# ---- accounts: developers, keys, plans ---------------------------------------------------------
+
+
+def _accounts_call(operation: str, **kwargs: Any) -> Any:
+    """One call on the accounts table, with the same error translation as the rest."""
+    try:
+        return getattr(client(), operation)(TableName=settings().accounts_table, **kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
+            raise Busy("DynamoDB is throttling; retry shortly") from exc
+        raise
+
+
+def _developer_item(developer: Developer) -> Item:
+    return {
+        "pk": _s(developer_pk(developer.developer_id)),
+        "sk": _s("PROFILE"),
+        "kind": _s("developer"),
+        "developerId": _s(developer.developer_id),
+        "name": _s(developer.name),
+        "plan": _s(developer.plan),
+        "createdAt": _s(developer.created_at),
+    }
+
+
+def _developer(item: dict[str, Any]) -> Developer:
+    return Developer(
+        developer_id=item["developerId"]["S"],
+        name=item["name"]["S"],
+        plan=item["plan"]["S"],
+        created_at=item["createdAt"]["S"],
+    )
+
+
+def put_developer(developer: Developer) -> None:
+    """Create a developer; refuses to overwrite an existing id."""
+    try:
+        client().put_item(
+            TableName=settings().accounts_table,
+            Item=_developer_item(developer),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            raise Conflict(
+                f"developer {developer.developer_id} already exists", code="developer_exists"
+            ) from exc
+        raise
+
+
+def get_developer(developer_id: str) -> Developer | None:
+    """A developer's profile, strongly consistent (a plan change applies to the next request)."""
+    answer = _accounts_call(
+        "get_item", Key={"pk": _s(developer_pk(developer_id)), "sk": _s("PROFILE")}, ConsistentRead=True
+    )
+    item = answer.get("Item")
+    return _developer(item) if item else None
+
+
+def _by_kind(kind: str) -> Iterator[dict[str, Any]]:
+    kwargs: dict[str, Any] = {
+        "IndexName": "KindIndex",
+        "KeyConditionExpression": "kind = :k",
+        "ExpressionAttributeValues": {":k": _s(kind)},
+    }
+    while True:
+        page = _accounts_call("query", **kwargs)
+        yield from page.get("Items", [])
+        if not page.get("LastEvaluatedKey"):
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def list_developers() -> list[Developer]:
+    return [_developer(item) for item in _by_kind("developer")]
+
+
+def set_developer_plan(developer_id: str, plan: str) -> None:
+    try:
+        client().update_item(
+            TableName=settings().accounts_table,
+            Key={"pk": _s(developer_pk(developer_id)), "sk": _s("PROFILE")},
+            UpdateExpression="SET #p = :p",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#p": "plan"},
+            ExpressionAttributeValues={":p": _s(plan)},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            raise NotFound(f"no developer {developer_id}", code="developer_not_found") from exc
+        raise
+
+
+def _key_lookup_pk(key_hash: str) -> str:
+    return f"KEY#{key_hash}"
+
+
+def _key_attributes(key: ApiKeyRecord) -> Item:
+    item: Item = {
+        "keyId": _s(key.key_id),
+        "keyHash": _s(key.key_hash),
+        "prefix": _s(key.prefix),
+        "developerId": _s(key.developer_id),
+        "role": _s(key.role),
+        "status": _s(key.status),
+        "createdAt": _s(key.created_at),
+    }
+    if key.last_used_at:
+        item["lastUsedAt"] = _s(key.last_used_at)
+    return item
+
+
+def _key(item: dict[str, Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=item["keyId"]["S"],
+        key_hash=item["keyHash"]["S"],
+        prefix=item["prefix"]["S"],
+        developer_id=item["developerId"]["S"],
+        role=item["role"]["S"],
+        status=item["status"]["S"],
+        created_at=item["createdAt"]["S"],
+        last_used_at=item.get("lastUsedAt", {}).get("S"),
+    )
+
+
+def put_key(key: ApiKeyRecord) -> None:
+    """Store a new key: its lookup item and its listing item together, only for an existing developer."""
+    cfg = settings()
+    attributes = _key_attributes(key)
+    try:
+        client().transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": cfg.accounts_table,
+                        "Key": {"pk": _s(developer_pk(key.developer_id)), "sk": _s("PROFILE")},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": cfg.accounts_table,
+                        "Item": {"pk": _s(_key_lookup_pk(key.key_hash)), "sk": _s("KEY"), **attributes},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": cfg.accounts_table,
+                        "Item": {
+                            "pk": _s(developer_pk(key.developer_id)),
+                            "sk": _s(f"KEY#{key.key_id}"),
+                            **attributes,
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            reasons = exc.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise NotFound(f"no developer {key.developer_id}", code="developer_not_found") from exc
+            raise Busy("could not store the key; try again") from exc
+        raise
+
+
+def get_key(key_hash: str) -> ApiKeyRecord | None:
+    """The key whose sha256 is `key_hash` (the authorizer's one lookup)."""
+    answer = _accounts_call("get_item", Key={"pk": _s(_key_lookup_pk(key_hash)), "sk": _s("KEY")})
+    item = answer.get("Item")
+    return _key(item) if item else None
+
+
+def list_keys(developer_id: str) -> list[ApiKeyRecord]:
+    answer = _accounts_call(
+        "query",
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :k)",
+        ExpressionAttributeValues={":pk": _s(developer_pk(developer_id)), ":k": _s("KEY#")},
+        ConsistentRead=True,
+    )
+    return [_key(item) for item in answer.get("Items", [])]
+
+
+def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
+    """Mark a key revoked in both of its items at once."""
+    listing_key = {"pk": _s(developer_pk(developer_id)), "sk": _s(f"KEY#{key_id}")}
+    item = _accounts_call("get_item", Key=listing_key, ConsistentRead=True).get("Item")
+    if not item:
+        raise NotFound(f"developer {developer_id} has no key {key_id}", code="key_not_found")
+    key = _key(item)
+    cfg = settings()
+    items: list[TransactWriteItemTypeDef] = [
+        {
+            "Update": {
+                "TableName": cfg.accounts_table,
+                "Key": key_of_item,
+                "UpdateExpression": "SET #s = :revoked",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":revoked": _s("revoked")},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        for key_of_item in (listing_key, {"pk": _s(_key_lookup_pk(key.key_hash)), "sk": _s("KEY")})
+    ]
+    client().transact_write_items(TransactItems=items)
+    return key.model_copy(update={"status": "revoked"})
+
+
+def touch_key(key: ApiKeyRecord, when: str) -> None:
+    """Record when a key was last used (best effort; the authorizer calls it once per cache fill)."""
+    for pk, sk in (
+        (_key_lookup_pk(key.key_hash), "KEY"),
+        (developer_pk(key.developer_id), f"KEY#{key.key_id}"),
+    ):
+        _accounts_call(
+            "update_item",
+            Key={"pk": _s(pk), "sk": _s(sk)},
+            UpdateExpression="SET lastUsedAt = :t",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":t": _s(when)},
+        )
+
+
+def _plan_item(plan: Plan) -> Item:
+    metrics: dict[str, Any] = {
+        name: {"limit": limit.limit, "enforcement": limit.enforcement} for name, limit in plan.metrics.items()
+    }
+    item: Item = {
+        "pk": _s(f"PLAN#{plan.name}"),
+        "sk": _s("PLAN"),
+        "kind": _s("plan"),
+        "name": _s(plan.name),
+        "metrics": _to_av(metrics),
+    }
+    if plan.requests_per_minute is not None:
+        item["requestsPerMinute"] = _n(plan.requests_per_minute)
+    return item
+
+
+def _plan(item: dict[str, Any]) -> Plan:
+    metrics = {
+        name: MetricLimit(
+            limit=Decimal(value["M"]["limit"]["N"]) if "N" in value["M"]["limit"] else None,
+            enforcement=value["M"]["enforcement"]["S"],
+        )
+        for name, value in item.get("metrics", {"M": {}})["M"].items()
+    }
+    rpm = item.get("requestsPerMinute")
+    return Plan(name=item["name"]["S"], metrics=metrics, requests_per_minute=int(rpm["N"]) if rpm else None)
+
+
+def put_plan(plan: Plan) -> None:
+    _accounts_call("put_item", Item=_plan_item(plan))
+
+
+def get_plan(name: str) -> Plan | None:
+    answer = _accounts_call("get_item", Key={"pk": _s(f"PLAN#{name}"), "sk": _s("PLAN")}, ConsistentRead=True)
+    item = answer.get("Item")
+    return _plan(item) if item else None
+
+
+def list_plans() -> list[Plan]:
+    return [_plan(item) for item in _by_kind("plan")]
+
+
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    """A deployed stack's outputs (the CLI reads table names from them)."""
+    cfg = settings()
+    cloudformation = boto3.client("cloudformation", region_name=cfg.region)
+    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", []) if "OutputKey" in o}

@@ -44,6 +44,11 @@ class NotFound(UsageMeterError):
     code = "not_found"
 
 
+class Conflict(UsageMeterError):
+    status = 409
+    code = "conflict"
+
+
 class IdempotencyKeyReused(UsageMeterError):
     status = 409
     code = "idempotency_key_reused"

@@ -6,30 +6,53 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from usage_meter.errors import Forbidden, Unauthorized, ValidationFailed
+from usage_meter import dal
+from usage_meter.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from usage_meter.models import Identity
+
+_AUTH_ERRORS = {
+    "missing_key": "missing API key",
+    "malformed_key": "malformed API key",
+    "unknown_key": "unknown API key",
+    "revoked_key": "revoked API key",
+}
 
 
 def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
-    """The caller as the Lambda authorizer put it in `requestContext.authorizer.lambda`."""
+    """The caller as the Lambda authorizer put it in `requestContext.authorizer.lambda`.
+
+    Anything but a well-formed identity is 401: a handler never runs for an unknown caller.
+    """
     if not context:
         raise Unauthorized("missing API key")
+    if context.get("authError"):
+        raise Unauthorized(_AUTH_ERRORS.get(str(context["authError"]), "invalid API key"))
     try:
         return Identity(developer_id=context.get("developerId", ""), role=context.get("role", ""))
     except ValidationError as exc:
         raise Unauthorized("invalid authorizer context") from exc
 
 
-def resolve_developer(identity: Identity, requested: str | None) -> str:
-    """The developer a request acts for.
+class DeveloperResolver:
+    """Resolves the developer each request (or batch item) acts for, checking existence once."""
 
-    Developer keys act for themselves only (naming another developer is 403, never a silent
-    rewrite); service keys must name the developer.
-    """
-    if identity.role == "service":
-        if not requested:
-            raise ValidationFailed("developerId is required with a service key", code="developer_id_required")
-        return requested
-    if requested and requested != identity.developer_id:
-        raise Forbidden("a developer key can only act for its own developer")
-    return identity.developer_id
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self._known: set[str] = set()
+
+    def __call__(self, requested: str | None) -> str:
+        """Developer keys act for themselves only (naming another developer is 403, never a
+        silent rewrite); service keys must name an existing developer (404 otherwise)."""
+        if self.identity.role == "service":
+            if not requested:
+                raise ValidationFailed(
+                    "developerId is required with a service key", code="developer_id_required"
+                )
+            if requested not in self._known:
+                if dal.get_developer(requested) is None:
+                    raise NotFound(f"no developer {requested}", code="developer_not_found")
+                self._known.add(requested)
+            return requested
+        if requested and requested != self.identity.developer_id:
+            raise Forbidden("a developer key can only act for its own developer")
+        return self.identity.developer_id

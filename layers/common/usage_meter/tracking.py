@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from usage_meter import clock, dal, jsonutil
 from usage_meter.errors import Busy, IdempotencyKeyReused, UsageMeterError, ValidationFailed
-from usage_meter.identity import resolve_developer
+from usage_meter.identity import DeveloperResolver
 from usage_meter.models import (
     CounterIncrement,
     ErrorDetail,
@@ -118,9 +118,9 @@ def _check_time(event: UsageEventIn, now: datetime) -> datetime:
 
 
 def _prepare(
-    index: int, event: UsageEventIn, identity: Identity, now: datetime, header_key: str | None
+    index: int, event: UsageEventIn, resolve: DeveloperResolver, now: datetime, header_key: str | None
 ) -> _Event:
-    developer_id = resolve_developer(identity, event.developer_id)
+    developer_id = resolve(event.developer_id)
     key = event.idempotency_key or header_key
     return _Event(
         index=index,
@@ -306,13 +306,14 @@ def track(
             )
     raw: list[Any] = [body] if single else list(body.events)  # type: ignore[union-attr]
     outcomes = _Outcomes()
+    resolve = DeveloperResolver(identity)
     leaders: dict[tuple[str, str], _Event] = {}
     to_commit: list[_Event] = []
 
     for index, item in enumerate(raw):
         try:
             event_in = item if isinstance(item, UsageEventIn) else UsageEventIn.model_validate(item)
-            event = _prepare(index, event_in, identity, now, header_key if single else None)
+            event = _prepare(index, event_in, resolve, now, header_key if single else None)
         except ValidationError as exc:
             if single:
                 raise

@@ -10,7 +10,7 @@ from typing import Literal
 
 from usage_meter import clock, dal
 from usage_meter.errors import ValidationFailed
-from usage_meter.identity import resolve_developer
+from usage_meter.identity import DeveloperResolver
 from usage_meter.models import (
     Counter,
     CurrentUsageResponse,
@@ -70,7 +70,7 @@ def current_usage(
     The billing period reads the month counters (one Query); other ranges sum day counters
     (one Query). Both strongly consistent, so a track followed by a read sees the event.
     """
-    target = resolve_developer(identity, developer_id)
+    target = DeveloperResolver(identity)(developer_id)
     now = clock.now()
     today = now.date()
     if period and (start_date or end_date):
@@ -102,7 +102,7 @@ def current_usage(
     billing = month_period(now)
     return CurrentUsageResponse(
         developer_id=target,
-        plan=None,
+        plan=developer.plan if (developer := dal.get_developer(target)) else None,
         period=PeriodOut(
             key=selected.key, start=format_instant(selected.start), end=format_instant(selected.end)
         ),
@@ -126,7 +126,7 @@ def usage_history(
 
     One paginated Query over the developer's day counters covers the whole range.
     """
-    target = resolve_developer(identity, developer_id)
+    target = DeveloperResolver(identity)(developer_id)
     today = clock.now().date()
     if days is not None and (start_date or end_date):
         raise ValidationFailed("use either days or startDate/endDate", code="invalid_range")

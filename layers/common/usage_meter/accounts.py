@@ -1,0 +1,118 @@
+"""Developers, API keys and plan assignment: what the admin CLI does.
+
+A key is `um_live_` + 32 base62 characters (~190 bits). Only its sha256 and a short display
+prefix are stored; the plaintext exists once, in the answer of `create_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+
+from pydantic import BaseModel
+
+from usage_meter import clock, dal
+from usage_meter.errors import NotFound, ValidationFailed
+from usage_meter.models import DEVELOPER_ID_PATTERN, ApiKeyRecord, Developer, Plan, Role
+from usage_meter.periods import format_timestamp
+from usage_meter.plans import DEFAULT_PLAN, DEFAULT_PLANS
+
+KEY_PREFIX = "um_live_"
+KEY_BODY_LENGTH = 32
+KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[0-9A-Za-z]{{{KEY_BODY_LENGTH}}}$")
+DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 4
+_BASE62 = string.digits + string.ascii_letters
+
+
+class CreatedKey(BaseModel):
+    """A new key: `key` is the only time the plaintext is seen."""
+
+    key: str
+    record: ApiKeyRecord
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_BASE62) for _ in range(length))
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def is_well_formed(key: str) -> bool:
+    return bool(KEY_PATTERN.match(key))
+
+
+def plans() -> list[Plan]:
+    """Stored plans, with the defaults for any name not stored (so a fresh stack has free/pro/enterprise)."""
+    stored = {plan.name: plan for plan in dal.list_plans()}
+    merged = {plan.name: plan for plan in DEFAULT_PLANS} | stored
+    return [merged[name] for name in sorted(merged)]
+
+
+def get_plan(name: str) -> Plan | None:
+    return dal.get_plan(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
+
+
+def _require_plan(name: str) -> None:
+    if get_plan(name) is None:
+        known = ", ".join(p.name for p in plans())
+        raise NotFound(f"no plan {name!r} (known plans: {known})", code="plan_not_found")
+
+
+def seed_default_plans() -> list[Plan]:
+    """Store the default plans that are not stored yet (never overwrites an edited plan)."""
+    stored = {plan.name for plan in dal.list_plans()}
+    added = [plan for plan in DEFAULT_PLANS if plan.name not in stored]
+    for plan in added:
+        dal.put_plan(plan)
+    return added
+
+
+def create_developer(name: str, plan: str = DEFAULT_PLAN, developer_id: str | None = None) -> Developer:
+    _require_plan(plan)
+    new_id = developer_id or f"dev_{_random(16)}"
+    if not re.match(DEVELOPER_ID_PATTERN, new_id):
+        raise ValidationFailed(f"invalid developer id {new_id!r}", code="invalid_developer_id")
+    developer = Developer(developer_id=new_id, name=name, plan=plan, created_at=format_timestamp(clock.now()))
+    dal.put_developer(developer)
+    return developer
+
+
+def get_developer(developer_id: str) -> Developer:
+    developer = dal.get_developer(developer_id)
+    if developer is None:
+        raise NotFound(f"no developer {developer_id}", code="developer_not_found")
+    return developer
+
+
+def set_plan(developer_id: str, plan: str) -> Developer:
+    _require_plan(plan)
+    dal.set_developer_plan(developer_id, plan)
+    return get_developer(developer_id)
+
+
+def create_key(developer_id: str, role: Role = "developer") -> CreatedKey:
+    key = f"{KEY_PREFIX}{_random(KEY_BODY_LENGTH)}"
+    record = ApiKeyRecord(
+        key_id=f"key_{_random(12)}",
+        key_hash=hash_key(key),
+        prefix=key[:DISPLAY_PREFIX_LENGTH],
+        developer_id=developer_id,
+        role=role,
+        status="active",
+        created_at=format_timestamp(clock.now()),
+    )
+    dal.put_key(record)
+    return CreatedKey(key=key, record=record)
+
+
+def list_keys(developer_id: str) -> list[ApiKeyRecord]:
+    get_developer(developer_id)
+    return dal.list_keys(developer_id)
+
+
+def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
+    return dal.revoke_key(developer_id, key_id)

@@ -1,0 +1,113 @@
+"""The Lambda authorizer's logic: header -> key -> developerId and role.
+
+Malformed keys are refused before any database call. Lookups are cached in the container for
+KEY_CACHE_SECONDS (at most 60): that bounds how long a revoked key keeps working.
+
+The authorizer always answers "authorized" to API Gateway and passes the outcome in the
+context: a refused request carries `authError` and no identity, and the handlers answer it
+with 401 in the API's own error shape (API Gateway's own 401/403 bodies cannot be shaped).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel
+
+from usage_meter import clock, dal
+from usage_meter.accounts import hash_key, is_well_formed
+from usage_meter.models import ApiKeyRecord
+from usage_meter.periods import format_timestamp
+
+logger = Logger(child=True)
+
+MAX_CACHE_SECONDS = 60.0
+MAX_CACHE_ENTRIES = 10_000
+
+
+class AuthOutcome(BaseModel):
+    """What the authorizer decided; `context` goes to the handlers."""
+
+    developer_id: str | None = None
+    role: str | None = None
+    error: str | None = None
+
+    def context(self) -> dict[str, Any]:
+        if self.error:
+            return {"authError": self.error}
+        return {"developerId": self.developer_id, "role": self.role}
+
+
+_cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+
+
+def cache_seconds() -> float:
+    try:
+        configured = float(os.environ.get("KEY_CACHE_SECONDS", MAX_CACHE_SECONDS))
+    except ValueError:
+        configured = MAX_CACHE_SECONDS
+    return max(0.0, min(configured, MAX_CACHE_SECONDS))
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def extract_key(headers: dict[str, str]) -> str | bool | None:
+    """The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+
+    None when neither header is there; False when a header is present but unusable (empty
+    bearer, other scheme, two keys, two different keys in the two headers).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    found: list[str] = []
+    authorization = lowered.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return False
+        found.append(value.strip())
+    api_key = lowered.get("x-api-key")
+    if api_key is not None:
+        found.append(api_key.strip())
+    if not found:
+        return None
+    if len(set(found)) != 1:
+        return False
+    return found[0]
+
+
+def _lookup(key_hash: str) -> ApiKeyRecord | None:
+    now = time.monotonic()
+    cached = _cache.get(key_hash)
+    if cached and cached[0] > now:
+        return cached[1]
+    record = dal.get_key(key_hash)
+    if len(_cache) >= MAX_CACHE_ENTRIES:
+        _cache.clear()
+    _cache[key_hash] = (now + cache_seconds(), record)
+    if record is not None and record.status == "active":
+        try:
+            dal.touch_key(record, format_timestamp(clock.now()))
+        except Exception:  # last-used is informational: never fail a request on it
+            logger.warning("could not record key use", extra={"keyId": record.key_id})
+    return record
+
+
+def authorize(headers: dict[str, str]) -> AuthOutcome:
+    key = extract_key(headers)
+    if key is None:
+        return AuthOutcome(error="missing_key")
+    if key is False or not isinstance(key, str) or not is_well_formed(key):
+        return AuthOutcome(error="malformed_key")
+    record = _lookup(hash_key(key))
+    if record is None:
+        logger.info("unknown key")
+        return AuthOutcome(error="unknown_key")
+    if record.status != "active":
+        logger.info("revoked key", extra={"keyId": record.key_id})
+        return AuthOutcome(error="revoked_key")
+    return AuthOutcome(developer_id=record.developer_id, role=record.role)

@@ -1,0 +1,203 @@
+"""`usage-meter`: the admin CLI for developers, API keys and plans.
+
+argparse rather than a CLI framework: it ships with Python, so the CLI adds nothing to the
+Lambda layer and runs wherever boto3 does. Tables come from --stack-name (the stack's
+outputs), from the environment (USAGE_TABLE, IDEMPOTENCY_TABLE, ACCOUNTS_TABLE) or from
+their logical names; --endpoint-url points it at DynamoDB Local.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from usage_meter import accounts, dal, jsonutil
+from usage_meter.errors import UsageMeterError
+from usage_meter.models import ApiKeyRecord, Developer, Plan
+
+_STACK_OUTPUTS = {
+    "UsageTableName": "USAGE_TABLE",
+    "IdempotencyTableName": "IDEMPOTENCY_TABLE",
+    "AccountsTableName": "ACCOUNTS_TABLE",
+}
+
+
+class CliError(Exception):
+    """A message for the user; exit code 1."""
+
+
+def _print(args: argparse.Namespace, payload: Any, text: str) -> None:
+    print(jsonutil.dumps(payload) if args.json else text)
+
+
+def _developer_line(d: Developer) -> str:
+    return f"{d.developer_id}\t{d.plan}\t{d.created_at}\t{d.name}"
+
+
+def _key_line(k: ApiKeyRecord) -> str:
+    return f"{k.key_id}\t{k.prefix}…\t{k.role}\t{k.status}\t{k.created_at}\t{k.last_used_at or '-'}"
+
+
+def _plan_line(p: Plan) -> str:
+    limits = ", ".join(
+        f"{metric}={'unlimited' if m.limit is None else jsonutil.number_text(m.limit)} ({m.enforcement})"
+        for metric, m in sorted(p.metrics.items())
+    )
+    return f"{p.name}\t{p.requests_per_minute or '-'}/min\t{limits}"
+
+
+def _developers_create(args: argparse.Namespace) -> None:
+    developer = accounts.create_developer(args.name, args.plan, args.id)
+    _print(args, developer.model_dump(), f"created developer {developer.developer_id} ({developer.plan})")
+
+
+def _developers_list(args: argparse.Namespace) -> None:
+    developers = sorted(dal.list_developers(), key=lambda d: d.developer_id)
+    _print(
+        args, [d.model_dump() for d in developers], "\n".join(map(_developer_line, developers)) or "(none)"
+    )
+
+
+def _developers_show(args: argparse.Namespace) -> None:
+    developer = accounts.get_developer(args.developer_id)
+    keys = accounts.list_keys(args.developer_id)
+    text = "\n".join([_developer_line(developer), "keys:", *("  " + _key_line(k) for k in keys)])
+    _print(args, {**developer.model_dump(), "keys": [k.model_dump(exclude={"key_hash"}) for k in keys]}, text)
+
+
+def _keys_create(args: argparse.Namespace) -> None:
+    created = accounts.create_key(args.developer_id, args.role)
+    record = created.record
+    _print(
+        args,
+        {"key": created.key, **record.model_dump(exclude={"key_hash"})},
+        f"{created.key}\n(key {record.key_id}, role {record.role}, developer {record.developer_id}: "
+        "store it now, it is not shown again)",
+    )
+
+
+def _keys_list(args: argparse.Namespace) -> None:
+    keys = accounts.list_keys(args.developer_id)
+    _print(
+        args, [k.model_dump(exclude={"key_hash"}) for k in keys], "\n".join(map(_key_line, keys)) or "(none)"
+    )
+
+
+def _keys_revoke(args: argparse.Namespace) -> None:
+    key = accounts.revoke_key(args.developer_id, args.key_id)
+    _print(
+        args,
+        key.model_dump(exclude={"key_hash"}),
+        f"revoked {key.key_id} ({key.prefix}…); it stops working within 60 seconds",
+    )
+
+
+def _plans_list(args: argparse.Namespace) -> None:
+    plans = accounts.plans()
+    _print(args, [p.model_dump() for p in plans], "\n".join(map(_plan_line, plans)))
+
+
+def _plans_set(args: argparse.Namespace) -> None:
+    developer = accounts.set_plan(args.developer_id, args.plan)
+    _print(args, developer.model_dump(), f"{developer.developer_id} is now on plan {developer.plan}")
+
+
+def _plans_seed(args: argparse.Namespace) -> None:
+    added = accounts.seed_default_plans()
+    _print(args, [p.name for p in added], f"stored {len(added)} default plan(s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usage-meter", description="Administer Usage Meter.")
+    parser.add_argument(
+        "--endpoint-url", help="DynamoDB endpoint (DynamoDB Local), e.g. http://127.0.0.1:8000"
+    )
+    parser.add_argument("--region", help="AWS region (default: from the environment)")
+    parser.add_argument("--stack-name", help="read table names from this CloudFormation stack's outputs")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    def command(group: Any, name: str, handler: Callable[[argparse.Namespace], None], doc: str) -> Any:
+        sub = group.add_parser(name, help=doc, description=doc)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    developers = groups.add_parser("developers", help="developers").add_subparsers(
+        dest="command", required=True
+    )
+    create = command(developers, "create", _developers_create, "create a developer")
+    create.add_argument("--name", required=True)
+    create.add_argument("--plan", default="free")
+    create.add_argument("--id", help="developer id (default: a generated dev_… id)")
+    command(developers, "list", _developers_list, "list developers")
+    command(developers, "show", _developers_show, "show a developer and its keys").add_argument(
+        "developer_id"
+    )
+
+    keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="command", required=True)
+    key_create = command(keys, "create", _keys_create, "create an API key (printed once)")
+    key_create.add_argument("developer_id")
+    key_create.add_argument("--role", choices=["developer", "service"], default="developer")
+    command(keys, "list", _keys_list, "list a developer's keys").add_argument("developer_id")
+    revoke = command(keys, "revoke", _keys_revoke, "revoke a key")
+    revoke.add_argument("developer_id")
+    revoke.add_argument("key_id")
+
+    plans = groups.add_parser("plans", help="plans").add_subparsers(dest="command", required=True)
+    command(plans, "list", _plans_list, "list plans and their limits")
+    plan_set = command(plans, "set", _plans_set, "put a developer on a plan (applies to its next request)")
+    plan_set.add_argument("developer_id")
+    plan_set.add_argument("plan")
+    command(plans, "seed", _plans_seed, "store the default plans that are not stored yet")
+    return parser
+
+
+def _configure(args: argparse.Namespace) -> None:
+    if args.endpoint_url:
+        os.environ["DYNAMODB_ENDPOINT_URL"] = args.endpoint_url
+    if args.region:
+        os.environ["AWS_REGION"] = args.region
+    if args.stack_name:
+        dal.reset()
+        outputs = dal.stack_outputs(args.stack_name)
+        for output, variable in _STACK_OUTPUTS.items():
+            if output not in outputs:
+                raise CliError(f"stack {args.stack_name} has no output {output}")
+            os.environ[variable] = outputs[output]
+    dal.reset()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _configure(args)
+        args.handler(args)
+    except UsageMeterError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except NoCredentialsError:
+        print(
+            "error: no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+            file=sys.stderr,
+        )
+        return 1
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        print(f"error: DynamoDB refused: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
+        return 1
+    except BotoCoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
