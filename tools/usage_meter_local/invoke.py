@@ -10,7 +10,9 @@ from pydantic import BaseModel
 
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import Handler, load_handler
-from usage_meter_local.template import Route, routes
+from usage_meter_local.template import Route, authorizer_function, function_code, routes
+
+JSON = "application/json"
 
 
 class Answer(BaseModel):
@@ -58,6 +60,43 @@ class LocalApi:
     def invoke_event(self, route: Route, event: dict[str, Any]) -> Answer:
         return to_answer(self.handler(route)(event, LambdaContext(route.function)))
 
+    def authorize(self, route: Route, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Run the route's Lambda authorizer as API Gateway does (payload 2.0, simple response).
+
+        Returns the context to put in the event, or None when the authorizer said no.
+        """
+        assert route.authorizer is not None
+        function = authorizer_function(route.authorizer)
+        if function not in self._handlers:
+            self._handlers[function] = load_handler(*function_code(function))
+        request = {
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{route.method}"
+            f"{route.path}",
+            "identitySource": [],
+            "routeKey": event["routeKey"],
+            "rawPath": event["rawPath"],
+            "rawQueryString": event["rawQueryString"],
+            "headers": event["headers"],
+            "queryStringParameters": event.get("queryStringParameters", {}),
+            "requestContext": {k: v for k, v in event["requestContext"].items() if k != "authorizer"},
+        }
+        answer = self._handlers[function](request, LambdaContext(function))
+        if not answer.get("isAuthorized"):
+            return None
+        context: dict[str, Any] = answer.get("context") or {}
+        return context
+
+    def send(self, route: Route, event: dict[str, Any]) -> Answer:
+        """What API Gateway does with a request: authorize (if the route says so), then invoke."""
+        if route.authorizer:
+            context = self.authorize(route, event)
+            if context is None:
+                return Answer(status=403, headers={"content-type": JSON}, body='{"message":"Forbidden"}')
+            event["requestContext"]["authorizer"] = {"lambda": context}
+        return self.invoke_event(route, event)
+
     def call(
         self,
         method: str,
@@ -67,8 +106,13 @@ class LocalApi:
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         authorizer: dict[str, Any] | None = None,
+        run_authorizer: bool = False,
     ) -> Answer:
-        """One request; a non-str body is sent as JSON. 404 for a path the template does not route."""
+        """One request; a non-str body is sent as JSON. 404 for a path the template does not route.
+
+        With `run_authorizer` the route's authorizer resolves the headers (as deployed);
+        otherwise `authorizer` is put in the event as the authorizer's context.
+        """
         route = self.route(method, path)
         if route is None:
             return Answer(status=404, headers={}, body=json.dumps({"message": "Not Found"}))
@@ -83,4 +127,6 @@ class LocalApi:
             authorizer=authorizer,
             route_key=f"{route.method} {route.path}",
         )
+        if run_authorizer:
+            return self.send(route, event)
         return self.invoke_event(route, event)

@@ -130,6 +130,21 @@ def routes(path: Path = TEMPLATE) -> list[Route]:
     return found
 
 
+def authorizer_function(name: str, path: Path = TEMPLATE) -> str:
+    """Logical id of the function behind an HttpApi authorizer (its FunctionArn: !GetAtt X.Arn)."""
+    api = next(iter(resources("AWS::Serverless::HttpApi", path).values()))
+    arn = api["Properties"]["Auth"]["Authorizers"][name]["FunctionArn"]
+    return str(arn["Fn::GetAtt"][0])
+
+
+def function_code(logical_id: str, path: Path = TEMPLATE) -> tuple[str, str]:
+    """(CodeUri, Handler) of a function, the handler defaulting to the Globals one."""
+    document = load(path)
+    props = document["Resources"][logical_id]["Properties"]
+    default = document.get("Globals", {}).get("Function", {}).get("Handler", "app.lambda_handler")
+    return str(props["CodeUri"]), str(props.get("Handler", default))
+
+
 def function_environment(logical_id: str, refs: dict[str, str], path: Path = TEMPLATE) -> dict[str, str]:
     """Global + function environment variables, with !Ref resolved through `refs` (logical id or
     parameter name -> local value)."""
