@@ -10,10 +10,11 @@ BOOT_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3
 # `sam build` needs a python3.13 on PATH: the venv's own interpreter provides it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install dev test lint typecheck unit integration validate build openapi bench clean
+.PHONY: help install dev rollup test lint typecheck unit integration validate build openapi bench clean
 
 help:
 	@echo "make dev        run the whole service locally (DynamoDB Local + gateway on 127.0.0.1:3000)"
+	@echo "make rollup     run the rollup function once against the local data"
 	@echo "make test       lint, type-check and run every test tier"
 	@echo "make validate   sam validate --lint"
 	@echo "make build      sam build (the layer and every function)"
@@ -53,8 +54,10 @@ bench: install
 	$(BIN)/python bench/import_time.py
 
 dev: install
-	@echo "The local stack (DynamoDB Local + gateway on 127.0.0.1:3000) comes with its own issue."
-	@echo "Until then: make test runs the service's handlers against moto."
+	$(BIN)/python -m usage_meter_local.dev
+
+rollup: install
+	$(BIN)/python -m usage_meter_local.dev rollup
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from usage_meter.auth import authorize
 
 logger = Logger()

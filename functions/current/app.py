@@ -3,6 +3,7 @@
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from usage_meter.api import current_router, make_resolver
 
 logger = Logger()

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from integration.conftest import Stack
-
 from helpers import DEV_A, DEV_B, SERVICE, counters, table_items
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
@@ -30,7 +29,12 @@ def test_single_event_is_recorded_with_usage_block(stack: Stack, freeze: Freeze)
     assert answer.status == 200
     body = answer.json()
     assert body["results"] == [
-        {"index": 0, "status": "recorded", "idempotencyKey": "evt-1", "recordedAt": "2026-11-10T12:00:00.000Z"}
+        {
+            "index": 0,
+            "status": "recorded",
+            "idempotencyKey": "evt-1",
+            "recordedAt": "2026-11-10T12:00:00.000Z",
+        }
     ]
     assert (body["recorded"], body["duplicates"], body["rejected"]) == (1, 0, 0)
     assert body["usage"] == {
@@ -220,7 +224,9 @@ def test_day_boundary_at_midnight_utc(stack: Stack, freeze: Freeze) -> None:
     freeze(datetime(2026, 11, 10, 0, 1, tzinfo=UTC))
     stack.track({"metric": "api_calls", "quantity": 1, "timestamp": "2026-11-09T23:59:59.999Z"})
     stack.track({"metric": "api_calls", "quantity": 10, "timestamp": "2026-11-10T00:00:00Z"})
-    stack.track({"metric": "api_calls", "quantity": 100, "timestamp": "2026-11-10T01:30:00+02:00"})  # 23:30Z on the 9th
+    stack.track(
+        {"metric": "api_calls", "quantity": 100, "timestamp": "2026-11-10T01:30:00+02:00"}
+    )  # 23:30Z on the 9th
 
     assert day_counter(stack, "dev_alice", "2026-11-09", "api_calls") == (Decimal(101), 2)
     assert day_counter(stack, "dev_alice", "2026-11-10", "api_calls") == (Decimal(10), 1)
@@ -234,7 +240,12 @@ def test_day_boundary_at_midnight_utc(stack: Stack, freeze: Freeze) -> None:
 def test_backdated_event_lands_in_last_months_period(stack: Stack, freeze: Freeze) -> None:
     freeze(datetime(2026, 12, 1, 0, 10, tzinfo=UTC))
     answer = stack.track(
-        {"metric": "api_calls", "quantity": 7, "idempotencyKey": "late", "timestamp": "2026-11-30T23:59:59.999Z"}
+        {
+            "metric": "api_calls",
+            "quantity": 7,
+            "idempotencyKey": "late",
+            "timestamp": "2026-11-30T23:59:59.999Z",
+        }
     )
 
     assert answer.status == 200

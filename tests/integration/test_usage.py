@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from integration.conftest import Stack
-
 from helpers import DEV_A, DEV_B, SERVICE
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # a Wednesday
@@ -69,7 +68,9 @@ def test_current_billing_period(seeded: Stack) -> None:
         ({"startDate": "2026-11-20"}, "2026-11-20..2026-11-25", 25, 4),
     ],
 )
-def test_current_other_periods(seeded: Stack, query: dict[str, str], key: str, api_calls: int, total: int) -> None:
+def test_current_other_periods(
+    seeded: Stack, query: dict[str, str], key: str, api_calls: int, total: int
+) -> None:
     body = seeded.current(**query).json()
     assert body["period"]["key"] == key
     assert body["metrics"]["api_calls"]["consumed"] == api_calls
@@ -96,7 +97,9 @@ def test_read_your_write(stack: Stack) -> None:
 
 
 def test_service_key_reads_any_developer_and_developer_keys_read_only_their_own(seeded: Stack) -> None:
-    assert seeded.current(auth=SERVICE, developerId="dev_bob").json()["metrics"]["api_calls"]["consumed"] == 999
+    assert (
+        seeded.current(auth=SERVICE, developerId="dev_bob").json()["metrics"]["api_calls"]["consumed"] == 999
+    )
     assert seeded.current(auth=DEV_A, developerId="dev_alice").status == 200
     denied = seeded.current(auth=DEV_A, developerId="dev_bob")
     assert denied.status == 403
@@ -112,13 +115,21 @@ def test_history_zero_filled_oldest_first(seeded: Stack) -> None:
     assert body["granularity"] == "day"
     assert [e["date"] for e in body["entries"]] == [f"2026-11-{d}" for d in range(19, 26)]
     by_day = {e["date"]: e for e in body["entries"]}
-    assert by_day["2026-11-23"] == {"date": "2026-11-23", "metrics": {"api_calls": 20, "tokens": 0}, "totalRequests": 1}
+    assert by_day["2026-11-23"] == {
+        "date": "2026-11-23",
+        "metrics": {"api_calls": 20, "tokens": 0},
+        "totalRequests": 1,
+    }
     assert by_day["2026-11-25"] == {
         "date": "2026-11-25",
         "metrics": {"api_calls": 5, "tokens": 3.75},
         "totalRequests": 3,
     }
-    assert by_day["2026-11-20"] == {"date": "2026-11-20", "metrics": {"api_calls": 0, "tokens": 0}, "totalRequests": 0}
+    assert by_day["2026-11-20"] == {
+        "date": "2026-11-20",
+        "metrics": {"api_calls": 0, "tokens": 0},
+        "totalRequests": 0,
+    }
 
 
 def test_history_default_is_30_days_and_366_is_the_maximum(seeded: Stack) -> None:

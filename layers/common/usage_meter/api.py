@@ -8,6 +8,7 @@ all of them to publish the OpenAPI document.
 from __future__ import annotations
 
 import binascii
+from collections.abc import Mapping
 from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from usage_meter import jsonutil
@@ -48,6 +50,7 @@ _ERRORS: dict[int | HTTPStatus, Any] = {
         (400, "Malformed request"),
         (401, "Missing, unknown or revoked API key"),
         (403, "The key may not act for that developer"),
+        (415, "The body is not JSON (Content-Type)"),
         (422, "Invalid input"),
         (503, "DynamoDB kept refusing; retry (with the same idempotency keys)"),
     )
@@ -72,9 +75,33 @@ def error_response(status: int, code: str, message: str, details: list[Any] | No
     return json_response(status, {"error": error})
 
 
+class UsageMeterResolver(APIGatewayHttpResolver):
+    """The HTTP API resolver, refusing non-JSON bodies before the validation would parse them
+    (a form-encoded body, curl's default, would otherwise read as a form and fail obscurely)."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        headers = event.get("headers") or {}
+        content_type = str(headers.get("content-type", "")).split(";")[0].strip().lower()
+        if event.get("body") and content_type and content_type != JSON and not content_type.endswith("+json"):
+            return {
+                "statusCode": 415,
+                "headers": {"Content-Type": JSON},
+                "body": jsonutil.dumps(
+                    {
+                        "error": {
+                            "code": "unsupported_media_type",
+                            "message": "send the body as JSON with Content-Type: application/json",
+                        }
+                    }
+                ),
+                "isBase64Encoded": False,
+            }
+        return super().resolve(event, context)
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """A resolver with validation on, exact-decimal JSON in, and one error shape for everything."""
-    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=jsonutil.loads)
+    app = UsageMeterResolver(enable_validation=True, json_body_deserializer=jsonutil.loads_object)
 
     @app.exception_handler(UsageMeterError)
     def _domain_error(exc: UsageMeterError) -> Response[str]:
@@ -84,8 +111,12 @@ def make_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[str]:
         errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "invalid_json", "the body is not valid JSON")
+        for e in errors:
+            if e.get("type") == "json_invalid":
+                reason = str(e.get("ctx", {}).get("error", ""))
+                if reason == jsonutil.NOT_AN_OBJECT:
+                    return error_response(422, "validation_error", f"body: {reason}")
+                return error_response(400, "invalid_json", f"the body is not valid JSON: {reason}")
         details = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("event", "batch")),

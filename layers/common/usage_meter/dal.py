@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from usage_meter.config import settings
 from usage_meter.errors import Busy, Conflict, NotFound
+from usage_meter.jsonutil import number_text
 from usage_meter.models import (
     ApiKeyRecord,
     Counter,
@@ -100,7 +101,8 @@ def _s(value: str) -> AttributeValueTypeDef:
 
 
 def _n(value: Decimal | int) -> AttributeValueTypeDef:
-    return {"N": str(value)}
+    """Numbers in plain notation (1E-9 -> 0.000000001): exact, and understood by every engine."""
+    return {"N": number_text(value) if isinstance(value, Decimal) else str(value)}
 
 
 def developer_pk(developer_id: str) -> str:
@@ -124,7 +126,7 @@ def _to_av(value: Any) -> AttributeValueTypeDef:
     if isinstance(value, str):
         return {"S": value}
     if isinstance(value, int | Decimal):
-        return {"N": str(value)}
+        return _n(value)
     if isinstance(value, dict):
         return {"M": {str(k): _to_av(v) for k, v in value.items()}}
     if isinstance(value, list):

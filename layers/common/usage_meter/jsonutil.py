@@ -18,6 +18,21 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
 
 
+NOT_AN_OBJECT = "the body must be a JSON object"
+
+
+def loads_object(text: str | bytes) -> Any:
+    """A request body: a JSON object, nothing else.
+
+    Refusing arrays here matters: the request validation would otherwise take an array's
+    first element for the body and silently drop the rest.
+    """
+    value = loads(text)
+    if not isinstance(value, dict):
+        raise json.JSONDecodeError(NOT_AN_OBJECT, text if isinstance(text, str) else text.decode(), 0)
+    return value
+
+
 def number_text(value: Decimal) -> str:
     """A Decimal as a JSON number without exponent or trailing zeros (1.50 -> 1.5, 1E+2 -> 100)."""
     if not value.is_finite():

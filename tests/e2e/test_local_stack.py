@@ -1,0 +1,108 @@
+"""curl-level checks through the local gateway: what a user of `make dev` sees."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def http(
+    stack: dict[str, Any], method: str, path: str, *, key: str | None = None, body: Any = None
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{stack['base']}{path}", data=data, method=method)  # noqa: S310
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - 127.0.0.1 only
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_track_duplicate_current_history(local_stack: dict[str, Any]) -> None:
+    key = local_stack["developerKey"]
+    idem = f"e2e-{uuid.uuid4()}"
+    before = http(local_stack, "GET", "/v1/usage?metric=e2e_calls", key=key)[1]["metrics"]["e2e_calls"][
+        "consumed"
+    ]
+
+    status, first = http(
+        local_stack,
+        "POST",
+        "/v1/usage/events",
+        key=key,
+        body={"metric": "e2e_calls", "quantity": 2, "idempotencyKey": idem},
+    )
+    assert status == 200
+    assert first["results"][0]["status"] == "recorded"
+    assert first["usage"]["consumed"] == before + 2
+
+    status, again = http(
+        local_stack,
+        "POST",
+        "/v1/usage/events",
+        key=key,
+        body={"metric": "e2e_calls", "quantity": 2, "idempotencyKey": idem},
+    )
+    assert status == 200
+    assert again["results"][0]["status"] == "duplicate"
+    assert again["results"][0]["recordedAt"] == first["results"][0]["recordedAt"]
+
+    status, current = http(local_stack, "GET", "/v1/usage", key=key)
+    assert status == 200
+    assert current["developerId"] == "dev_demo"
+    assert current["plan"] == "pro"
+    assert current["metrics"]["e2e_calls"]["consumed"] == before + 2
+
+    status, history = http(local_stack, "GET", "/v1/usage/history?days=3&metric=e2e_calls", key=key)
+    assert status == 200
+    assert len(history["entries"]) == 3
+    assert history["entries"][-1]["metrics"]["e2e_calls"] >= 2
+
+
+def test_service_key_acts_for_the_demo_developer(local_stack: dict[str, Any]) -> None:
+    status, body = http(local_stack, "GET", "/v1/usage?developerId=dev_demo", key=local_stack["serviceKey"])
+    assert status == 200
+    assert body["developerId"] == "dev_demo"
+    status, body = http(local_stack, "GET", "/v1/usage?developerId=dev_nobody", key=local_stack["serviceKey"])
+    assert (status, body["error"]["code"]) == (404, "developer_not_found")
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [(None, "unauthorized"), ("um_live_" + "x" * 32, "unauthorized"), ("not-a-key", "unauthorized")],
+)
+def test_bad_keys_are_401(local_stack: dict[str, Any], key: str | None, code: str) -> None:
+    status, body = http(local_stack, "GET", "/v1/usage", key=key)
+    assert (status, body["error"]["code"]) == (401, code)
+
+
+def test_developer_key_for_another_developer_is_403(local_stack: dict[str, Any]) -> None:
+    status, body = http(
+        local_stack, "GET", "/v1/usage/history?developerId=dev_other", key=local_stack["developerKey"]
+    )
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+
+
+def test_bad_input_is_4xx_never_5xx(local_stack: dict[str, Any]) -> None:
+    key = local_stack["developerKey"]
+    status, body = http(local_stack, "POST", "/v1/usage/events", key=key, body={"metric": "x", "quantity": 0})
+    assert (status, body["error"]["code"]) == (422, "validation_error")
+    status, body = http(local_stack, "POST", "/v1/usage/events", key=key, body={"events": [{}] * 101})
+    assert (status, body["error"]["code"]) == (422, "validation_error")
+
+
+def test_openapi_is_public(local_stack: dict[str, Any]) -> None:
+    status, body = http(local_stack, "GET", "/v1/openapi.json")
+    assert status == 200
+    assert "/v1/usage/events" in body["paths"]

@@ -1,0 +1,192 @@
+"""`make dev`: the whole service on this machine.
+
+DynamoDB Local (data under .local/dynamodb), the tables of template.yaml, a demo developer
+with a developer key and a service key, and the gateway on 127.0.0.1:3000. Ctrl-C stops
+everything it started; the next run reuses the data and the demo keys.
+
+`python -m usage_meter_local.dev rollup` runs the rollup function once against that data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from usage_meter_local.containers import ContainerPool
+from usage_meter_local.dynamodb_local import DATA_DIR, DynamoDBLocal, DynamoDBLocalError
+from usage_meter_local.events import LambdaContext
+from usage_meter_local.gateway import make_server, serve_in_background
+from usage_meter_local.handlers import load_handler
+from usage_meter_local.template import (
+    ROOT,
+    create_tables,
+    function_code,
+    function_environment,
+    table_logical_ids,
+)
+
+LOCAL = ROOT / ".local"
+KEYS_FILE = LOCAL / "demo-keys.json"
+DEMO_DEVELOPER = "dev_demo"
+TABLE_NAMES = {logical_id: f"usage-meter-local-{logical_id}" for logical_id in table_logical_ids()}
+
+
+def environment(endpoint_url: str) -> dict[str, str]:
+    """The functions' environment from template.yaml, pointed at DynamoDB Local."""
+    env = function_environment("TrackFunction", TABLE_NAMES)
+    env.update(
+        {
+            "DYNAMODB_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            "KEY_CACHE_SECONDS": "60",
+        }
+    )
+    return env
+
+
+def seed_demo(keys_file: Path = KEYS_FILE) -> dict[str, str]:
+    """Default plans, the demo developer (pro) and its keys; keys are reused while still active."""
+    from usage_meter import accounts, dal
+
+    accounts.seed_default_plans()
+    if dal.get_developer(DEMO_DEVELOPER) is None:
+        accounts.create_developer("Demo developer", "pro", DEMO_DEVELOPER)
+    if keys_file.exists():
+        keys: dict[str, str] = json.loads(keys_file.read_text())
+        stored = [dal.get_key(accounts.hash_key(k)) for k in keys.values()]
+        if all(record is not None and record.status == "active" for record in stored):
+            return keys
+    keys = {
+        "developerKey": accounts.create_key(DEMO_DEVELOPER, "developer").key,
+        "serviceKey": accounts.create_key(DEMO_DEVELOPER, "service").key,
+    }
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    keys_file.write_text(json.dumps(keys, indent=2))
+    keys_file.chmod(0o600)
+    return keys
+
+
+def _banner(keys: dict[str, str], port: int, endpoint_url: str, data_dir: Path) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return f"""
+Usage Meter is running locally.
+  API             {base}   (routes and authorizer from template.yaml)
+  DynamoDB Local  {endpoint_url}   (data in {data_dir}/)
+  developer       {DEMO_DEVELOPER} (plan pro)
+  developer key   {keys["developerKey"]}
+  service key     {keys["serviceKey"]}
+
+Try:
+  curl -s -X POST {base}/v1/usage/events -H 'Authorization: Bearer {keys["developerKey"]}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"metric": "api_calls", "quantity": 1, "idempotencyKey": "first"}}'
+  curl -s {base}/v1/usage -H 'X-API-Key: {keys["developerKey"]}'
+  curl -s '{base}/v1/usage/history?days=7' -H 'X-API-Key: {keys["developerKey"]}'
+Admin CLI: .venv/bin/usage-meter --endpoint-url {endpoint_url} developers list
+  (with USAGE_TABLE/IDEMPOTENCY_TABLE/ACCOUNTS_TABLE set as in .local/env)
+Ctrl-C stops everything.
+"""
+
+
+def _write_env_file(env: dict[str, str], folder: Path) -> None:
+    names = ("USAGE_TABLE", "IDEMPOTENCY_TABLE", "ACCOUNTS_TABLE", "DYNAMODB_ENDPOINT_URL")
+    (folder / "env").write_text("".join(f"export {k}={env[k]}\n" for k in names))
+
+
+def run(
+    port: int, dynamodb_port: int, containers: int, ready_file: Path | None = None, data_dir: Path = DATA_DIR
+) -> int:
+    started = time.monotonic()
+    engine = DynamoDBLocal(port=dynamodb_port, db_path=data_dir)
+    try:
+        engine.start()
+    except DynamoDBLocalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    pool: ContainerPool | None = None
+    try:
+        env = environment(engine.endpoint_url)
+        os.environ.update(env)
+        create_tables(engine.client(), TABLE_NAMES)
+        keys = seed_demo(data_dir.parent / "demo-keys.json")
+        _write_env_file(env, data_dir.parent)
+        pool = ContainerPool(containers, env)
+        pool.warm()
+        server = make_server(pool, port=port)
+        serve_in_background(server)
+        print(_banner(keys, port, engine.endpoint_url, data_dir), flush=True)
+        print(f"(ready in {time.monotonic() - started:.1f} s)", flush=True)
+        if ready_file is not None:
+            ready_file.write_text(json.dumps({"port": port, **keys}))
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        print("stopping…", flush=True)
+        server.shutdown()
+        return 0
+    finally:
+        if pool is not None:
+            pool.close()
+        engine.stop()
+
+
+def run_rollup(dynamodb_port: int) -> int:
+    """Invoke the rollup function once with the scheduled-event sample, against the local data."""
+    engine = DynamoDBLocal(port=dynamodb_port, db_path=DATA_DIR)
+    reuse = _answers(f"http://127.0.0.1:{dynamodb_port}")
+    if not reuse:
+        engine.start()
+    try:
+        os.environ.update(environment(f"http://127.0.0.1:{dynamodb_port}"))
+        handler = load_handler(*function_code("RollupFunction"))
+        event: dict[str, Any] = json.loads((ROOT / "events" / "rollup-schedule.json").read_text())
+        print(json.dumps(handler(event, LambdaContext("RollupFunction"))))
+        return 0
+    finally:
+        if not reuse:
+            engine.stop()
+
+
+def _answers(endpoint_url: str) -> bool:
+    from usage_meter_local.dynamodb_local import local_client
+
+    try:
+        local_client(endpoint_url, timeout=1, max_attempts=1).list_tables(Limit=1)
+    except Exception:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run Usage Meter locally.")
+    parser.add_argument("command", nargs="?", choices=["serve", "rollup"], default="serve")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument("--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", "8000")))
+    parser.add_argument(
+        "--containers", type=int, default=4, help="handler processes (warm Lambda containers)"
+    )
+    parser.add_argument("--ready-file", type=Path, help="write the port and keys here once serving (tests)")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="DynamoDB Local's data folder")
+    args = parser.parse_args(argv)
+    if args.command == "rollup":
+        return run_rollup(args.dynamodb_port)
+    return run(args.port, args.dynamodb_port, args.containers, args.ready_file, args.data_dir.resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
