@@ -11,7 +11,7 @@ import re
 import secrets
 import string
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from usage_meter import clock, dal
 from usage_meter.errors import NotFound, ValidationFailed
@@ -74,9 +74,15 @@ def seed_default_plans() -> list[Plan]:
 def create_developer(name: str, plan: str = DEFAULT_PLAN, developer_id: str | None = None) -> Developer:
     _require_plan(plan)
     new_id = developer_id or f"dev_{_random(16)}"
-    if not re.match(DEVELOPER_ID_PATTERN, new_id):
+    if not re.fullmatch(DEVELOPER_ID_PATTERN, new_id):
         raise ValidationFailed(f"invalid developer id {new_id!r}", code="invalid_developer_id")
-    developer = Developer(developer_id=new_id, name=name, plan=plan, created_at=format_timestamp(clock.now()))
+    try:
+        developer = Developer(
+            developer_id=new_id, name=name, plan=plan, created_at=format_timestamp(clock.now())
+        )
+    except ValidationError as exc:
+        fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValidationFailed(f"invalid developer: {fields}", code="invalid_developer") from exc
     dal.put_developer(developer)
     return developer
 

@@ -75,33 +75,47 @@ def error_response(status: int, code: str, message: str, details: list[Any] | No
     return json_response(status, {"error": error})
 
 
+def _raw_error(status: int, code: str, message: str) -> dict[str, Any]:
+    """An error answer in payload-2.0 form, for refusals made before the resolver runs."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": JSON},
+        "body": jsonutil.dumps({"error": {"code": code, "message": message}}),
+        "isBase64Encoded": False,
+    }
+
+
 class UsageMeterResolver(APIGatewayHttpResolver):
     """The HTTP API resolver, refusing non-JSON bodies before the validation would parse them
     (a form-encoded body, curl's default, would otherwise read as a form and fail obscurely)."""
 
+    def __init__(self, *, authenticated: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.authenticated = authenticated
+
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if self.authenticated:
+            # who calls is settled before anything about the request is: an anonymous caller
+            # gets 401, never validation details
+            authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+            try:
+                identity_from_authorizer(authorizer.get("lambda"))
+            except UsageMeterError as exc:
+                return _raw_error(exc.status, exc.code, exc.message)
         headers = event.get("headers") or {}
         content_type = str(headers.get("content-type", "")).split(";")[0].strip().lower()
         if event.get("body") and content_type and content_type != JSON and not content_type.endswith("+json"):
-            return {
-                "statusCode": 415,
-                "headers": {"Content-Type": JSON},
-                "body": jsonutil.dumps(
-                    {
-                        "error": {
-                            "code": "unsupported_media_type",
-                            "message": "send the body as JSON with Content-Type: application/json",
-                        }
-                    }
-                ),
-                "isBase64Encoded": False,
-            }
+            return _raw_error(
+                415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+            )
         return super().resolve(event, context)
 
 
-def make_resolver() -> APIGatewayHttpResolver:
+def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     """A resolver with validation on, exact-decimal JSON in, and one error shape for everything."""
-    app = UsageMeterResolver(enable_validation=True, json_body_deserializer=jsonutil.loads_object)
+    app = UsageMeterResolver(
+        authenticated=authenticated, enable_validation=True, json_body_deserializer=jsonutil.loads_object
+    )
 
     @app.exception_handler(UsageMeterError)
     def _domain_error(exc: UsageMeterError) -> Response[str]:
@@ -261,7 +275,7 @@ ALL_ROUTERS = (track_router, current_router, history_router)
 
 def openapi_document() -> str:
     """The whole API's OpenAPI document (what GET /v1/openapi.json serves and openapi.json holds)."""
-    app = make_resolver()
+    app = make_resolver(authenticated=False)
     for router in ALL_ROUTERS:
         app.include_router(router)
     return app.get_openapi_json_schema(

@@ -80,6 +80,18 @@ def extract_key(headers: dict[str, str]) -> str | bool | None:
     return found[0]
 
 
+def _evict(now: float) -> None:
+    """Make room: expired entries first, then unknown keys, so a flood of random keys cannot
+    push the real ones out."""
+    for stale in [h for h, (expires, _) in _cache.items() if expires <= now]:
+        del _cache[stale]
+    if len(_cache) >= MAX_CACHE_ENTRIES:
+        for unknown in [h for h, (_, record) in _cache.items() if record is None]:
+            del _cache[unknown]
+    if len(_cache) >= MAX_CACHE_ENTRIES:
+        _cache.clear()
+
+
 def _lookup(key_hash: str) -> ApiKeyRecord | None:
     now = time.monotonic()
     cached = _cache.get(key_hash)
@@ -87,7 +99,7 @@ def _lookup(key_hash: str) -> ApiKeyRecord | None:
         return cached[1]
     record = dal.get_key(key_hash)
     if len(_cache) >= MAX_CACHE_ENTRIES:
-        _cache.clear()
+        _evict(now)
     _cache[key_hash] = (now + cache_seconds(), record)
     if record is not None and record.status == "active":
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from pydantic import ValidationError
 
 from usage_meter import accounts, dal, jsonutil
 from usage_meter.errors import UsageMeterError
@@ -183,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid input: {fields}", file=sys.stderr)
+        return 1
     except NoCredentialsError:
         print(
             "error: no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
@@ -191,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        print(f"error: DynamoDB refused: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
+        service = exc.operation_name if hasattr(exc, "operation_name") else "AWS"
+        print(f"error: {service} refused: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
         return 1
     except BotoCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

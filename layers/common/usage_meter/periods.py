@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
 
 
@@ -37,7 +37,7 @@ def parse_rfc3339(text: str) -> datetime:
     Stricter than datetime.fromisoformat: no dates without times, no missing offsets, no
     week dates, so that "when" an event happened is never guessed.
     """
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)  # not match(): "$" would accept a trailing newline
     if not match:
         raise ValueError("timestamp must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
     fraction = (match.group(7) or "")[:7]  # at most microseconds, truncated not rounded

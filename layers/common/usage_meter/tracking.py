@@ -76,6 +76,15 @@ class _Event:
         return month_key(self.event_time)
 
 
+def _sorted_keys(value: Any) -> Any:
+    """Metadata with its object keys sorted at every level: key order is not part of the payload."""
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
+
+
 def payload_hash(developer_id: str, event: UsageEventIn) -> str:
     """What makes two events with one key "the same": everything the client chose to send.
 
@@ -87,7 +96,7 @@ def payload_hash(developer_id: str, event: UsageEventIn) -> str:
         "metric": event.metric,
         "quantity": jsonutil.number_text(event.quantity),
         "timestamp": format_timestamp(event.timestamp) if event.timestamp else None,
-        "metadata": event.metadata,
+        "metadata": _sorted_keys(event.metadata),
     }
     return hashlib.sha256(jsonutil.dumps(canonical).encode()).hexdigest()
 

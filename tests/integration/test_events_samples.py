@@ -1,0 +1,345 @@
+"""Every sample in events/ is invoked against the function the template routes it to.
+
+The samples are what `sam local invoke -e events/<name>.json` feeds the functions, so they
+must look like what API Gateway (payload format 2.0, Lambda authorizer) and EventBridge
+really send, and each one must get the answer its name promises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from helpers import counters, iso, table_items
+from integration.conftest import Stack
+
+from usage_meter import accounts
+from usage_meter.api import openapi_document
+from usage_meter_local.events import LambdaContext, http_event
+from usage_meter_local.handlers import load_handler
+from usage_meter_local.invoke import Answer, to_answer
+from usage_meter_local.template import ROOT, Route, load, resources, routes
+
+EVENTS_DIR = ROOT / "events"
+SAMPLES = sorted(path.name for path in EVENTS_DIR.glob("*.json"))
+HTTP_SAMPLES = [name for name in SAMPLES if "routeKey" in json.loads((EVENTS_DIR / name).read_text())]
+NOW = datetime(2026, 11, 25, 10, 20, tzinfo=UTC)
+DEMO = {"developerId": "dev_demo", "role": "developer"}
+FUNCTION = "AWS::Serverless::Function"
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    sample: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text())
+    return sample
+
+
+def http_route(event: dict[str, Any]) -> Route:
+    matches = [r for r in routes() if f"{r.method} {r.path}" == event["routeKey"]]
+    assert len(matches) == 1, f"template.yaml routes {event['routeKey']!r} {len(matches)} times"
+    return matches[0]
+
+
+def scheduled_function(event: dict[str, Any]) -> str:
+    """The function whose Schedule event created the rule named in the event.
+
+    SAM names a schedule's rule `<stack>-<FunctionId><EventId>-<suffix>`.
+    """
+    rules = [arn.split(":rule/", 1)[1] for arn in event["resources"]]
+    matches = [
+        logical_id
+        for logical_id, fn in resources(FUNCTION).items()
+        for event_id, source in fn["Properties"].get("Events", {}).items()
+        if source.get("Type") in ("Schedule", "ScheduleV2")
+        and any(f"-{logical_id}{event_id}-" in rule for rule in rules)
+    ]
+    assert len(matches) == 1, f"rules {rules} match scheduled functions {matches}"
+    return matches[0]
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    """Call the handler the template maps this event to, the way Lambda would."""
+    if "routeKey" in event:
+        route = http_route(event)
+        handler = load_handler(route.code_uri, route.handler)
+        name = route.function
+    else:
+        name = scheduled_function(event)
+        props = resources(FUNCTION)[name]["Properties"]
+        default = load()["Globals"]["Function"].get("Handler", "app.lambda_handler")
+        handler = load_handler(props["CodeUri"], props.get("Handler", default))
+    return handler(event, LambdaContext(name))
+
+
+def error_of(answer: Answer) -> dict[str, Any]:
+    body = answer.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert {"code", "message"} <= set(error) <= {"code", "message", "details"}, error
+    assert isinstance(error["code"], str)
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return error
+
+
+def nothing_written(stack: Stack) -> bool:
+    return not table_items(stack.dynamodb, stack.usage_table) and not table_items(
+        stack.dynamodb, stack.idempotency_table
+    )
+
+
+# ---- what each sample must answer ------------------------------------------------------------
+
+Expectation = Callable[[Stack, Callable[[], dict[str, Any]]], None]
+
+
+def expect_track_single(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    key = "req_01JDQ4Z8K3M5N7P9R1T3V5X7Z9"
+    assert body["results"] == [
+        {"index": 0, "status": "recorded", "idempotencyKey": key, "recordedAt": iso(NOW)}
+    ]
+    assert (body["recorded"], body["duplicates"], body["rejected"]) == (1, 0, 0)
+    usage = body["usage"]
+    assert usage["metric"] == "api_calls"
+    assert usage["consumed"] == 1
+    assert (usage["periodStart"], usage["periodEnd"]) == ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")
+    expected = {
+        ("DEV#dev_demo", "D#2026-11-25#api_calls"): (Decimal(1), 1),
+        ("DEV#dev_demo", "M#2026-11#api_calls"): (Decimal(1), 1),
+    }
+    assert counters(stack.dynamodb, stack.usage_table) == expected
+    records = table_items(stack.dynamodb, stack.idempotency_table)
+    assert [r["pk"]["S"] for r in records] == [f"dev_demo#{key}"]
+    assert records[0]["metadata"] == {"M": {"endpoint": {"S": "/v1/search"}, "status": {"N": "200"}}}
+
+    # the same request again (a client or gateway retry) is a duplicate, counted once
+    again = to_answer(run())
+    assert again.status == 200, again.body
+    assert again.json()["results"] == [
+        {"index": 0, "status": "duplicate", "idempotencyKey": key, "recordedAt": iso(NOW)}
+    ]
+    assert counters(stack.dynamodb, stack.usage_table) == expected
+    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 1
+
+
+def expect_track_batch(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    keys = [f"batch_2026-11-25T10:15_{i}" for i in range(3)]
+    assert body["results"] == [
+        {"index": i, "status": "recorded", "idempotencyKey": key, "recordedAt": iso(NOW)}
+        for i, key in enumerate(keys)
+    ]
+    assert (body["recorded"], body["duplicates"], body["rejected"]) == (3, 0, 0)
+    assert "usage" not in body
+    # the service key acts for the developer named in each event, not for itself
+    assert counters(stack.dynamodb, stack.usage_table) == {
+        ("DEV#dev_demo", "D#2026-11-25#api_calls"): (Decimal(150), 2),
+        ("DEV#dev_demo", "M#2026-11#api_calls"): (Decimal(150), 2),
+        ("DEV#dev_demo", "D#2026-11-25#tokens"): (Decimal(1530), 1),
+        ("DEV#dev_demo", "M#2026-11#tokens"): (Decimal(1530), 1),
+    }
+    records = table_items(stack.dynamodb, stack.idempotency_table)
+    assert sorted(r["pk"]["S"] for r in records) == [f"dev_demo#{key}" for key in keys]
+
+
+def expect_track_invalid(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    answer = to_answer(run())
+    assert answer.status == 422, answer.body
+    error = error_of(answer)
+    assert error["code"] == "validation_error"
+    assert {d["field"] for d in error["details"]} == {"body.quantity", "body.unit"}
+    assert nothing_written(stack)
+
+
+def expect_current(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    assert stack.track({"metric": "api_calls", "quantity": 5}, auth=DEMO).status == 200
+    assert stack.track({"metric": "tokens", "quantity": 1250.5}, auth=DEMO).status == 200
+    assert stack.track({"metric": "api_calls", "quantity": 7}).status == 200  # someone else
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["developerId"] == "dev_demo"
+    assert body["period"] == {
+        "key": "2026-11",
+        "start": "2026-11-01T00:00:00Z",
+        "end": "2026-12-01T00:00:00Z",
+    }
+    assert {name: usage["consumed"] for name, usage in body["metrics"].items()} == {
+        "api_calls": 5,
+        "tokens": Decimal("1250.5"),
+    }
+    assert body["totalRequests"] == 2
+    assert body["resetsInDays"] == 6  # 5 days 13 h 40 min until December, rounded up
+
+
+def expect_history(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    for days_ago, quantity in ((7, 100), (6, 2), (0, 3), (0, 4)):
+        event = {
+            "metric": "api_calls",
+            "quantity": quantity,
+            "timestamp": iso(NOW - timedelta(days=days_ago)),
+        }
+        assert stack.track(event, auth=DEMO).status == 200
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert (body["developerId"], body["granularity"]) == ("dev_demo", "day")
+    expected = {"2026-11-19": (2, 1), "2026-11-25": (7, 2)}
+    assert body["entries"] == [
+        {
+            "date": f"2026-11-{day}",
+            "metrics": {"api_calls": expected.get(f"2026-11-{day}", (0, 0))[0]},
+            "totalRequests": expected.get(f"2026-11-{day}", (0, 0))[1],
+        }
+        for day in range(19, 26)
+    ]
+
+
+def expect_docs(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    assert answer.headers["content-type"] == "application/json"
+    document = json.loads(answer.body)
+    assert document == json.loads(openapi_document())
+    assert document["openapi"].startswith("3.")
+    assert {"/v1/usage/events", "/v1/usage", "/v1/usage/history"} <= set(document["paths"])
+    assert nothing_written(stack)
+
+
+def expect_rollup(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    result = run()
+    assert isinstance(result, dict)
+    assert result["rolledUp"] == 0  # nothing was tracked, so nothing to roll up
+    assert nothing_written(stack)
+
+
+EXPECTATIONS: dict[str, Expectation] = {
+    "track-single.json": expect_track_single,
+    "track-batch.json": expect_track_batch,
+    "track-invalid.json": expect_track_invalid,
+    "current.json": expect_current,
+    "history.json": expect_history,
+    "docs-openapi.json": expect_docs,
+    "rollup-schedule.json": expect_rollup,
+}
+
+
+def expect_any(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    """A sample nobody wrote an expectation for yet: it must at least get a well-formed answer."""
+    result = run()
+    assert isinstance(result, dict)
+    if "statusCode" in result:
+        answer = to_answer(result)
+        assert answer.status < 500, answer.body
+        if answer.status >= 400:
+            error_of(answer)
+
+
+# ---- tests ---------------------------------------------------------------------------------
+
+
+def test_the_samples_are_there() -> None:
+    assert set(EXPECTATIONS) <= set(SAMPLES)
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_gets_its_answer(name: str, stack: Stack, freeze: Callable[[datetime], None]) -> None:
+    freeze(NOW)
+    accounts.create_developer("Demo developer", "pro", DEMO["developerId"])  # as `make dev` seeds it
+    event = load_sample(name)
+    EXPECTATIONS.get(name, expect_any)(stack, lambda: invoke(event))
+
+
+@pytest.mark.parametrize("name", HTTP_SAMPLES)
+def test_http_sample_is_consistent(name: str) -> None:
+    """The fields API Gateway derives from one another agree, as in a real event."""
+    event = load_sample(name)
+    context = event["requestContext"]
+    method, path = event["routeKey"].split(" ", 1)
+    assert event["version"] == "2.0"
+    assert context["routeKey"] == event["routeKey"]
+    assert (context["http"]["method"], context["http"]["path"], event["rawPath"]) == (method, path, path)
+    assert context["stage"] == "$default"
+    assert event["isBase64Encoded"] is False
+    assert all(header == header.lower() for header in event["headers"])
+    assert context["http"]["userAgent"] == event["headers"]["user-agent"]
+    assert event["headers"]["x-forwarded-for"] == context["http"]["sourceIp"]
+    assert dict(parse_qsl(event["rawQueryString"])) == event.get("queryStringParameters", {})
+    moment = datetime.strptime(context["time"], "%d/%b/%Y:%H:%M:%S %z")
+    assert context["timeEpoch"] // 1000 == int(moment.timestamp())
+    if "body" in event:
+        assert int(event["headers"]["content-length"]) == len(event["body"].encode())
+        assert event["headers"]["content-type"] == "application/json"
+        json.loads(event["body"])
+
+
+@pytest.mark.parametrize("name", HTTP_SAMPLES)
+def test_http_sample_carries_the_authorizer_its_route_has(name: str) -> None:
+    event = load_sample(name)
+    route = http_route(event)
+    authorizer = event["requestContext"].get("authorizer")
+    if route.authorizer is None:
+        assert authorizer is None
+    else:
+        assert authorizer is not None, f"{route.path} is behind {route.authorizer}"
+        assert set(authorizer) == {"lambda"}
+        assert authorizer["lambda"]["role"] in ("developer", "service")
+        assert authorizer["lambda"]["developerId"]
+        assert {"authorization", "x-api-key"} & set(event["headers"])
+
+
+@pytest.mark.parametrize("name", HTTP_SAMPLES)
+def test_track_samples_never_go_stale(name: str) -> None:
+    """Without timestamps the events are "now" whenever they are sent (35-day backdating window)."""
+    event = load_sample(name)
+    if "body" not in event:
+        return
+    body = json.loads(event["body"])
+    items = body.get("events", [body]) if isinstance(body, dict) else []
+    assert all("timestamp" not in item for item in items if isinstance(item, dict))
+
+
+def _shape(event: dict[str, Any]) -> dict[str, dict[str, str]]:
+    context = event["requestContext"]
+    return {
+        "top": {key: type(value).__name__ for key, value in event.items()},
+        "requestContext": {key: type(value).__name__ for key, value in context.items()},
+        "http": {key: type(value).__name__ for key, value in context["http"].items()},
+        "authorizer": {key: type(value).__name__ for key, value in context.get("authorizer", {}).items()},
+    }
+
+
+@pytest.mark.parametrize("name", HTTP_SAMPLES)
+def test_built_events_have_the_shape_of_the_samples(name: str) -> None:
+    """The local gateway and the tests build events like the samples (and API Gateway)."""
+    sample = load_sample(name)
+    method, path = sample["routeKey"].split(" ", 1)
+    authorizer = sample["requestContext"].get("authorizer", {}).get("lambda")
+    built = http_event(
+        method,
+        path,
+        body=sample.get("body"),
+        headers=sample["headers"],
+        query=sample.get("queryStringParameters"),
+        authorizer=authorizer,
+        route_key=sample["routeKey"],
+    )
+    assert _shape(built) == _shape(sample)
+    assert built["rawQueryString"] == sample["rawQueryString"]
+    assert built["requestContext"].get("authorizer") == sample["requestContext"].get("authorizer")
+
+
+def test_no_stray_files_in_events() -> None:
+    """Only JSON samples live in events/ (they are what the parametrized tests pick up)."""
+    stray = [p.name for p in Path(EVENTS_DIR).iterdir() if p.suffix != ".json"]
+    assert stray == []
