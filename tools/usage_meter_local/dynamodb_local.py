@@ -115,7 +115,11 @@ def _port_in_use(port: int) -> bool:
 
 
 def local_client(endpoint_url: str, *, timeout: float = 5, max_attempts: int = 4) -> DynamoDBClient:
-    """A boto3 client for DynamoDB Local; the engine accepts any credentials, so fixed ones are used."""
+    """A boto3 client for DynamoDB Local; the engine accepts any credentials, so fixed ones are used.
+
+    `max_attempts` counts every attempt, the first included (botocore's own `max_attempts`
+    key counts retries only, hence `total_max_attempts` below).
+    """
     return boto3.client(
         "dynamodb",
         endpoint_url=endpoint_url,
@@ -125,7 +129,7 @@ def local_client(endpoint_url: str, *, timeout: float = 5, max_attempts: int = 4
         config=Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
         ),
     )
 

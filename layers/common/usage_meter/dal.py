@@ -307,6 +307,8 @@ def _query(developer_id: str, low: str, high: str) -> Iterator[dict[str, Any]]:
         if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
             raise Busy("DynamoDB is throttling reads; retry shortly") from exc
         raise
+    except BotoCoreError as exc:  # timeouts, connection errors after botocore's own retries
+        raise Busy("DynamoDB could not be reached; retry shortly") from exc
 
 
 def _counter(item: dict[str, Any]) -> Counter:
@@ -350,6 +352,8 @@ def get_record(developer_id: str, idempotency_key: str) -> IdempotencyRecord | N
         if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
             raise Busy("DynamoDB is throttling reads; retry shortly") from exc
         raise
+    except BotoCoreError as exc:
+        raise Busy("DynamoDB could not be reached; retry shortly") from exc
     item = answer.get("Item")
     return _record_from_item(item) if item else None
 
@@ -365,6 +369,8 @@ def _accounts_call(operation: str, **kwargs: Any) -> Any:
         if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
             raise Busy("DynamoDB is throttling; retry shortly") from exc
         raise
+    except BotoCoreError as exc:
+        raise Busy("DynamoDB could not be reached; retry shortly") from exc
 
 
 def _developer_item(developer: Developer) -> Item:

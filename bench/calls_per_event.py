@@ -1,0 +1,443 @@
+"""DynamoDB calls, transaction items, round trips and capacity units per tracked event.
+
+Sends requests through the real track handler (routes from template.yaml) and counts every
+request its DynamoDB client makes, with botocore event hooks on `usage_meter.dal.client()`:
+calls by operation (before-parameter-build), transaction items, and round trips, i.e. HTTP
+requests including botocore's retries (before-send).
+
+By default it runs in-process against moto; `--endpoint-url URL` runs the same against a
+DynamoDB endpoint such as DynamoDB Local (tables with unique names, dropped at the end) and
+also prints the ConsumedCapacity that the endpoint reports.
+
+Capacity units are computed from the requests and responses, because moto does not model
+capacity. The rules are DynamoDB's published ones:
+
+- item size = sum over attributes of (UTF-8 bytes of the name + size of the value): strings
+  UTF-8 bytes, numbers 1 byte per 2 significant digits + 1, binary raw bytes, null and
+  boolean 1, lists and maps 3 + 1 per element + their elements (map keys count as names);
+- a write costs 1 WCU per started KB of the item, 2 in a transaction; a Put is sized by the
+  item it writes; an Update by the item after it, taken to be the key plus every attribute
+  the update expression names with the request's value (for ADD, the increment's digits,
+  not the sum's: a few bytes low);
+- a read costs 1 RCU per started 4 KB of the items returned (summed for a Query), at least
+  1, half for an eventually consistent read, twice in a transaction;
+- a cancelled transaction is counted at the full price of its items: an upper bound, since
+  DynamoDB does not report what a cancelled transaction consumed.
+
+The service's clock is pinned to 12:00 UTC on the 15th of the current month, so the two
+days of the multi-day batch fall in one billing period and every run gives the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+
+from usage_meter import clock, dal
+from usage_meter_local.invoke import LocalApi
+from usage_meter_local.template import create_tables, function_environment, table_logical_ids
+
+AUTHORIZER = {"developerId": "dev_bench", "role": "developer"}
+TRACK_PATH = "/v1/usage/events"
+BATCH_SIZE = 100
+KB = 1024
+READ_UNIT_BYTES = 4 * KB
+
+# "ADD #c :q" and "SET #d = :d": an attribute (name or #placeholder) and its :value.
+_ASSIGNMENT = re.compile(r"(#?[A-Za-z_][\w.]*)\s*=?\s*(:\w+)")
+
+
+# ---- DynamoDB item sizes and capacity units ------------------------------------------------
+
+
+def number_size(text: str) -> int:
+    """Bytes of a number: 1 per two significant digits (leading/trailing zeros trimmed) + 1."""
+    mantissa = text.lstrip("+-").lower().split("e", 1)[0]
+    digits = mantissa.replace(".", "").strip("0")
+    return math.ceil(max(len(digits), 1) / 2) + 1
+
+
+def value_size(value: Mapping[str, Any]) -> int:
+    """Bytes of one attribute value (without its name)."""
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(str(inner).encode())
+    if kind == "N":
+        return number_size(str(inner))
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(s.encode()) for s in inner)
+    if kind == "NS":
+        return sum(number_size(n) for n in inner)
+    if kind == "BS":
+        return sum(len(b) for b in inner)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + value_size(v) + 1 for k, v in inner.items())
+    if kind == "L":
+        return 3 + sum(value_size(v) + 1 for v in inner)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bytes of an item: attribute names plus values."""
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def updated_item(update: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The item an Update leaves, approximated as the key plus every attribute it assigns."""
+    names: Mapping[str, str] = update.get("ExpressionAttributeNames", {})
+    values: Mapping[str, Mapping[str, Any]] = update.get("ExpressionAttributeValues", {})
+    item: dict[str, Mapping[str, Any]] = dict(update["Key"])
+    for target, placeholder in _ASSIGNMENT.findall(update.get("UpdateExpression", "")):
+        if placeholder in values:
+            item[names.get(target, target)] = values[placeholder]
+    return item
+
+
+def write_units(size: int, *, transactional: bool) -> int:
+    return max(1, math.ceil(size / KB)) * (2 if transactional else 1)
+
+
+def read_units(size: int, *, consistent: bool, transactional: bool = False) -> float:
+    units = float(max(1, math.ceil(size / READ_UNIT_BYTES)))
+    if not consistent:
+        units /= 2
+    return units * (2 if transactional else 1)
+
+
+def transact_item_size(action: str, body: Mapping[str, Any]) -> int:
+    if action == "Put":
+        return item_size(body["Item"])
+    if action == "Update":
+        return item_size(updated_item(body))
+    return item_size(body["Key"])  # Delete, ConditionCheck: at least the key (and 1 KB anyway)
+
+
+# ---- the meter: botocore hooks on the service's client -------------------------------------
+
+
+@dataclass
+class Tally:
+    """What one scenario cost."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    transact_items: int = 0
+    round_trips: int = 0
+    cancelled: int = 0
+    wcu: float = 0.0
+    rcu: float = 0.0
+    largest_item: int = 0
+    reported: float | None = None  # ConsumedCapacity, when the endpoint returns it
+
+
+class Meter:
+    """Counts the DynamoDB requests of one client; `ask_capacity` adds ReturnConsumedCapacity."""
+
+    def __init__(self, client: Any, *, ask_capacity: bool) -> None:
+        self.tally = Tally()
+        self.ask_capacity = ask_capacity
+        events = client.meta.events
+        events.register("before-parameter-build.dynamodb", self._before_call)
+        events.register("before-send.dynamodb", self._before_send)
+        events.register("after-call.dynamodb", self._after_call)
+
+    @contextmanager
+    def measuring(self) -> Iterator[Tally]:
+        """Count into a fresh tally; requests outside any `measuring` go to a discarded one."""
+        self.tally = Tally()
+        try:
+            yield self.tally
+        finally:
+            self.tally = Tally()
+
+    def _before_call(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        tally = self.tally
+        tally.calls[model.name] += 1
+        if self.ask_capacity and "ReturnConsumedCapacity" in model.input_shape.members:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+        write = 0.0
+        if model.name == "TransactWriteItems":
+            tally.transact_items += len(params["TransactItems"])
+            for entry in params["TransactItems"]:
+                ((action, body),) = entry.items()
+                size = transact_item_size(action, body)
+                tally.largest_item = max(tally.largest_item, size)
+                write += write_units(size, transactional=True)
+        elif model.name in ("PutItem", "UpdateItem", "DeleteItem"):
+            size = transact_item_size(model.name.removesuffix("Item"), params)
+            tally.largest_item = max(tally.largest_item, size)
+            write += write_units(size, transactional=False)
+        context["bench"] = {"wcu": write, "consistent": bool(params.get("ConsistentRead"))}
+
+    def _before_send(self, **_: Any) -> None:
+        self.tally.round_trips += 1
+
+    def _after_call(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        tally = self.tally
+        sent = context.get("bench", {"wcu": 0.0, "consistent": False})
+        tally.wcu += sent["wcu"]
+        if parsed.get("Error", {}).get("Code") == "TransactionCanceledException":
+            tally.cancelled += 1
+        tally.rcu += self._read_units(model.name, parsed, consistent=sent["consistent"])
+        consumed = parsed.get("ConsumedCapacity")
+        if consumed:
+            entries = consumed if isinstance(consumed, list) else [consumed]
+            tally.reported = (tally.reported or 0.0) + sum(e.get("CapacityUnits", 0.0) for e in entries)
+
+    @staticmethod
+    def _read_units(operation: str, parsed: Mapping[str, Any], *, consistent: bool) -> float:
+        if operation in ("Query", "Scan"):
+            size = sum(item_size(i) for i in parsed.get("Items", []))
+            return read_units(size, consistent=consistent)
+        if operation == "GetItem":
+            return read_units(item_size(parsed.get("Item", {})), consistent=consistent)
+        if operation == "TransactGetItems":
+            return sum(
+                read_units(item_size(r.get("Item", {})), consistent=True, transactional=True)
+                for r in parsed.get("Responses", [])
+            )
+        return 0.0
+
+
+# ---- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One track request to measure; `setup` is sent first, unmeasured (the original of a duplicate)."""
+
+    name: str
+    body: dict[str, Any]
+    expect: str
+    setup: dict[str, Any] | None = None
+
+    @property
+    def events(self) -> int:
+        return len(self.body.get("events", [self.body]))
+
+
+@dataclass
+class Row:
+    scenario: str
+    events: int
+    tally: Tally
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_key() -> str:
+    return f"bench-{uuid.uuid4()}"
+
+
+def event(metric: str = "api_calls", *, keyed: bool = True, at: datetime | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"metric": metric, "quantity": 1}
+    if keyed:
+        body["idempotencyKey"] = new_key()
+    if at is not None:
+        body["timestamp"] = iso(at)
+    return body
+
+
+def batch(metrics: list[str], days: list[datetime | None], *, keyed: bool = True) -> dict[str, Any]:
+    """100 events cycling through the metrics, then the days."""
+    return {
+        "events": [
+            event(metrics[i % len(metrics)], keyed=keyed, at=days[(i // len(metrics)) % len(days)])
+            for i in range(BATCH_SIZE)
+        ]
+    }
+
+
+def scenarios(now: datetime) -> list[Scenario]:
+    one_day: list[datetime | None] = [None]
+    two_days: list[datetime | None] = [now - timedelta(hours=1), now - timedelta(days=1, hours=1)]
+    original = event()
+    return [
+        Scenario("single event, keyed", event(), "recorded"),
+        Scenario("batch: 1 metric x 1 day, keyed", batch(["api_calls"], one_day), "recorded"),
+        Scenario(
+            "batch: 3 metrics x 2 days, keyed",
+            batch(["api_calls", "tokens", "storage_gb"], two_days),
+            "recorded",
+        ),
+        Scenario("duplicate single event (key re-sent)", original, "duplicate", setup=original),
+        Scenario("single event, no key", event(keyed=False), "recorded"),
+        Scenario("batch: 1 metric x 1 day, no keys", batch(["api_calls"], one_day, keyed=False), "recorded"),
+    ]
+
+
+def track(api: LocalApi, body: dict[str, Any], expect: str) -> None:
+    """POST one request; fail loudly unless every event got the expected status."""
+    answer = api.call("POST", TRACK_PATH, body=body, authorizer=AUTHORIZER)
+    if answer.status != 200:
+        raise SystemExit(f"track answered {answer.status}: {answer.body}")
+    statuses = {r["status"] for r in answer.json()["results"]}
+    if statuses != {expect}:
+        raise SystemExit(f"expected every event {expect!r}, got {sorted(statuses)}: {answer.body[:500]}")
+
+
+def run_scenarios(meter: Meter, now: datetime) -> list[Row]:
+    api = LocalApi()
+    rows = []
+    for scenario in scenarios(now):
+        if scenario.setup is not None:
+            track(api, scenario.setup, "recorded")
+        with meter.measuring() as tally:
+            track(api, scenario.body, scenario.expect)
+        rows.append(Row(scenario.name, scenario.events, tally))
+    return rows
+
+
+# ---- environments ----------------------------------------------------------------------------
+
+
+def configure_environment(names: dict[str, str], endpoint_url: str | None) -> None:
+    """The track function's environment from template.yaml, quiet logs, fake credentials."""
+    track_route = LocalApi().route("POST", TRACK_PATH)
+    assert track_route is not None, "template.yaml routes no POST /v1/usage/events"
+    os.environ.update(function_environment(track_route.function, names))
+    os.environ.update(
+        {
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        }
+    )
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(variable, "testing")
+    if endpoint_url:
+        os.environ["DYNAMODB_ENDPOINT_URL"] = endpoint_url
+    else:
+        os.environ.pop("DYNAMODB_ENDPOINT_URL", None)
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+def measure(endpoint_url: str | None) -> list[Row]:
+    """Create the tables (moto, or unique names at the endpoint), run every scenario, clean up."""
+    prefix = "bench" if endpoint_url is None else f"bench-{uuid.uuid4().hex[:8]}"
+    names = {logical_id: f"{prefix}-{logical_id}" for logical_id in table_logical_ids()}
+    configure_environment(names, endpoint_url)
+    real_now = datetime.now(UTC)
+    pinned = real_now.replace(day=15, hour=12, minute=0, second=0, microsecond=0)
+    with ExitStack() as stack:
+        if endpoint_url is None:
+            stack.enter_context(mock_aws())
+        stack.enter_context(mock.patch.object(clock, "now", return_value=pinned))
+        dal.reset()
+        admin = boto3.client("dynamodb", endpoint_url=endpoint_url)
+        create_tables(admin, names)
+        if endpoint_url is not None:
+            for table in names.values():
+                stack.callback(admin.delete_table, TableName=table)
+        meter = Meter(dal.client(), ask_capacity=endpoint_url is not None)
+        rows = run_scenarios(meter, pinned)
+    dal.reset()
+    return rows
+
+
+# ---- output -----------------------------------------------------------------------------------
+
+
+def number(value: float) -> str:
+    return f"{value:g}" if value == int(value) else f"{value:.2f}"
+
+
+def calls_text(calls: Counter[str]) -> str:
+    return " + ".join(f"{n} {op}" for op, n in calls.items())  # in order of first use
+
+
+def render(rows: list[Row], *, reported: bool) -> str:
+    header = [
+        "scenario",
+        "events",
+        "DynamoDB calls",
+        "tx items",
+        "round trips",
+        "WCU",
+        "RCU",
+        "calls/event",
+        "tx items/event",
+        "WCU/event",
+        "largest item (B)",
+    ]
+    if reported:
+        header.append("reported CU")
+    lines = [header]
+    for row in rows:
+        t = row.tally
+        calls = sum(t.calls.values())
+        wcu = number(t.wcu) + ("*" if t.cancelled else "")
+        line = [
+            row.scenario,
+            str(row.events),
+            calls_text(t.calls),
+            str(t.transact_items),
+            str(t.round_trips),
+            wcu,
+            number(t.rcu),
+            number(calls / row.events),
+            number(t.transact_items / row.events),
+            number(t.wcu / row.events),
+            str(t.largest_item),
+        ]
+        if reported:
+            line.append("-" if t.reported is None else number(t.reported))
+        lines.append(line)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |"
+        for line in lines
+    ]
+    text.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
+    parser.add_argument(
+        "--endpoint-url",
+        help="a DynamoDB endpoint (e.g. DynamoDB Local at http://127.0.0.1:8000) instead of moto",
+    )
+    args = parser.parse_args(argv)
+    rows = measure(args.endpoint_url)
+    target = args.endpoint_url or "moto (in-process)"
+    print(f"DynamoDB cost per tracked event, against {target}; capacity units computed from request sizes")
+    print(render(rows, reported=args.endpoint_url is not None))
+    print(
+        "* includes a cancelled transaction, counted at the full price of its items (an upper bound).\n"
+        "WCU: transactional writes, 2 per item per started KB; RCU: strongly consistent reads, "
+        "1 per started 4 KB."
+    )
+    if args.endpoint_url:
+        print(
+            "reported CU: the sum of the ConsumedCapacity the endpoint returned ('-': none returned). "
+            "DynamoDB Local reports a flat 2 per table a transaction touches, whatever its items, "
+            "and nothing for a cancelled one: it does not model billing."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Engine tier: the real handlers against Amazon's DynamoDB Local, for what moto cannot show.
+
+One DynamoDB Local per session (free port, in memory); fresh tables per test, created from
+template.yaml under unique names. If the engine cannot start (no java, no npm, no jar), the
+session fixture fails: a missing engine is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from engine.support import Container, Setup, as_json
+from helpers import DEV_A
+
+from usage_meter import accounts, dal
+from usage_meter.models import MetricLimit, Plan
+from usage_meter_local.dynamodb_local import DynamoDBLocal
+from usage_meter_local.invoke import Answer, LocalApi
+from usage_meter_local.template import create_tables, function_environment, table_logical_ids
+
+# Lines for the "engine numbers" section at the end of the run (conflicts, events/s, ...).
+REPORT: list[str] = []
+UNLIMITED_PLAN = "engine-unlimited"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("engine numbers")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    engine = DynamoDBLocal(startup_timeout=120)  # a free port, in memory
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@dataclass
+class EngineStack:
+    """The API (in-process, for sequential calls), containers for concurrent ones, and the tables."""
+
+    api: LocalApi
+    dynamodb: Any
+    tables: dict[str, str]
+    _containers: list[Container] = field(default_factory=list)
+
+    @property
+    def usage_table(self) -> str:
+        return self.tables["UsageTable"]
+
+    @property
+    def idempotency_table(self) -> str:
+        return self.tables["IdempotencyTable"]
+
+    def call(self, method: str, path: str, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
+        return self.api.call(method, path, authorizer=auth, **kwargs)
+
+    def track(self, body: Any, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
+        return self.call("POST", "/v1/usage/events", body=as_json(body), auth=auth, **kwargs)
+
+    def containers(self, count: int, setup: Setup | None = None) -> list[Container]:
+        """`count` Lambda-like containers (forked now, before any client thread starts)."""
+        started = [Container(setup) for _ in range(count)]
+        self._containers.extend(started)
+        return started
+
+    def add_developers(self, developer_ids: Sequence[str], metrics: Sequence[str]) -> None:
+        """Developers on a plan without limits, so that every event is counted."""
+        plan = Plan(name=UNLIMITED_PLAN, metrics={m: MetricLimit(limit=None) for m in metrics})
+        dal.put_plan(plan)
+        for developer_id in developer_ids:
+            accounts.create_developer(developer_id, UNLIMITED_PLAN, developer_id)
+
+
+@pytest.fixture
+def engine(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineStack]:
+    suffix = uuid.uuid4().hex[:8]
+    tables = {logical_id: f"{logical_id}-{suffix}" for logical_id in table_logical_ids()}
+    dynamodb = dynamodb_local.client()
+    create_tables(dynamodb, tables)
+    for name, value in function_environment("TrackFunction", tables).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", dynamodb_local.endpoint_url)
+    dal.reset()
+    api = LocalApi()
+    for route in api.routes:  # imported once here, so forked containers start warm
+        api.handler(route)
+    stack = EngineStack(api, dynamodb, tables)
+    yield stack
+    for container in stack._containers:
+        container.close()
+    dal.reset()
+    for table in tables.values():  # keep the in-memory engine small across tests
+        dynamodb.delete_table(TableName=table)
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """`report(text)` adds a line to the run's "engine numbers" section."""
+
+    def add(text: str) -> None:
+        REPORT.append(f"{request.node.name}: {text}")
+
+    return add
