@@ -5,6 +5,8 @@ request its DynamoDB client makes, with botocore event hooks on `usage_meter.dal
 calls by operation (before-parameter-build), transaction items, and round trips, i.e. HTTP
 requests including botocore's retries (before-send).
 
+The developer (dev_bench, with a developer key's authorizer context) is created first on a
+plan (`--plan`, default pro) with the default plans stored, as the admin CLI leaves a stack.
 By default it runs in-process against moto; `--endpoint-url URL` runs the same against a
 DynamoDB endpoint such as DynamoDB Local (tables with unique names, dropped at the end) and
 also prints the ConsumedCapacity that the endpoint reports.
@@ -48,7 +50,7 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 
-from usage_meter import clock, dal
+from usage_meter import accounts, clock, dal
 from usage_meter_local.invoke import LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
@@ -334,8 +336,9 @@ def configure_environment(names: dict[str, str], endpoint_url: str | None) -> No
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-def measure(endpoint_url: str | None) -> list[Row]:
-    """Create the tables (moto, or unique names at the endpoint), run every scenario, clean up."""
+def measure(endpoint_url: str | None, plan: str) -> list[Row]:
+    """Create the tables (moto, or unique names at the endpoint) and the developer on `plan`,
+    run every scenario, clean up."""
     prefix = "bench" if endpoint_url is None else f"bench-{uuid.uuid4().hex[:8]}"
     names = {logical_id: f"{prefix}-{logical_id}" for logical_id in table_logical_ids()}
     configure_environment(names, endpoint_url)
@@ -351,6 +354,8 @@ def measure(endpoint_url: str | None) -> list[Row]:
         if endpoint_url is not None:
             for table in names.values():
                 stack.callback(admin.delete_table, TableName=table)
+        accounts.seed_default_plans()
+        accounts.create_developer("Benchmark", plan=plan, developer_id=AUTHORIZER["developerId"])
         meter = Meter(dal.client(), ask_capacity=endpoint_url is not None)
         rows = run_scenarios(meter, pinned)
     dal.reset()
@@ -420,10 +425,18 @@ def main(argv: list[str] | None = None) -> int:
         "--endpoint-url",
         help="a DynamoDB endpoint (e.g. DynamoDB Local at http://127.0.0.1:8000) instead of moto",
     )
+    parser.add_argument(
+        "--plan",
+        default="pro",
+        help="the benchmark developer's plan (default pro: a hard limit on api_calls, room for every scenario)",
+    )
     args = parser.parse_args(argv)
-    rows = measure(args.endpoint_url)
+    rows = measure(args.endpoint_url, args.plan)
     target = args.endpoint_url or "moto (in-process)"
-    print(f"DynamoDB cost per tracked event, against {target}; capacity units computed from request sizes")
+    print(
+        f"DynamoDB cost per tracked event, against {target}, developer on plan {args.plan!r}; "
+        "capacity units computed from request sizes"
+    )
     print(render(rows, reported=args.endpoint_url is not None))
     print(
         "* includes a cancelled transaction, counted at the full price of its items (an upper bound).\n"

@@ -28,8 +28,18 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 
 def counters(dynamodb: Any, table: str) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    """Counter items as {(pk, sk): (consumed, events)}."""
+    """Day and month counter items as {(pk, sk): (consumed, events)} (minute counters apart)."""
     return {
         (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
         for i in table_items(dynamodb, table)
+        if not i["sk"]["S"].startswith("R#")
+    }
+
+
+def minute_counters(dynamodb: Any, table: str) -> dict[tuple[str, str], int]:
+    """Minute counters (events recorded per developer and minute) as {(pk, sk): events}."""
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): int(i["events"]["N"])
+        for i in table_items(dynamodb, table)
+        if i["sk"]["S"].startswith("R#")
     }

@@ -451,7 +451,10 @@ def test_service_key_acts_for_any_existing_developer(stack: Stack, freeze: Freez
     )
     assert (alice["developerId"], alice["metrics"]) == (
         "dev_alice",
-        {"api_calls": {"consumed": 2, "limit": None, "remaining": None, "percentageUsed": None}},
+        {
+            "api_calls": {"consumed": 2, "limit": 100000, "remaining": 99998, "percentageUsed": 0},
+            "tokens": {"consumed": 0, "limit": 10000000, "remaining": 10000000, "percentageUsed": 0},
+        },
     )
     history = get_history(stack, bearer(key), developerId="dev_bob", days="1").json()
     assert history["entries"] == [

@@ -40,8 +40,8 @@ def test_single_event_is_recorded_with_usage_block(stack: Stack, freeze: Freeze)
     assert body["usage"] == {
         "metric": "api_calls",
         "consumed": 3,
-        "limit": None,
-        "remaining": None,
+        "limit": 100000,  # the pro plan's hard limit
+        "remaining": 99997,
         "periodStart": "2026-11-01T00:00:00Z",
         "periodEnd": "2026-12-01T00:00:00Z",
     }
@@ -255,7 +255,8 @@ def test_backdated_event_lands_in_last_months_period(stack: Stack, freeze: Freez
     assert month_counter(stack, "dev_alice", "2026-12", "api_calls") is None
     december = stack.current().json()
     assert december["period"]["key"] == "2026-12"
-    assert december["metrics"] == {}
+    # the plan's metrics are listed with nothing consumed yet
+    assert {name: m["consumed"] for name, m in december["metrics"].items()} == {"api_calls": 0, "tokens": 0}
     november = stack.current(startDate="2026-11-01", endDate="2026-11-30").json()
     assert november["metrics"]["api_calls"]["consumed"] == 7
 

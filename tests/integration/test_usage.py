@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -50,11 +51,22 @@ def test_current_billing_period(seeded: Stack) -> None:
         "plan": "pro",
         "period": {"key": "2026-11", "start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
         "metrics": {
-            "api_calls": {"consumed": 35, "limit": None, "remaining": None, "percentageUsed": None},
-            "tokens": {"consumed": 3.75, "limit": None, "remaining": None, "percentageUsed": None},
+            "api_calls": {
+                "consumed": 35,
+                "limit": 100000,
+                "remaining": 99965,
+                "percentageUsed": Decimal("0.04"),
+            },
+            "tokens": {
+                "consumed": Decimal("3.75"),
+                "limit": 10000000,
+                "remaining": Decimal("9999996.25"),
+                "percentageUsed": 0,
+            },
         },
         "totalRequests": 5,
         "resetsInDays": 6,
+        "rateLimit": {"requestsPerMinute": 1000, "currentMinuteUsage": 6},
     }
 
 
@@ -84,7 +96,12 @@ def test_week_period_bounds(seeded: Stack) -> None:
 
 def test_metric_filter_and_unknown_metric_reads_zero(seeded: Stack) -> None:
     assert seeded.current(metric="tokens").json()["metrics"] == {
-        "tokens": {"consumed": 3.75, "limit": None, "remaining": None, "percentageUsed": None}
+        "tokens": {
+            "consumed": Decimal("3.75"),
+            "limit": 10000000,
+            "remaining": Decimal("9999996.25"),
+            "percentageUsed": 0,
+        }
     }
     assert seeded.current(metric="never_used").json()["metrics"]["never_used"]["consumed"] == 0
     assert seeded.current(metric="never_used").json()["totalRequests"] == 0

@@ -23,6 +23,7 @@ def http_event(
     query: dict[str, str] | None = None,
     authorizer: dict[str, Any] | None = None,
     route_key: str | None = None,
+    path_parameters: dict[str, str] | None = None,
     source_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """A payload-2.0 event; `authorizer` is the Lambda authorizer's context (None: no authorizer).
@@ -70,6 +71,8 @@ def http_event(
     }
     if query:
         event["queryStringParameters"] = dict(query)
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
     if text is not None:
         event["body"] = text
     if authorizer is not None:

@@ -32,7 +32,7 @@ def _query(raw: str) -> dict[str, str]:
 
 
 def make_server(pool: ContainerPool, host: str = "127.0.0.1", port: int = 3000) -> ThreadingHTTPServer:
-    known = {(r.method, r.path) for r in routes()}
+    table = routes()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "usage-meter-local"
@@ -40,7 +40,8 @@ def make_server(pool: ContainerPool, host: str = "127.0.0.1", port: int = 3000) 
         def _serve(self) -> None:
             url = urlsplit(self.path)
             method = self.command.upper()
-            if (method, url.path) not in known:
+            route = next((r for r in table if r.match(method, url.path) is not None), None)
+            if route is None:
                 self._write(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
                 return
             length = int(self.headers.get("content-length") or 0)
@@ -55,7 +56,15 @@ def make_server(pool: ContainerPool, host: str = "127.0.0.1", port: int = 3000) 
                 key = name.lower()
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
             query = _query(url.query)
-            event = http_event(method, url.path, body=body, headers=headers, query=query or None)
+            event = http_event(
+                method,
+                url.path,
+                body=body,
+                headers=headers,
+                query=query or None,
+                route_key=f"{route.method} {route.path}",
+                path_parameters=route.match(method, url.path),
+            )
             event["rawQueryString"] = url.query
             try:
                 answer = pool.send(method, url.path, event)

@@ -48,7 +48,7 @@ class LocalApi:
 
     def route(self, method: str, path: str) -> Route | None:
         for route in self.routes:
-            if route.method == method.upper() and route.path == path:
+            if route.match(method, path) is not None:
                 return route
         return None
 
@@ -126,6 +126,7 @@ class LocalApi:
             query=query,
             authorizer=authorizer,
             route_key=f"{route.method} {route.path}",
+            path_parameters=route.match(method, path),
         )
         if run_authorizer:
             return self.send(route, event)

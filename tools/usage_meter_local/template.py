@@ -6,9 +6,11 @@ There is no second copy of the schema: tables are created from the template's ow
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from pydantic import BaseModel
@@ -101,6 +103,14 @@ class Route(BaseModel):
     code_uri: str
     handler: str
     authorizer: str | None = None
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters if this route takes the request ({name} matches one segment)."""
+        if method.upper() != self.method:
+            return None
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        found = re.fullmatch(pattern, path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
 
 
 def routes(path: Path = TEMPLATE) -> list[Route]:

@@ -17,7 +17,7 @@ from usage_meter import clock, dal
 from usage_meter.errors import NotFound, ValidationFailed
 from usage_meter.models import DEVELOPER_ID_PATTERN, ApiKeyRecord, Developer, Plan, Role
 from usage_meter.periods import format_timestamp
-from usage_meter.plans import DEFAULT_PLAN, DEFAULT_PLANS
+from usage_meter.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
 
 KEY_PREFIX = "um_live_"
 KEY_BODY_LENGTH = 32
@@ -50,10 +50,6 @@ def plans() -> list[Plan]:
     stored = {plan.name: plan for plan in dal.list_plans()}
     merged = {plan.name: plan for plan in DEFAULT_PLANS} | stored
     return [merged[name] for name in sorted(merged)]
-
-
-def get_plan(name: str) -> Plan | None:
-    return dal.get_plan(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
 
 
 def _require_plan(name: str) -> None:

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
@@ -29,6 +29,7 @@ from usage_meter.models import (
     DEVELOPER_ID_PATTERN,
     METRIC_PATTERN,
     CurrentUsageResponse,
+    EntitlementResponse,
     ErrorResponse,
     HistoryResponse,
     Identity,
@@ -36,7 +37,7 @@ from usage_meter.models import (
     TrackResponse,
 )
 from usage_meter.tracking import track, validation_error_detail
-from usage_meter.usage import current_usage, usage_history
+from usage_meter.usage import current_usage, entitlement, usage_history
 
 logger = Logger(child=True)
 
@@ -52,6 +53,7 @@ _ERRORS: dict[int | HTTPStatus, Any] = {
         (403, "The key may not act for that developer"),
         (415, "The body is not JSON (Content-Type)"),
         (422, "Invalid input"),
+        (429, "A hard limit would be passed; nothing was counted (Retry-After: until the period resets)"),
         (503, "DynamoDB kept refusing; retry (with the same idempotency keys)"),
     )
 }
@@ -68,11 +70,19 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=jsonutil.dumps(payload), headers=headers)
 
 
-def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response[str]:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[str]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
-    return json_response(status, {"error": error})
+    return json_response(status, {"error": error, **(extra or {})}, headers=headers)
 
 
 def _raw_error(status: int, code: str, message: str) -> dict[str, Any]:
@@ -120,7 +130,10 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     @app.exception_handler(UsageMeterError)
     def _domain_error(exc: UsageMeterError) -> Response[str]:
         logger.info("request refused", extra={"code": exc.code, "status": exc.status})
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return error_response(
+            exc.status, exc.code, exc.message, exc.details, headers=headers, extra=exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[str]:
@@ -270,7 +283,27 @@ def get_history(
     return json_response(200, answer.wire())
 
 
-ALL_ROUTERS = (track_router, current_router, history_router)
+# ---- GET /v1/entitlements/{metric} -----------------------------------------------------------
+
+entitlements_router = APIGatewayHttpRouter()
+
+
+@entitlements_router.get(
+    "/v1/entitlements/<metric>",
+    summary="May the developer use a metric now?",
+    description="hasAccess is false when the plan does not include the metric or a hard limit is used up.",
+    responses=_ok(EntitlementResponse, "Access, consumption and what remains in the billing period"),
+    tags=["usage"],
+)
+def get_entitlement(
+    metric: Annotated[str, Path(pattern=METRIC_PATTERN)],
+    developer_id: DeveloperIdQuery = None,
+) -> Response[str]:
+    answer = entitlement(_identity(entitlements_router), metric, developer_id=developer_id)
+    return json_response(200, answer.wire())
+
+
+ALL_ROUTERS = (track_router, current_router, history_router, entitlements_router)
 
 
 def openapi_document() -> str:

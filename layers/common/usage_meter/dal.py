@@ -2,8 +2,9 @@
 
 Key layout (UsageTable, pk/sk strings):
     pk = "DEV#<developerId>"
-    sk = "D#<YYYY-MM-DD>#<metric>"   day counter
+    sk = "D#<YYYY-MM-DD>#<metric>"   day counter; carries activeDay = "<day>#<shard>" (ActivityIndex)
     sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
+    sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
 IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
 AccountsTable:
     pk = "DEV#<developerId>", sk = "PROFILE"       developer profile (kind = "developer")
@@ -14,11 +15,12 @@ AccountsTable:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -31,6 +33,7 @@ from usage_meter.models import (
     ApiKeyRecord,
     Counter,
     CounterIncrement,
+    CounterScope,
     Developer,
     IdempotencyRecord,
     MetricLimit,
@@ -62,12 +65,20 @@ class CommitCancelled(Exception):
 
     `duplicates` maps the position of an idempotency record in the commit to the record that
     already holds the key; `retryable` is true when contention or throttling took part.
+    `over_limit` maps the position of a ceiling-conditioned increment that would have passed
+    its ceiling to the counter's value at that moment.
     """
 
-    def __init__(self, duplicates: dict[int, IdempotencyRecord], retryable: bool) -> None:
+    def __init__(
+        self,
+        duplicates: dict[int, IdempotencyRecord],
+        retryable: bool,
+        over_limit: dict[int, Decimal] | None = None,
+    ) -> None:
         super().__init__(f"transaction cancelled: {len(duplicates)} duplicate(s), retryable={retryable}")
         self.duplicates = duplicates
         self.retryable = retryable
+        self.over_limit = over_limit or {}
 
 
 @lru_cache(maxsize=1)
@@ -109,8 +120,21 @@ def developer_pk(developer_id: str) -> str:
     return f"DEV#{developer_id}"
 
 
-def counter_sk(scope: Literal["day", "month"], key: str, metric: str) -> str:
-    return f"{'D' if scope == 'day' else 'M'}#{key}#{metric}"
+_SCOPE_PREFIX = {"day": "D", "month": "M", "minute": "R"}
+ACTIVITY_SHARDS = 8
+
+
+def counter_sk(scope: CounterScope, key: str, metric: str) -> str:
+    return f"{_SCOPE_PREFIX[scope]}#{key}#{metric}"
+
+
+def activity_shard(developer_id: str) -> int:
+    """Which of the ActivityIndex shards of a day a developer is listed under (stable, spread)."""
+    return int(hashlib.sha256(developer_id.encode()).hexdigest()[:8], 16) % ACTIVITY_SHARDS
+
+
+def activity_key(day: str, developer_id: str) -> str:
+    return f"{day}#{activity_shard(developer_id)}"
 
 
 def idempotency_pk(developer_id: str, idempotency_key: str) -> str:
@@ -217,42 +241,14 @@ def commit_events(
         }
         for record in records
     ]
-    for inc in increments:
-        items.append(
-            {
-                "Update": {
-                    "TableName": cfg.usage_table,
-                    "Key": {
-                        "pk": _s(developer_pk(inc.developer_id)),
-                        "sk": _s(counter_sk(inc.scope, inc.key, inc.metric)),
-                    },
-                    "UpdateExpression": "ADD #c :q, #e :e SET #d = :d, #m = :m, #k = :k, #u = :u",
-                    "ExpressionAttributeNames": {
-                        "#c": "consumed",
-                        "#e": "events",
-                        "#d": "developerId",
-                        "#m": "metric",
-                        "#k": inc.scope,
-                        "#u": "updatedAt",
-                    },
-                    "ExpressionAttributeValues": {
-                        ":q": _n(inc.quantity),
-                        ":e": _n(inc.events),
-                        ":d": _s(inc.developer_id),
-                        ":m": _s(inc.metric),
-                        ":k": _s(inc.key),
-                        ":u": _s(updated_at),
-                    },
-                }
-            }
-        )
+    items.extend(_increment_item(inc, updated_at) for inc in increments)
     try:
         client().transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = error.get("Code", "")
         if code == "TransactionCanceledException":
-            raise _cancelled(exc, records) from exc
+            raise _cancelled(exc, records, increments) from exc
         if code in _RETRYABLE_ERRORS:
             raise CommitCancelled({}, retryable=True) from exc
         raise
@@ -260,14 +256,70 @@ def commit_events(
         raise Busy("DynamoDB could not be reached; retry with the same idempotency key") from exc
 
 
-def _cancelled(exc: ClientError, records: Sequence[IdempotencyRecord]) -> CommitCancelled:
-    """Read the per-item cancellation reasons: which keys exist already, and was it contention."""
+def _increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemTypeDef:
+    """The Update of one counter: ADD, plus the ceiling condition of a hard limit."""
+    names: dict[str, str] = {
+        "#c": "consumed",
+        "#e": "events",
+        "#d": "developerId",
+        "#m": "metric",
+        "#k": inc.scope,
+        "#u": "updatedAt",
+    }
+    values: dict[str, AttributeValueTypeDef] = {
+        ":q": _n(inc.quantity),
+        ":e": _n(inc.events),
+        ":d": _s(inc.developer_id),
+        ":m": _s(inc.metric),
+        ":k": _s(inc.key),
+        ":u": _s(updated_at),
+    }
+    sets = "#d = :d, #m = :m, #k = :k, #u = :u"
+    if inc.scope == "day":
+        names["#a"] = "activeDay"
+        values[":a"] = _s(activity_key(inc.key, inc.developer_id))
+        sets += ", #a = :a"
+    if inc.expires_at is not None:
+        names["#x"] = "expiresAt"
+        values[":x"] = _n(inc.expires_at)
+        sets += ", #x = :x"
+    update: Any = {
+        "TableName": settings().usage_table,
+        "Key": {
+            "pk": _s(developer_pk(inc.developer_id)),
+            "sk": _s(counter_sk(inc.scope, inc.key, inc.metric)),
+        },
+        "UpdateExpression": f"ADD #c :q, #e :e SET {sets}",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    if inc.ceiling is not None:
+        # the limit check and the increment commit together: usage never passes the ceiling
+        update["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :room"
+        values[":room"] = _n(inc.ceiling - inc.quantity)
+        update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {"Update": update}
+
+
+def _cancelled(
+    exc: ClientError, records: Sequence[IdempotencyRecord], increments: Sequence[CounterIncrement]
+) -> CommitCancelled:
+    """Read the per-item cancellation reasons: which keys exist already, which ceilings were hit,
+    and was there contention."""
     reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
     duplicates: dict[int, IdempotencyRecord] = {}
+    over_limit: dict[int, Decimal] = {}
     retryable = not reasons  # no reasons at all: treat as contention
     for position, reason in enumerate(reasons):
         code = reason.get("Code", "None")
-        if code == "ConditionalCheckFailed" and position < len(records):
+        if code == "ConditionalCheckFailed" and position >= len(records):
+            index = position - len(records)
+            item = reason.get("Item") or {}
+            if "consumed" in item:
+                over_limit[index] = Decimal(item["consumed"]["N"])
+            else:  # no old value to judge by: read it again on the next attempt
+                retryable = True
+        elif code == "ConditionalCheckFailed" and position < len(records):
             held = (
                 _record_from_item(reason["Item"])
                 if reason.get("Item")
@@ -281,7 +333,7 @@ def _cancelled(exc: ClientError, records: Sequence[IdempotencyRecord]) -> Commit
             retryable = True
         elif code not in ("None", ""):
             raise RuntimeError(f"transaction item {position} failed with {code}: {reason.get('Message')}")
-    return CommitCancelled(duplicates, retryable)
+    return CommitCancelled(duplicates, retryable, over_limit)
 
 
 # ---- reads ----------------------------------------------------------------------------------
@@ -312,7 +364,8 @@ def _query(developer_id: str, low: str, high: str) -> Iterator[dict[str, Any]]:
 
 
 def _counter(item: dict[str, Any]) -> Counter:
-    scope: Literal["day", "month"] = "day" if item["sk"]["S"].startswith("D#") else "month"
+    prefix = item["sk"]["S"][0]
+    scope: CounterScope = "day" if prefix == "D" else "month" if prefix == "M" else "minute"
     return Counter(
         developer_id=item["developerId"]["S"],
         scope=scope,
@@ -331,6 +384,13 @@ def day_counters(developer_id: str, first_day: str, last_day: str) -> list[Count
 def month_counters(developer_id: str, month: str) -> list[Counter]:
     """Every metric's billing-period counter of a developer for one month: one Query."""
     return [_counter(i) for i in _query(developer_id, f"M#{month}#", f"M#{month}#~")]
+
+
+def minute_counter(developer_id: str, minute: str) -> Counter | None:
+    """Events recorded for a developer in one minute (rate reporting)."""
+    sk = counter_sk("minute", minute, "*")
+    items = list(_query(developer_id, sk, sk))
+    return _counter(items[0]) if items else None
 
 
 def month_counter(developer_id: str, month: str, metric: str) -> Counter | None:

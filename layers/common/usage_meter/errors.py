@@ -11,12 +11,22 @@ class UsageMeterError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, details: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: list[Any] | None = None,
+        retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+        self.extra = extra  # more top-level fields of the error body (e.g. the usage block)
 
 
 class ValidationFailed(UsageMeterError):

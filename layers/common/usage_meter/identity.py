@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 from usage_meter import dal
 from usage_meter.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from usage_meter.models import Identity
+from usage_meter.models import Developer, Identity, Plan
+from usage_meter.plans import get_plan
 
 _AUTH_ERRORS = {
     "missing_key": "missing API key",
@@ -38,7 +39,23 @@ class DeveloperResolver:
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        self._known: set[str] = set()
+        self._developers: dict[str, Developer | None] = {}
+        self._plans: dict[str, Plan | None] = {}
+
+    def developer(self, developer_id: str) -> Developer | None:
+        """The developer's profile, read once per request (strongly consistent)."""
+        if developer_id not in self._developers:
+            self._developers[developer_id] = dal.get_developer(developer_id)
+        return self._developers[developer_id]
+
+    def plan(self, developer_id: str) -> Plan | None:
+        """The developer's plan as of this request (a plan change applies to the next request)."""
+        developer = self.developer(developer_id)
+        if developer is None:
+            return None
+        if developer.plan not in self._plans:
+            self._plans[developer.plan] = get_plan(developer.plan)
+        return self._plans[developer.plan]
 
     def __call__(self, requested: str | None) -> str:
         """Developer keys act for themselves only (naming another developer is 403, never a
@@ -48,10 +65,8 @@ class DeveloperResolver:
                 raise ValidationFailed(
                     "developerId is required with a service key", code="developer_id_required"
                 )
-            if requested not in self._known:
-                if dal.get_developer(requested) is None:
-                    raise NotFound(f"no developer {requested}", code="developer_not_found")
-                self._known.add(requested)
+            if self.developer(requested) is None:
+                raise NotFound(f"no developer {requested}", code="developer_not_found")
             return requested
         if requested and requested != self.identity.developer_id:
             raise Forbidden("a developer key can only act for its own developer")

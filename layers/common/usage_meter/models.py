@@ -180,6 +180,13 @@ class MetricUsage(ApiModel):
     percentage_used: Decimal | None = None
 
 
+class RateLimit(ApiModel):
+    """The plan's request rate and the events recorded in the current minute (reported, not enforced)."""
+
+    requests_per_minute: int | None
+    current_minute_usage: int
+
+
 class CurrentUsageResponse(ApiModel):
     developer_id: str
     plan: str | None
@@ -187,6 +194,17 @@ class CurrentUsageResponse(ApiModel):
     metrics: dict[str, MetricUsage]
     total_requests: int
     resets_in_days: int
+    rate_limit: RateLimit
+
+
+class EntitlementResponse(ApiModel):
+    metric: str
+    has_access: bool
+    consumed: Decimal
+    limit: Decimal | None
+    remaining: Decimal | None
+    enforcement: Literal["soft", "hard"] | None
+    resets_at: str
 
 
 class HistoryEntry(ApiModel):
@@ -229,22 +247,31 @@ class IdempotencyRecord(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+CounterScope = Literal["day", "month", "minute"]
+
+
 class CounterIncrement(BaseModel):
-    """One ADD on one counter item: a (day or billing period, metric) of one developer."""
+    """One ADD on one counter item: a (day, billing period or minute; metric) of one developer.
+
+    `ceiling` makes it conditional: applied only if the counter stays <= ceiling afterwards
+    (hard limits). `expires_at` marks short-lived counters (minutes) for TTL deletion.
+    """
 
     developer_id: str
-    scope: Literal["day", "month"]
+    scope: CounterScope
     key: str
     metric: str
     quantity: Decimal
     events: int
+    ceiling: Decimal | None = None
+    expires_at: int | None = None
 
 
 class Counter(BaseModel):
     """A counter item as read back."""
 
     developer_id: str
-    scope: Literal["day", "month"]
+    scope: CounterScope
     key: str
     metric: str
     consumed: Decimal

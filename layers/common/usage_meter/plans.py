@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
+from usage_meter import dal
 from usage_meter.models import MetricLimit, Plan
 
 DEFAULT_PLAN = "free"
@@ -34,3 +35,27 @@ DEFAULT_PLANS: tuple[Plan, ...] = (
         requests_per_minute=10_000,
     ),
 )
+
+
+def get_plan(name: str) -> Plan | None:
+    """A stored plan, else the default of that name (so a fresh stack has free/pro/enterprise)."""
+    return dal.get_plan(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
+
+
+def metric_limit(plan: Plan | None, metric: str) -> MetricLimit | None:
+    """The plan's allowance for a metric; None when the plan does not list it (unlimited)."""
+    return plan.metrics.get(metric) if plan is not None else None
+
+
+def remaining(limit: Decimal | None, consumed: Decimal) -> Decimal | None:
+    """What is left of a limit (never negative; a soft limit may be passed)."""
+    return None if limit is None else max(Decimal(0), limit - consumed)
+
+
+def percentage_used(limit: Decimal | None, consumed: Decimal) -> Decimal | None:
+    """consumed / limit in percent, 2 decimals, half up; a zero limit counts as fully used."""
+    if limit is None:
+        return None
+    if limit == 0:
+        return Decimal("100.00")
+    return (consumed * 100 / limit).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

@@ -9,6 +9,7 @@ split into transactions of at most 100 items so that no event is ever half-count
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -22,20 +23,23 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from usage_meter import clock, dal, jsonutil
-from usage_meter.errors import Busy, IdempotencyKeyReused, UsageMeterError, ValidationFailed
+from usage_meter.errors import Busy, IdempotencyKeyReused, LimitExceeded, UsageMeterError, ValidationFailed
 from usage_meter.identity import DeveloperResolver
 from usage_meter.models import (
     CounterIncrement,
+    CounterScope,
     ErrorDetail,
     EventBatchIn,
     EventResult,
     IdempotencyRecord,
     Identity,
+    MetricLimit,
     TrackResponse,
     UsageBlock,
     UsageEventIn,
 )
 from usage_meter.periods import day_key, format_instant, format_timestamp, month_key, month_period
+from usage_meter.plans import metric_limit, remaining
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -49,11 +53,12 @@ IDEMPOTENCY_RETENTION = BACKDATE_WINDOW + timedelta(days=1)
 MAX_COMMIT_ATTEMPTS = 12
 BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_CAP_SECONDS = 0.4
+MINUTE_COUNTER_TTL = timedelta(hours=1)
 
 Sleeper = Callable[[float], None]
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not field equality: two unkeyed events may be alike
 class _Event:
     """A validated event, ready to commit."""
 
@@ -65,7 +70,17 @@ class _Event:
     idempotency_key: str | None
     payload_hash: str
     metadata: dict[str, Any] | None
+    allowance: MetricLimit | None = None  # the plan's limit for this metric, if any
     followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
+
+    @property
+    def hard_limit(self) -> Decimal | None:
+        a = self.allowance
+        return a.limit if a is not None and a.enforcement == "hard" and a.limit is not None else None
+
+    @property
+    def limit_group(self) -> tuple[str, str, str]:
+        return (self.developer_id, self.period, self.metric)
 
     @property
     def day(self) -> str:
@@ -132,6 +147,7 @@ def _prepare(
     developer_id = resolve(event.developer_id)
     key = event.idempotency_key or header_key
     return _Event(
+        allowance=metric_limit(resolve.plan(developer_id), event.metric),
         index=index,
         developer_id=developer_id,
         metric=event.metric,
@@ -144,10 +160,14 @@ def _prepare(
 
 
 def _transaction_cost(events: Sequence[_Event]) -> int:
+    """Items of one transaction: records, combined day and month counters, one minute counter
+    per developer."""
     keyed = sum(1 for e in events if e.idempotency_key)
-    counters = {(e.developer_id, e.day, e.metric) for e in events} | {
-        (e.developer_id, e.period, e.metric) for e in events
-    }
+    counters = (
+        {("D", e.developer_id, e.day, e.metric) for e in events}
+        | {("M", e.developer_id, e.period, e.metric) for e in events}
+        | {("R", e.developer_id, "", "") for e in events}
+    )
     return keyed + len(counters)
 
 
@@ -165,19 +185,61 @@ def _chunks(events: Sequence[_Event]) -> list[list[_Event]]:
     return chunks
 
 
-def _increments(events: Sequence[_Event]) -> list[CounterIncrement]:
+def _increments(events: Sequence[_Event], now: datetime) -> list[CounterIncrement]:
     """Combine the counter changes of events that hit the same counter item (a transaction may
-    touch an item once)."""
-    totals: dict[tuple[str, str, str, str], tuple[Decimal, int]] = {}
+    touch an item once). A month counter under a hard limit carries the limit as its ceiling;
+    each developer's minute counter counts the events recorded in this minute."""
+    totals: dict[tuple[str, CounterScope, str, str], tuple[Decimal, int]] = {}
+    ceilings: dict[tuple[str, CounterScope, str, str], Decimal] = {}
+    minute = now.strftime("%Y-%m-%dT%H:%M")
     for e in events:
-        for scope, key in (("day", e.day), ("month", e.period)):
-            slot = (e.developer_id, scope, key, e.metric)
-            quantity, count = totals.get(slot, (Decimal(0), 0))
-            totals[slot] = (quantity + e.quantity, count + 1)
+        slots: list[tuple[str, CounterScope, str, str, Decimal]] = [
+            (e.developer_id, "day", e.day, e.metric, e.quantity),
+            (e.developer_id, "month", e.period, e.metric, e.quantity),
+            (e.developer_id, "minute", minute, "*", Decimal(1)),
+        ]
+        for developer_id, scope, key, metric, quantity in slots:
+            slot = (developer_id, scope, key, metric)
+            total, count = totals.get(slot, (Decimal(0), 0))
+            totals[slot] = (total + quantity, count + 1)
+            if scope == "month" and e.hard_limit is not None:
+                ceilings[slot] = e.hard_limit
+    minute_expiry = int((now + MINUTE_COUNTER_TTL).timestamp())
     return [
-        CounterIncrement(developer_id=d, scope=s, key=k, metric=m, quantity=q, events=n)
+        CounterIncrement(
+            developer_id=d,
+            scope=s,
+            key=k,
+            metric=m,
+            quantity=q,
+            events=n,
+            ceiling=ceilings.get((d, s, k, m)),
+            expires_at=minute_expiry if s == "minute" else None,
+        )
         for (d, s, k, m), (q, n) in totals.items()
     ]
+
+
+def _admit(pending: list[_Event], known: dict[tuple[str, str, str], Decimal]) -> list[_Event]:
+    """Events, in order, that fit their hard limit given what the counters are known to hold.
+
+    `known` starts empty (optimistic: DynamoDB's condition is the judge) and learns the real
+    value from each transaction refused at a ceiling. An event that does not fit is refused
+    whole; a later, smaller one may still fit.
+    """
+    room_used: dict[tuple[str, str, str], Decimal] = {}
+    refused: list[_Event] = []
+    for event in pending:
+        limit = event.hard_limit
+        if limit is None:
+            continue
+        group = event.limit_group
+        used = known.get(group, Decimal(0)) + room_used.get(group, Decimal(0))
+        if used + event.quantity > limit:
+            refused.append(event)
+        else:
+            room_used[group] = room_used.get(group, Decimal(0)) + event.quantity
+    return refused
 
 
 def _record(e: _Event, recorded_at: str, expires_at: int) -> IdempotencyRecord:
@@ -213,7 +275,7 @@ class _Outcomes:
     ) -> None:
         for index in (event.index, *event.followers):
             # an in-batch follower is a duplicate of its leader's outcome
-            follower_status = status if index == event.index or status == "rejected" else "duplicate"
+            follower_status = "duplicate" if index != event.index and status == "recorded" else status
             self.results[index] = EventResult(
                 index=index,
                 status=follower_status,
@@ -223,31 +285,58 @@ class _Outcomes:
             )
 
 
+def _refuse_over_limit(events: list[_Event], outcomes: _Outcomes) -> None:
+    """Refuse events that do not fit their limit; a keyed one that was recorded before is a
+    duplicate (its original outcome), not a refusal."""
+    for event in events:
+        held = dal.get_record(event.developer_id, event.idempotency_key) if event.idempotency_key else None
+        if held is not None and held.expires_at >= int(clock.now().timestamp()):
+            _settle_duplicate(event, held, outcomes)
+            continue
+        period = month_period(event.event_time)
+        exceeded = LimitExceeded(
+            f"{event.metric} would pass its limit of {jsonutil.number_text(event.hard_limit or Decimal(0))} "
+            f"for {period.key}",
+        )
+        outcomes.set(event, "limit_exceeded", None, _error(exceeded))
+
+
 def _commit_chunk(chunk: list[_Event], outcomes: _Outcomes, sleep: Sleeper) -> None:
-    """Commit one transaction's worth of events, peeling off duplicates and retrying contention."""
+    """Commit one transaction's worth of events, peeling off duplicates and events over a hard
+    limit, and retrying contention."""
     pending = list(chunk)
+    known: dict[tuple[str, str, str], Decimal] = {}
     for attempt in range(MAX_COMMIT_ATTEMPTS):
+        refused = _admit(pending, known)
+        if refused:
+            _refuse_over_limit(refused, outcomes)
+            pending = [e for e in pending if e not in refused]
         if not pending:
             return
         now = clock.now()
         recorded_at = format_timestamp(now)
         expires_at = int((now + IDEMPOTENCY_RETENTION).timestamp())
         keyed = [e for e in pending if e.idempotency_key]
+        increments = _increments(pending, now)
         try:
             dal.commit_events(
                 [_record(e, recorded_at, expires_at) for e in keyed],
-                _increments(pending),
+                increments,
                 now_epoch=int(now.timestamp()),
                 updated_at=recorded_at,
             )
         except dal.CommitCancelled as cancelled:
+            for position, consumed in cancelled.over_limit.items():
+                inc = increments[position]
+                known[(inc.developer_id, inc.key, inc.metric)] = consumed
             if cancelled.duplicates:
                 for position, held in cancelled.duplicates.items():
                     event = keyed[position]
                     _settle_duplicate(event, held, outcomes)
                     pending.remove(event)
                 logger.info("duplicates peeled off", extra={"duplicates": len(cancelled.duplicates)})
-                continue  # no wait: the rest has not met contention yet
+            if cancelled.duplicates or cancelled.over_limit:
+                continue  # no wait: what blocked this attempt is settled, not contended
             logger.info("transaction contention, retrying", extra={"attempt": attempt + 1})
             metrics.add_metric(name="TransactionConflicts", unit=MetricUnit.Count, value=1)
             sleep(_backoff(attempt))
@@ -271,13 +360,16 @@ def _settle_duplicate(event: _Event, held: IdempotencyRecord, outcomes: _Outcome
 
 
 def _usage_block(event: _Event) -> UsageBlock:
+    """Where the event's metric stands in the event's billing period, after the write."""
     counter = dal.month_counter(event.developer_id, event.period, event.metric)
+    consumed = counter.consumed if counter else Decimal(0)
     period = month_period(event.event_time)
+    limit = event.allowance.limit if event.allowance else None
     return UsageBlock(
         metric=event.metric,
-        consumed=counter.consumed if counter else Decimal(0),
-        limit=None,
-        remaining=None,
+        consumed=consumed,
+        limit=limit,
+        remaining=remaining(limit, consumed),
         period_start=format_instant(period.start),
         period_end=format_instant(period.end),
     )
@@ -377,5 +469,14 @@ def track(
         if only.status == "rejected" and only.error is not None:
             error_class = _SINGLE_EVENT_ERRORS.get(only.error.code, ValidationFailed)
             raise error_class(only.error.message, code=only.error.code)
-        response.usage = _usage_block(to_commit[0])
+        usage = _usage_block(to_commit[0])
+        if only.status == "limit_exceeded" and only.error is not None:
+            period_end = month_period(to_commit[0].event_time).end
+            wait = math.ceil((period_end - clock.now()).total_seconds())
+            raise LimitExceeded(
+                only.error.message,
+                retry_after=wait if wait > 0 else None,
+                extra={"usage": usage.wire()},
+            )
+        response.usage = usage
     return response

@@ -14,11 +14,13 @@ from usage_meter.identity import DeveloperResolver
 from usage_meter.models import (
     Counter,
     CurrentUsageResponse,
+    EntitlementResponse,
     HistoryEntry,
     HistoryResponse,
     Identity,
     MetricUsage,
     PeriodOut,
+    RateLimit,
 )
 from usage_meter.periods import (
     Period,
@@ -31,6 +33,7 @@ from usage_meter.periods import (
     range_period,
     week_period,
 )
+from usage_meter.plans import metric_limit, percentage_used, remaining
 
 MAX_RANGE_DAYS = 366
 DEFAULT_HISTORY_DAYS = 30
@@ -51,11 +54,6 @@ def _date_range(start_date: date | None, end_date: date | None, today: date) -> 
     return start_date, last
 
 
-def _metric_usage(consumed: Decimal) -> MetricUsage:
-    # limits come with plans; until a plan sets one, every metric is unlimited
-    return MetricUsage(consumed=consumed, limit=None, remaining=None, percentage_used=None)
-
-
 def current_usage(
     identity: Identity,
     *,
@@ -70,12 +68,15 @@ def current_usage(
     The billing period reads the month counters (one Query); other ranges sum day counters
     (one Query). Both strongly consistent, so a track followed by a read sees the event.
     """
-    target = DeveloperResolver(identity)(developer_id)
+    resolve = DeveloperResolver(identity)
+    target = resolve(developer_id)
     now = clock.now()
     today = now.date()
     if period and (start_date or end_date):
         raise ValidationFailed("use either period or startDate/endDate", code="invalid_range")
 
+    billing = month_period(now)
+    billing_counters = dal.month_counters(target, billing.key)
     selected: Period
     counters: list[Counter]
     if start_date or end_date:
@@ -86,9 +87,10 @@ def current_usage(
         selected = day_period(now) if period == "day" else week_period(now)
         counters = dal.day_counters(target, day_key(selected.first_day), day_key(selected.last_day))
     else:
-        selected = month_period(now)
-        counters = dal.month_counters(target, selected.key)
+        selected = billing
+        counters = billing_counters
 
+    plan = resolve.plan(target)
     consumed: dict[str, Decimal] = defaultdict(Decimal)
     total = 0
     for counter in counters:
@@ -96,19 +98,61 @@ def current_usage(
             continue
         consumed[counter.metric] += counter.consumed
         total += counter.events
-    if metric:
-        consumed.setdefault(metric, Decimal(0))
+    for name in [metric] if metric else (plan.metrics if plan else []):
+        consumed.setdefault(name, Decimal(0))
+    in_billing = {c.metric: c.consumed for c in billing_counters}
 
-    billing = month_period(now)
+    def usage_of(name: str) -> MetricUsage:
+        # limits are per billing period: remaining and percentage always describe it
+        allowance = metric_limit(plan, name)
+        limit = allowance.limit if allowance else None
+        used = in_billing.get(name, Decimal(0))
+        return MetricUsage(
+            consumed=consumed[name],
+            limit=limit,
+            remaining=remaining(limit, used),
+            percentage_used=percentage_used(limit, used),
+        )
+
+    minute = dal.minute_counter(target, now.strftime("%Y-%m-%dT%H:%M"))
+    developer = resolve.developer(target)
     return CurrentUsageResponse(
         developer_id=target,
-        plan=developer.plan if (developer := dal.get_developer(target)) else None,
+        plan=developer.plan if developer else None,
         period=PeriodOut(
             key=selected.key, start=format_instant(selected.start), end=format_instant(selected.end)
         ),
-        metrics={name: _metric_usage(consumed[name]) for name in sorted(consumed)},
+        metrics={name: usage_of(name) for name in sorted(consumed)},
         total_requests=total,
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
+        rate_limit=RateLimit(
+            requests_per_minute=plan.requests_per_minute if plan else None,
+            current_minute_usage=minute.events if minute else 0,
+        ),
+    )
+
+
+def entitlement(identity: Identity, metric: str, *, developer_id: str | None = None) -> EntitlementResponse:
+    """May the developer use `metric` now? False outside the plan or when a hard limit is used up."""
+    resolve = DeveloperResolver(identity)
+    target = resolve(developer_id)
+    now = clock.now()
+    billing = month_period(now)
+    allowance = metric_limit(resolve.plan(target), metric)
+    counter = dal.month_counter(target, billing.key, metric)
+    used = counter.consumed if counter else Decimal(0)
+    limit = allowance.limit if allowance else None
+    used_up = (
+        allowance is not None and allowance.enforcement == "hard" and limit is not None and used >= limit
+    )
+    return EntitlementResponse(
+        metric=metric,
+        has_access=allowance is not None and not used_up,
+        consumed=used,
+        limit=limit,
+        remaining=remaining(limit, used),
+        enforcement=allowance.enforcement if allowance else None,
+        resets_at=format_instant(billing.end),
     )
 
 

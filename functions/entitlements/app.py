@@ -1,0 +1,18 @@
+"""GET /v1/entitlements/{metric}: may the developer use a metric now?"""
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from usage_meter.api import entitlements_router, make_resolver
+
+logger = Logger()
+tracer = Tracer()
+app = make_resolver()
+app.include_router(entitlements_router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
+    return app.resolve(event, context)
