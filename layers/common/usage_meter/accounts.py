@@ -58,6 +58,12 @@ def _require_plan(name: str) -> None:
         raise NotFound(f"no plan {name!r} (known plans: {known})", code="plan_not_found")
 
 
+def put_plan(plan: Plan) -> Plan:
+    """Create or replace a plan; developers on it get its limits from their next request."""
+    dal.put_plan(plan)
+    return plan
+
+
 def seed_default_plans() -> list[Plan]:
     """Store the default plans that are not stored yet (never overwrites an edited plan)."""
     stored = {plan.name for plan in dal.list_plans()}

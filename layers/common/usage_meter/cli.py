@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 
 from usage_meter import accounts, dal, jsonutil
 from usage_meter.errors import UsageMeterError
-from usage_meter.models import ApiKeyRecord, Developer, Plan
+from usage_meter.models import METRIC_PATTERN, ApiKeyRecord, Developer, MetricLimit, Plan
 
 _STACK_OUTPUTS = {
     "UsageTableName": "USAGE_TABLE",
@@ -108,6 +110,33 @@ def _plans_set(args: argparse.Namespace) -> None:
     _print(args, developer.model_dump(), f"{developer.developer_id} is now on plan {developer.plan}")
 
 
+def _parse_allowance(text: str) -> tuple[str, MetricLimit]:
+    """`metric=LIMIT[:soft|hard]` or `metric=unlimited`."""
+    metric, sep, rest = text.partition("=")
+    if not sep or not re.fullmatch(METRIC_PATTERN, metric):
+        raise CliError(f"--metric {text!r}: expected METRIC=LIMIT[:soft|hard] or METRIC=unlimited")
+    amount, _, enforcement = rest.partition(":")
+    if enforcement not in ("", "soft", "hard"):
+        raise CliError(f"--metric {text!r}: enforcement is soft or hard")
+    if amount == "unlimited":
+        return metric, MetricLimit(limit=None, enforcement="soft")
+    try:
+        limit = Decimal(amount)
+    except InvalidOperation:
+        raise CliError(f"--metric {text!r}: {amount!r} is not a number") from None
+    if not limit.is_finite() or limit < 0:
+        raise CliError(f"--metric {text!r}: the limit must be a number >= 0")
+    return metric, MetricLimit(limit=limit, enforcement=enforcement or "hard")
+
+
+def _plans_put(args: argparse.Namespace) -> None:
+    metrics = dict(_parse_allowance(text) for text in args.metric or [])
+    plan = accounts.put_plan(
+        Plan(name=args.name, metrics=metrics, requests_per_minute=args.requests_per_minute)
+    )
+    _print(args, plan.model_dump(), f"stored plan {_plan_line(plan)}")
+
+
 def _plans_seed(args: argparse.Namespace) -> None:
     added = accounts.seed_default_plans()
     _print(args, [p.name for p in added], f"stored {len(added)} default plan(s)")
@@ -155,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan_set.add_argument("developer_id")
     plan_set.add_argument("plan")
     command(plans, "seed", _plans_seed, "store the default plans that are not stored yet")
+    put = command(plans, "put", _plans_put, "create or replace a plan (applies to the next request)")
+    put.add_argument("name")
+    put.add_argument(
+        "--metric",
+        action="append",
+        metavar="METRIC=LIMIT[:soft|hard]",
+        help="a metric's limit per billing period (hard by default) or METRIC=unlimited; repeatable",
+    )
+    put.add_argument("--requests-per-minute", type=int, help="the plan's request rate (reported)")
     return parser
 
 
