@@ -89,10 +89,12 @@ def client() -> DynamoDBClient:
         "dynamodb",
         region_name=cfg.region,
         endpoint_url=cfg.endpoint_url,
+        # at most 3 tries of at most 1 + 2 s: a stuck call gives up (503) inside the 10 s
+        # function timeout instead of being killed by it
         config=Config(
-            retries={"mode": "standard", "max_attempts": 4},
-            connect_timeout=2,
-            read_timeout=5,
+            retries={"mode": "standard", "total_max_attempts": 3},
+            connect_timeout=1,
+            read_timeout=2,
             tcp_keepalive=True,
         ),
     )

@@ -469,14 +469,20 @@ def track(
         if only.status == "rejected" and only.error is not None:
             error_class = _SINGLE_EVENT_ERRORS.get(only.error.code, ValidationFailed)
             raise error_class(only.error.message, code=only.error.code)
-        usage = _usage_block(to_commit[0])
+        try:
+            usage: UsageBlock | None = _usage_block(to_commit[0])
+        except Busy:
+            # the event is recorded; failing the answer now would make a keyless client count
+            # it twice on retry, so the usage block is left out instead
+            logger.warning("usage block unavailable after the write")
+            usage = None
         if only.status == "limit_exceeded" and only.error is not None:
             period_end = month_period(to_commit[0].event_time).end
             wait = math.ceil((period_end - clock.now()).total_seconds())
             raise LimitExceeded(
                 only.error.message,
                 retry_after=wait if wait > 0 else None,
-                extra={"usage": usage.wire()},
+                extra={"usage": usage.wire() if usage else None},
             )
         response.usage = usage
     return response
