@@ -14,18 +14,18 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 help:
 	@echo "make dev        run the whole service locally (DynamoDB Local + gateway on 127.0.0.1:3000)"
-	@echo "make rollup     run the rollup function once against the local data"
+	@echo "make rollup     run the rollup function once against the local data (DATE=YYYY-MM-DD: that month)"
 	@echo "make test       lint, type-check and run every test tier"
 	@echo "make validate   sam validate --lint"
 	@echo "make build      sam build (the layer and every function)"
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the benchmarks under bench/"
 
-$(BIN)/.installed: pyproject.toml layers/common/requirements.txt
+$(BIN)/.installed: pyproject.toml layers/common/requirements.txt clients/python/pyproject.toml
 	@test -n "$(BOOT_PYTHON)" || { echo "error: no python3.11+ found; install Python 3.13 (pyenv install 3.13)"; exit 1; }
 	$(BOOT_PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/python
 	@touch $@
 
 install: $(BIN)/.installed
@@ -57,7 +57,7 @@ dev: install
 	$(BIN)/python -m usage_meter_local.dev
 
 rollup: install
-	$(BIN)/python -m usage_meter_local.dev rollup
+	$(BIN)/python -m usage_meter_local.dev rollup $(if $(DATE),--date $(DATE))
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

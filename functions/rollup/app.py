@@ -1,16 +1,36 @@
-"""Scheduled rollup of closed billing periods.
+"""The rollup: month summaries from the day counters, on a schedule or on demand.
 
-A stub until the rollup issue lands: it logs and reports that nothing was rolled up. Its
-schedule is declared (disabled) in template.yaml so the wiring is in place.
+EventBridge invokes it with its scheduled event (the default window: the backdating window
+up to tomorrow); `{"date": "2026-11-20"}` rolls up that date's whole month. It answers with
+the run's report and raises when any developer-month failed, so that the invocation is
+retried and, retries exhausted, lands in the dead-letter queue.
 """
 
-from aws_lambda_powertools import Logger
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from usage_meter import rollup
+from usage_meter.models import RollupRequest
+
 logger = Logger()
+metrics = Metrics()
 
 
-@logger.inject_lambda_context
-def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
-    logger.info("rollup is not implemented yet", extra={"source": event.get("source")})
-    return {"status": "not_implemented", "rolledUp": 0}
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = RollupRequest.model_validate(event)
+    logger.info(
+        "rollup started",
+        extra={"source": event.get("source", "on-demand"), "date": str(request.date or "")},
+    )
+    report = rollup.run(request)
+    if report.failed:
+        raise rollup.RollupFailed(
+            f"{report.failed} of {report.developer_months} developer-months failed; "
+            f"{report.summaries_written} summaries written"
+        )
+    answer: dict[str, Any] = report.model_dump(mode="json", by_alias=True)
+    return answer

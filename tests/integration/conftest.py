@@ -47,6 +47,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for name, value in function_environment("TrackFunction", TABLES).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("ROLLUP_WORKERS", "1")  # moto is not thread-safe: the rollup runs in turn
     with mock_aws():
         dal.reset()
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")

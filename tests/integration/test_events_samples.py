@@ -217,10 +217,43 @@ def expect_docs(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
 
 
 def expect_rollup(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    assert stack.track({"metric": "api_calls", "quantity": 5}, auth=DEMO).status == 200
+    late = {"metric": "tokens", "quantity": 1250.5, "timestamp": "2026-10-30T08:00:00Z"}
+    assert stack.track(late, auth=DEMO).status == 200  # backdated into a closed month
+    assert stack.track({"metric": "api_calls", "quantity": 7}).status == 200  # someone else
     result = run()
-    assert isinstance(result, dict)
-    assert result["rolledUp"] == 0  # nothing was tracked, so nothing to roll up
-    assert nothing_written(stack)
+    assert result == {
+        "firstDay": "2026-10-20",  # the backdating window and a day, to tomorrow
+        "lastDay": "2026-11-26",
+        "days": 38,
+        "months": ["2026-10", "2026-11"],
+        "developers": 2,
+        "developerMonths": 3,
+        "summaries": 3,
+        "summariesWritten": 3,
+        "summariesUnchanged": 0,
+        "drift": 0,
+        "drifts": [],
+        "failed": 0,
+        "durationMs": result["durationMs"],
+    }
+    summaries = {
+        (i["pk"]["S"], i["sk"]["S"]): (
+            Decimal(i["consumed"]["N"]),
+            int(i["events"]["N"]),
+            i["closed"]["BOOL"],
+        )
+        for i in table_items(stack.dynamodb, stack.usage_table)
+        if i["sk"]["S"].startswith("S#")
+    }
+    assert summaries == {
+        ("DEV#dev_demo", "S#2026-11#api_calls"): (Decimal(5), 1, False),
+        ("DEV#dev_demo", "S#2026-10#tokens"): (Decimal("1250.5"), 1, True),
+        ("DEV#dev_alice", "S#2026-11#api_calls"): (Decimal(7), 1, False),
+    }
+    # the schedule fires again: nothing changed, nothing is written
+    again = run()
+    assert (again["summaries"], again["summariesWritten"], again["summariesUnchanged"]) == (3, 0, 3)
 
 
 EXPECTATIONS: dict[str, Expectation] = {

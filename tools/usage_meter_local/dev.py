@@ -4,7 +4,8 @@ DynamoDB Local (data under .local/dynamodb), the tables of template.yaml, a demo
 with a developer key and a service key, and the gateway on 127.0.0.1:3000. Ctrl-C stops
 everything it started; the next run reuses the data and the demo keys.
 
-`python -m usage_meter_local.dev rollup` runs the rollup function once against that data.
+`python -m usage_meter_local.dev rollup [--date YYYY-MM-DD]` runs the rollup function once
+against that data (with the scheduled event, or on demand for one date's month).
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from usage_meter_local.containers import ContainerPool
-from usage_meter_local.dynamodb_local import DATA_DIR, DynamoDBLocal, DynamoDBLocalError
+from usage_meter_local.dynamodb_local import DATA_DIR, DynamoDBLocal, DynamoDBLocalError, local_client
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.gateway import make_server, serve_in_background
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.template import (
     ROOT,
+    Schedule,
     create_tables,
     function_code,
     function_environment,
+    schedules,
     table_logical_ids,
 )
 
@@ -39,9 +42,9 @@ DEMO_DEVELOPER = "dev_demo"
 TABLE_NAMES = {logical_id: f"usage-meter-local-{logical_id}" for logical_id in table_logical_ids()}
 
 
-def environment(endpoint_url: str) -> dict[str, str]:
+def environment(endpoint_url: str, function: str = "TrackFunction") -> dict[str, str]:
     """The functions' environment from template.yaml, pointed at DynamoDB Local."""
-    env = function_environment("TrackFunction", TABLE_NAMES)
+    env = function_environment(function, TABLE_NAMES)
     env.update(
         {
             "DYNAMODB_ENDPOINT_URL": endpoint_url,
@@ -134,6 +137,14 @@ def run(
             ready_file.write_text(json.dumps({"port": port, **keys}))
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for schedule in schedules():
+            os.environ.update(environment(engine.endpoint_url, schedule.function))
+            threading.Thread(
+                target=_run_on_schedule, args=(schedule, stop), name=schedule.function, daemon=True
+            ).start()
+            print(
+                f"{schedule.function} runs every {schedule.expression} (make rollup runs it now)", flush=True
+            )
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
         print("stopping…", flush=True)
@@ -145,17 +156,34 @@ def run(
         engine.stop()
 
 
-def run_rollup(dynamodb_port: int) -> int:
-    """Invoke the rollup function once with the scheduled-event sample, against the local data."""
+def _run_on_schedule(schedule: Schedule, stop: threading.Event) -> None:
+    """What EventBridge does for a `rate(...)` schedule: invoke the function every interval."""
+    handler = load_handler(*function_code(schedule.function))
+    event: dict[str, Any] = json.loads((ROOT / "events" / "rollup-schedule.json").read_text())
+    while not stop.wait(schedule.seconds):
+        try:
+            report = handler(event, LambdaContext(schedule.function))
+            print(f"{schedule.function}: {json.dumps(report)}", flush=True)
+        except Exception as exc:  # EventBridge would retry; locally the next tick does
+            print(f"{schedule.function} failed: {exc}", file=sys.stderr, flush=True)
+
+
+def run_rollup(dynamodb_port: int, on: str | None = None) -> int:
+    """Invoke the rollup function once against the local data: with the scheduled-event
+    sample, or with `{"date": on}` (that date's whole month), as an on-demand run would."""
     engine = DynamoDBLocal(port=dynamodb_port, db_path=DATA_DIR)
-    reuse = _answers(f"http://127.0.0.1:{dynamodb_port}")
+    endpoint_url = f"http://127.0.0.1:{dynamodb_port}"
+    reuse = _answers(endpoint_url)
     if not reuse:
         engine.start()
     try:
-        os.environ.update(environment(f"http://127.0.0.1:{dynamodb_port}"))
+        os.environ.update(environment(endpoint_url, "RollupFunction"))
+        create_tables(local_client(endpoint_url), TABLE_NAMES)  # a fresh checkout has none yet
         handler = load_handler(*function_code("RollupFunction"))
-        event: dict[str, Any] = json.loads((ROOT / "events" / "rollup-schedule.json").read_text())
-        print(json.dumps(handler(event, LambdaContext("RollupFunction"))))
+        event: dict[str, Any] = (
+            {"date": on} if on else json.loads((ROOT / "events" / "rollup-schedule.json").read_text())
+        )
+        print(json.dumps(handler(event, LambdaContext("RollupFunction")), indent=2))
         return 0
     finally:
         if not reuse:
@@ -182,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ready-file", type=Path, help="write the port and keys here once serving (tests)")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="DynamoDB Local's data folder")
+    parser.add_argument("--date", help="rollup: roll up this day's whole month (YYYY-MM-DD)")
     args = parser.parse_args(argv)
     if args.command == "rollup":
-        return run_rollup(args.dynamodb_port)
+        return run_rollup(args.dynamodb_port, args.date)
     return run(args.port, args.dynamodb_port, args.containers, args.ready_file, args.data_dir.resolve())
 
 

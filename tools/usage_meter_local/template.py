@@ -7,6 +7,7 @@ There is no second copy of the schema: tables are created from the template's ow
 from __future__ import annotations
 
 import re
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def create_tables(dynamodb: Any, names: dict[str, str], path: Path = TEMPLATE) -
     for request in create_table_requests(names, path):
         ttl_attribute = request.pop("_ttl_attribute", None)
         if request["TableName"] in existing:
+            _add_missing_indexes(dynamodb, request)
             continue
         dynamodb.create_table(**request)
         dynamodb.get_waiter("table_exists").wait(TableName=request["TableName"])
@@ -92,6 +94,29 @@ def create_tables(dynamodb: Any, names: dict[str, str], path: Path = TEMPLATE) -
                 TableName=request["TableName"],
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
             )
+
+
+def _add_missing_indexes(dynamodb: Any, request: dict[str, Any]) -> None:
+    """Give a table kept from an older template the global secondary indexes it lacks (local data
+    outlives template changes). DynamoDB builds one index per UpdateTable and backfills it;
+    items written before the template gave them the index's key attribute stay out of it."""
+    table = request["TableName"]
+    described = dynamodb.describe_table(TableName=table)["Table"]
+    present = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+    for index in request.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] in present:
+            continue
+        dynamodb.update_table(
+            TableName=table,
+            AttributeDefinitions=request["AttributeDefinitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        while True:
+            indexes = dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])
+            status = {i["IndexName"]: i.get("IndexStatus") for i in indexes}
+            if status.get(index["IndexName"]) == "ACTIVE":
+                break
+            time.sleep(0.2)
 
 
 class Route(BaseModel):
@@ -173,3 +198,43 @@ def function_environment(logical_id: str, refs: dict[str, str], path: Path = TEM
         else:
             env[key] = str(value)
     return env
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+class Schedule(BaseModel):
+    """An enabled Schedule event of a function, as an interval."""
+
+    function: str
+    expression: str
+    seconds: int
+
+
+def schedules(path: Path = TEMPLATE) -> list[Schedule]:
+    """Enabled `rate(...)` schedules of every function (parameters resolved to their defaults)."""
+    document = load(path)
+    params = {k: v.get("Default") for k, v in document.get("Parameters", {}).items()}
+    found = []
+    for logical_id, fn in resources("AWS::Serverless::Function", path).items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event.get("Type") != "Schedule":
+                continue
+            props = event["Properties"]
+            if props.get("Enabled", True) is False:
+                continue
+            expression = props["Schedule"]
+            if isinstance(expression, dict) and "Ref" in expression:
+                expression = params.get(expression["Ref"])
+            match = _RATE.match(str(expression))
+            if match:
+                unit = match.group(2).rstrip("s")
+                found.append(
+                    Schedule(
+                        function=logical_id,
+                        expression=str(expression),
+                        seconds=int(match.group(1)) * _UNIT_SECONDS[unit],
+                    )
+                )
+    return found

@@ -1,4 +1,4 @@
-"""`usage-meter`: the admin CLI for developers, API keys and plans.
+"""`usage-meter`: the admin CLI for developers, API keys and plans, and on-demand rollups.
 
 argparse rather than a CLI framework: it ships with Python, so the CLI adds nothing to the
 Lambda layer and runs wherever boto3 does. Tables come from --stack-name (the stack's
@@ -13,15 +13,24 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 
-from usage_meter import accounts, dal, jsonutil
+from usage_meter import accounts, dal, jsonutil, rollup
 from usage_meter.errors import UsageMeterError
-from usage_meter.models import METRIC_PATTERN, ApiKeyRecord, Developer, MetricLimit, Plan
+from usage_meter.models import (
+    METRIC_PATTERN,
+    ApiKeyRecord,
+    Developer,
+    MetricLimit,
+    Plan,
+    RollupReport,
+    RollupRequest,
+)
 
 _STACK_OUTPUTS = {
     "UsageTableName": "USAGE_TABLE",
@@ -142,6 +151,39 @@ def _plans_seed(args: argparse.Namespace) -> None:
     _print(args, [p.name for p in added], f"stored {len(added)} default plan(s)")
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _report_text(report: RollupReport) -> str:
+    lines = [
+        f"rolled up {report.first_day}..{report.last_day} ({report.days} days, "
+        f"{', '.join(report.months)}): {report.developers} developer(s), "
+        f"{report.developer_months} developer-month(s), {report.summaries} summaries "
+        f"({report.summaries_written} written, {report.summaries_unchanged} unchanged), "
+        f"drift {report.drift}, failed {report.failed}, {report.duration_ms} ms",
+        *(
+            f"drift: {d.developer_id} {d.month} {d.metric}: month counter "
+            f"{jsonutil.number_text(d.month_counter)}, day sum {jsonutil.number_text(d.day_sum)} "
+            f"(difference {jsonutil.number_text(d.difference)}, events {d.events_difference:+d})"
+            for d in report.drifts
+        ),
+    ]
+    if report.drift > len(report.drifts):
+        lines.append(f"drift: … and {report.drift - len(report.drifts)} more (see the log)")
+    return "\n".join(lines)
+
+
+def _rollup_run(args: argparse.Namespace) -> None:
+    report = rollup.run(RollupRequest(date=args.date))
+    _print(args, report.wire(), _report_text(report))
+    if report.failed:
+        raise CliError(f"{report.failed} developer-month(s) failed; run it again (it is idempotent)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usage-meter", description="Administer Usage Meter.")
     parser.add_argument(
@@ -193,6 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="a metric's limit per billing period (hard by default) or METRIC=unlimited; repeatable",
     )
     put.add_argument("--requests-per-minute", type=int, help="the plan's request rate (reported)")
+
+    rollups = groups.add_parser("rollup", help="month summaries").add_subparsers(
+        dest="command", required=True
+    )
+    rollup_run = command(
+        rollups,
+        "run",
+        _rollup_run,
+        "roll up month summaries now: the scheduled window (the last 36 days), or --date's month",
+    )
+    rollup_run.add_argument(
+        "--date", type=_day, metavar="YYYY-MM-DD", help="roll up the whole month of this day instead"
+    )
     return parser
 
 

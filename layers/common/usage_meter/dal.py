@@ -5,6 +5,9 @@ Key layout (UsageTable, pk/sk strings):
     sk = "D#<YYYY-MM-DD>#<metric>"   day counter; carries activeDay = "<day>#<shard>" (ActivityIndex)
     sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
     sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
+    sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
+                                     of the month's day counters (consumed, events, days with
+                                     usage), closed (the month has ended), rolledUpAt
 IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
 AccountsTable:
     pk = "DEV#<developerId>", sk = "PROFILE"       developer profile (kind = "developer")
@@ -37,6 +40,7 @@ from usage_meter.models import (
     Developer,
     IdempotencyRecord,
     MetricLimit,
+    MonthSummary,
     Plan,
 )
 
@@ -695,3 +699,121 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
     cloudformation = boto3.client("cloudformation", region_name=cfg.region)
     stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", []) if "OutputKey" in o}
+
+
+# ---- rollup: the activity index and month summaries ------------------------------------------
+#
+# The rollup finds the developers active on a day through ActivityIndex (sparse, KEYS_ONLY:
+# only day counters carry activeDay = "<day>#<shard>"), one Query per day and shard, and
+# stores month summaries (sk "S#<YYYY-MM>#<metric>") as absolute values: an UpdateItem that
+# SETs every attribute, never ADD, so writing a summary twice changes nothing.
+
+ACTIVITY_INDEX = "ActivityIndex"
+
+
+def _usage_call(operation: str, **kwargs: Any) -> Any:
+    """One call on the usage table, with the same error translation as the reads above."""
+    try:
+        return getattr(client(), operation)(TableName=settings().usage_table, **kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
+            raise Busy("DynamoDB is throttling; retry shortly") from exc
+        raise
+    except BotoCoreError as exc:
+        raise Busy("DynamoDB could not be reached; retry shortly") from exc
+
+
+def active_developers(day: str, shard: int) -> Iterator[list[str]]:
+    """Developers with a day counter on `day` listed under one ActivityIndex shard, a page at a time.
+
+    A developer appears once per metric it used that day; each page is deduplicated, pages
+    are not (the caller keeps what it has seen). The index is eventually consistent: a
+    counter written a moment ago may be missing, and the next run finds it.
+    """
+    kwargs: dict[str, Any] = {
+        "IndexName": ACTIVITY_INDEX,
+        "KeyConditionExpression": "activeDay = :a",
+        "ExpressionAttributeValues": {":a": _s(f"{day}#{shard}")},
+        "ProjectionExpression": "pk",
+    }
+    while True:
+        page = _usage_call("query", **kwargs)
+        ids = dict.fromkeys(item["pk"]["S"].removeprefix("DEV#") for item in page.get("Items", []))
+        if ids:
+            yield list(ids)
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return
+        kwargs["ExclusiveStartKey"] = last
+
+
+def summary_sk(month: str, metric: str) -> str:
+    return f"S#{month}#{metric}"
+
+
+def _summary(item: dict[str, Any]) -> MonthSummary:
+    return MonthSummary(
+        developer_id=item["developerId"]["S"],
+        month=item["month"]["S"],
+        metric=item["metric"]["S"],
+        consumed=Decimal(item["consumed"]["N"]),
+        events=int(item["events"]["N"]),
+        days=int(item["days"]["N"]),
+        closed=bool(item["closed"]["BOOL"]),
+        rolled_up_at=item["rolledUpAt"]["S"],
+    )
+
+
+def month_summaries(developer_id: str, month: str) -> list[MonthSummary]:
+    """Every metric's stored month summary of a developer for one month: one Query."""
+    return [_summary(i) for i in _query(developer_id, f"S#{month}#", f"S#{month}#~")]
+
+
+def put_summary(summary: MonthSummary) -> bool:
+    """SET a month summary to absolute values, unless what is stored is as new or newer.
+
+    Counters only grow, so a summary with more events was read later: the write is
+    conditional on the stored one having fewer events (or as many, with a different sum or
+    day count, or still open when this one is closed). A slower concurrent run therefore
+    never puts an older sum back. Returns False when the condition kept what was stored.
+    """
+    values: dict[str, AttributeValueTypeDef] = {
+        ":d": _s(summary.developer_id),
+        ":k": _s(summary.month),
+        ":m": _s(summary.metric),
+        ":c": _n(summary.consumed),
+        ":e": _n(summary.events),
+        ":n": _n(summary.days),
+        ":cl": {"BOOL": summary.closed},
+        ":u": _s(summary.rolled_up_at),
+    }
+    same_events_but = "#c <> :c OR #n <> :n"
+    if summary.closed:
+        values[":open"] = {"BOOL": False}
+        same_events_but += " OR #cl = :open"
+    try:
+        _usage_call(
+            "update_item",
+            Key={
+                "pk": _s(developer_pk(summary.developer_id)),
+                "sk": _s(summary_sk(summary.month, summary.metric)),
+            },
+            UpdateExpression="SET #d = :d, #k = :k, #m = :m, #c = :c, #e = :e, #n = :n, #cl = :cl, #u = :u",
+            ConditionExpression=f"attribute_not_exists(#e) OR #e < :e OR (#e = :e AND ({same_events_but}))",
+            ExpressionAttributeNames={
+                "#d": "developerId",
+                "#k": "month",
+                "#m": "metric",
+                "#c": "consumed",
+                "#e": "events",
+                "#n": "days",
+                "#cl": "closed",
+                "#u": "rolledUpAt",
+            },
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

@@ -1,0 +1,223 @@
+"""The asyncio client: `AsyncUsageMeter`, the twin of `UsageMeter` with awaitable methods."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from ._core import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ModelT,
+    Request,
+    Settings,
+    batch_request,
+    connection_error,
+    current_request,
+    entitlement_request,
+    error_from_response,
+    history_request,
+    parse,
+    track_request,
+)
+from ._errors import UsageMeterError
+from ._models import (
+    BatchResult,
+    CurrentUsage,
+    Entitlement,
+    Granularity,
+    History,
+    PeriodName,
+    Quantity,
+    TrackResult,
+    UsageEvent,
+)
+
+logger = logging.getLogger("usage_meter_client")
+
+
+class AsyncUsageMeter:
+    """The asyncio twin of `UsageMeter`: same arguments, same results, awaitable methods.
+
+    ```python
+    async with AsyncUsageMeter(api_key="um_live_...", base_url="https://...") as client:
+        usage = await client.usage.current()
+    ```
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if http_client is not None and transport is not None:
+            raise ValueError("give http_client or transport, not both")
+        self._settings = Settings.create(
+            api_key, base_url, timeout, max_retries, backoff, max_backoff, default_headers
+        )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=self._settings.timeout, transport=transport)
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.usage = AsyncUsage(self)
+        self.entitlements = AsyncEntitlements(self)
+
+    @property
+    def base_url(self) -> str:
+        return self._settings.base_url
+
+    @property
+    def max_retries(self) -> int:
+        return self._settings.max_retries
+
+    async def close(self) -> None:
+        """Close the HTTP connections (unless the httpx client was given by the caller)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _send(self, request: Request) -> httpx.Response:
+        """Send the request, retrying what may be retried; a non-2xx answer raises its typed error."""
+        attempt = 0
+        while True:
+            error: UsageMeterError
+            try:
+                response = await self._http.request(
+                    request.method,
+                    self._settings.url(request),
+                    params=request.params,
+                    content=request.body,
+                    headers=self._settings.request_headers(request),
+                    timeout=self._settings.timeout,
+                )
+            except httpx.TransportError as exc:
+                error = connection_error(exc)
+            else:
+                if response.is_success:
+                    return response
+                error = error_from_response(response)
+            delay = self._settings.retry_delay(attempt, error)
+            if delay is None:
+                raise error
+            attempt += 1
+            logger.info(
+                "retrying %s %s in %.2f s (attempt %d of %d): %s",
+                request.method,
+                request.path,
+                delay,
+                attempt,
+                self._settings.max_retries,
+                error,
+            )
+            await self._sleep(delay)
+
+    async def _call(self, request: Request, model: type[ModelT]) -> ModelT:
+        return parse(await self._send(request), model)
+
+
+class AsyncUsage:
+    """`client.usage`: current usage, history, tracking (awaitable)."""
+
+    def __init__(self, client: AsyncUsageMeter) -> None:
+        self._client = client
+
+    async def current(
+        self,
+        developer_id: str | None = None,
+        *,
+        metric: str | None = None,
+        period: PeriodName | None = None,
+        start_date: dt.date | str | None = None,
+        end_date: dt.date | str | None = None,
+    ) -> CurrentUsage:
+        """Usage of the billing period, or of `period` ("day", "week", "month"), or of a date range."""
+        return await self._client._call(
+            current_request(
+                developer_id=developer_id,
+                metric=metric,
+                period=period,
+                start_date=start_date,
+                end_date=end_date,
+            ),
+            CurrentUsage,
+        )
+
+    async def history(
+        self,
+        days: int | None = None,
+        *,
+        start_date: dt.date | str | None = None,
+        end_date: dt.date | str | None = None,
+        metric: str | None = None,
+        granularity: Granularity = "day",
+        developer_id: str | None = None,
+    ) -> History:
+        """Usage per day (or month) of the last `days` days (server default 30) or a date range."""
+        return await self._client._call(
+            history_request(
+                days=days,
+                start_date=start_date,
+                end_date=end_date,
+                metric=metric,
+                granularity=granularity,
+                developer_id=developer_id,
+            ),
+            History,
+        )
+
+    async def track(
+        self,
+        metric: str,
+        quantity: Quantity,
+        *,
+        idempotency_key: str | None = None,
+        timestamp: dt.datetime | str | None = None,
+        developer_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TrackResult:
+        """Record one event; counted once per idempotency key (one is generated when not given)."""
+        event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
+        return await self._client._call(track_request(event), TrackResult)
+
+    async def track_batch(self, events: Sequence[UsageEvent | Mapping[str, Any]]) -> BatchResult:
+        """Record 1-100 events in one call; each gets its own result, in order."""
+        return await self._client._call(batch_request(events), BatchResult)
+
+
+class AsyncEntitlements:
+    """`client.entitlements`: may the developer use a metric now? (awaitable)"""
+
+    def __init__(self, client: AsyncUsageMeter) -> None:
+        self._client = client
+
+    async def get(self, metric: str, *, developer_id: str | None = None) -> Entitlement:
+        return await self._client._call(entitlement_request(metric, developer_id), Entitlement)
+
+    async def check(self, metric: str, *, developer_id: str | None = None) -> bool:
+        """True when the plan includes the metric and no hard limit is used up."""
+        return (await self.get(metric, developer_id=developer_id)).has_access

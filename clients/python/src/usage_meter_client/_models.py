@@ -1,0 +1,216 @@
+"""Typed results (snake_case attributes; camelCase on the wire) and the event a caller sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
+Enforcement = Literal["soft", "hard"]
+PeriodName = Literal["day", "week", "month"]
+Granularity = Literal["day", "month"]
+
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _month_or_day(value: Any) -> Any:
+    """History entries of `granularity="month"` are dated "2026-11": read as the month's first day."""
+    if isinstance(value, str) and _MONTH.match(value):
+        return f"{value}-01"
+    return value
+
+
+class ApiObject(BaseModel):
+    """Base of every result: immutable, snake_case attributes, unknown fields ignored."""
+
+    model_config = ConfigDict(alias_generator=_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class Period(ApiObject):
+    """The period a usage answer covers; `end` is exclusive."""
+
+    key: str
+    start: dt.datetime
+    end: dt.datetime
+
+
+class MetricUsage(ApiObject):
+    """One metric's consumption; `limit`, `remaining` and `percentage_used` are None when unlimited."""
+
+    consumed: Decimal
+    limit: Decimal | None = None
+    remaining: Decimal | None = None
+    percentage_used: Decimal | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit is None
+
+
+class RateLimit(ApiObject):
+    """The plan's request rate and the events recorded in the current minute (reported, not enforced)."""
+
+    requests_per_minute: int | None = None
+    current_minute_usage: int = 0
+
+
+class CurrentUsage(ApiObject):
+    """`GET /v1/usage`: usage of the billing period (or the period or dates asked for)."""
+
+    developer_id: str
+    plan: str | None = None
+    period: Period
+    metrics: dict[str, MetricUsage]
+    total_requests: int
+    resets_in_days: int
+    rate_limit: RateLimit | None = None
+
+
+class HistoryEntry(ApiObject):
+    """One day (or month: `date` is then the month's first day) of usage."""
+
+    date: Annotated[dt.date, BeforeValidator(_month_or_day)]
+    metrics: dict[str, Decimal]
+    total_requests: int
+
+
+class History(ApiObject):
+    """`GET /v1/usage/history`: oldest first, every day (or month) of the range present."""
+
+    developer_id: str
+    granularity: Granularity
+    entries: list[HistoryEntry]
+
+    def total(self, metric: str) -> Decimal:
+        """The metric's consumption summed over the entries."""
+        return sum((entry.metrics.get(metric, Decimal(0)) for entry in self.entries), Decimal(0))
+
+
+class ErrorInfo(ApiObject):
+    code: str
+    message: str
+    details: list[Any] | None = None
+
+
+class UsageSnapshot(ApiObject):
+    """Where a metric stands in the event's billing period after a write (or a refusal)."""
+
+    metric: str
+    consumed: Decimal
+    limit: Decimal | None = None
+    remaining: Decimal | None = None
+    period_start: dt.datetime
+    period_end: dt.datetime
+
+
+class EventResult(ApiObject):
+    """The outcome of one event. A `duplicate` carries the original `recorded_at`."""
+
+    index: int
+    status: EventStatus
+    idempotency_key: str | None = None
+    recorded_at: dt.datetime | None = None
+    error: ErrorInfo | None = None
+
+
+class BatchResult(ApiObject):
+    """The answer to `track_batch`: one result per event, in order."""
+
+    results: list[EventResult]
+    recorded: int
+    duplicates: int
+    rejected: int
+
+    @property
+    def failed(self) -> list[EventResult]:
+        """The events that were not counted (`rejected` or `limit_exceeded`)."""
+        return [r for r in self.results if r.status in ("rejected", "limit_exceeded")]
+
+
+class TrackResult(BatchResult):
+    """The answer to `track`: the event's outcome and, usually, its metric's usage."""
+
+    usage: UsageSnapshot | None = None
+
+    @property
+    def status(self) -> EventStatus:
+        return self.results[0].status
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.results[0].idempotency_key
+
+    @property
+    def recorded_at(self) -> dt.datetime | None:
+        return self.results[0].recorded_at
+
+    @property
+    def duplicate(self) -> bool:
+        """True when the service had already counted this idempotency key (the answer is the original)."""
+        return self.results[0].status == "duplicate"
+
+
+class Entitlement(ApiObject):
+    """`GET /v1/entitlements/{metric}`; `has_access` is False when the plan lacks the metric or a hard
+    limit is used up."""
+
+    metric: str
+    has_access: bool
+    consumed: Decimal
+    limit: Decimal | None = None
+    remaining: Decimal | None = None
+    enforcement: Enforcement | None = None
+    resets_at: dt.datetime
+
+
+Quantity = Decimal | int | float | str
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One event for `track_batch`. Without an idempotency key the client generates one per call."""
+
+    metric: str
+    quantity: Quantity
+    idempotency_key: str | None = None
+    timestamp: dt.datetime | str | None = None
+    developer_id: str | None = None
+    metadata: Mapping[str, Any] | None = field(default=None)
+
+
+def to_decimal(quantity: Quantity) -> Decimal:
+    """A quantity as an exact Decimal: floats by their shortest repr (0.1 -> 0.1), never binary noise."""
+    if isinstance(quantity, bool) or not isinstance(quantity, Decimal | int | float | str):
+        raise TypeError(f"quantity must be a number, not {type(quantity).__name__}")
+    value = Decimal(repr(quantity)) if isinstance(quantity, float) else Decimal(quantity)
+    if not value.is_finite():
+        raise ValueError(f"quantity must be finite, not {quantity!r}")
+    return value
+
+
+def timestamp_text(timestamp: dt.datetime | str) -> str:
+    """RFC 3339 with an offset; naive datetimes are refused rather than guessed."""
+    if isinstance(timestamp, str):
+        return timestamp
+    if timestamp.tzinfo is None or timestamp.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return timestamp.isoformat()
+
+
+def date_text(value: dt.date | str) -> str:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value

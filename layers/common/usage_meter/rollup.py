@@ -1,0 +1,330 @@
+"""The rollup: month summaries from the day counters, drift between counters, re-runnable.
+
+What a run covers
+    By default (the scheduled run) the days from `LOOKBACK_DAYS` (36) days before today up
+    to tomorrow: an event is accepted up to 35 days back, so a run started less than a day
+    after the previous one still sees every day a backdated event may have landed on since
+    then, and tomorrow catches events stamped up to 5 minutes ahead near midnight. A run
+    given a date covers that date's whole month (e.g. to roll up a month the schedule never
+    saw whole).
+
+How it finds developers
+    Day counters carry `activeDay = "<day>#<shard>"`; ActivityIndex lists them by that key.
+    A run queries each covered day's 8 shards (paginated) and keeps the distinct
+    (developer, month) pairs: no scan, and no single index key is hot. The index is
+    eventually consistent: a counter written a moment ago may be missing from this run and is
+    found by the next one, as long as its day is still covered.
+
+What it writes
+    For each (developer, month) it reads the month's day counters (one Query) and SETs one
+    summary per metric (sk "S#<YYYY-MM>#<metric>": consumed, events, days, closed,
+    rolledUpAt) to their absolute sums. Never ADD: any number of runs, repeated or
+    concurrent, leave the same summaries. A summary whose content has not changed is not
+    rewritten (so rolledUpAt says when it last changed), and a write never replaces a summary
+    holding more events (one a concurrent run read later). `closed` is true once the month
+    has ended; until then the summary is provisional. A closed month still changes when a
+    backdated event lands in it (up to 35 days after its end); the next run writes the new sum.
+
+Drift
+    Tracking changes a day counter and its month counter in one transaction, so the month
+    counter must equal the sum of its day counters. The run reads the month counters before
+    and after the day counters: events committed in between put the day sum between the two
+    readings, which is not drift. Anything else is checked once more, then reported: a
+    `RollupDrift` metric (count) and a warning log line per counter, with the difference.
+    The month counter is not repaired (tracking's ADDs and hard limits run on it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Context, Decimal, Inexact
+from functools import partial
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from usage_meter import clock, dal
+from usage_meter.models import (
+    MAX_REPORTED_DRIFTS,
+    Counter,
+    DriftOut,
+    MonthSummary,
+    RollupReport,
+    RollupRequest,
+)
+from usage_meter.periods import day_key, days_between, format_timestamp, month_key, month_period
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+LOOKBACK_DAYS = 36  # the backdating window (35 days) plus one: see the module docstring
+DEFAULT_WORKERS = 8
+MAX_WORKERS = 10  # botocore's connection pool holds 10 connections per client
+
+
+class RollupFailed(Exception):
+    """Some developer-months could not be rolled up; what was written is correct, a retry
+    finishes the rest."""
+
+
+@dataclass(frozen=True)
+class _Sum:
+    consumed: Decimal = Decimal(0)
+    events: int = 0
+    days: int = 0
+
+
+_ZERO = _Sum()
+
+
+@dataclass
+class _Outcome:
+    """What rolling up one (developer, month) did."""
+
+    summaries: int = 0
+    written: int = 0
+    unchanged: int = 0
+    drifts: list[DriftOut] = field(default_factory=list)
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    return int(text) if text else default
+
+
+def window(now: datetime, on: date | None = None, lookback_days: int | None = None) -> tuple[date, date]:
+    """The days a run covers: `on`'s whole month, or LOOKBACK_DAYS back from today to tomorrow."""
+    if on is not None:
+        month = month_period(on)
+        return month.first_day, month.last_day
+    today = now.date()
+    back = lookback_days if lookback_days is not None else _env_int("ROLLUP_LOOKBACK_DAYS", LOOKBACK_DAYS)
+    return today - timedelta(days=max(back, 0)), today + timedelta(days=1)
+
+
+def _exact() -> Context:
+    """Decimal arithmetic at DynamoDB's 38 digits that raises rather than round."""
+    return Context(prec=38, traps=[Inexact])
+
+
+def _sum_days(counters: Iterable[Counter]) -> dict[str, _Sum]:
+    """Per metric: exact sum (38 digits, DynamoDB's precision; anything inexact raises), events, days."""
+    exact = _exact()
+    sums: dict[str, _Sum] = {}
+    for counter in counters:
+        so_far = sums.get(counter.metric, _ZERO)
+        sums[counter.metric] = _Sum(
+            consumed=exact.add(so_far.consumed, counter.consumed),
+            events=so_far.events + counter.events,
+            days=so_far.days + 1,
+        )
+    return sums
+
+
+def _as_sums(counters: Iterable[Counter]) -> dict[str, _Sum]:
+    return {c.metric: _Sum(consumed=c.consumed, events=c.events) for c in counters}
+
+
+def _same(a: _Sum, b: _Sum) -> bool:
+    return (a.consumed, a.events) == (b.consumed, b.events)
+
+
+def _between(low: _Sum, value: _Sum, high: _Sum) -> bool:
+    return low.consumed <= value.consumed <= high.consumed and low.events <= value.events <= high.events
+
+
+def _read(
+    developer_id: str, month: str, first_day: str, last_day: str
+) -> tuple[dict[str, _Sum], list[DriftOut]]:
+    """The day sums of a month, and the month counters that disagree with them.
+
+    Counters only grow and a transaction changes a day and its month together, so with the
+    month counters read before and after the day counters, a true month counter makes the
+    day sum fall between the two readings. A disagreement is read again once before it is
+    reported, so a burst of traffic is not mistaken for drift.
+    """
+    sums: dict[str, _Sum] = {}
+    drifted: list[str] = []
+    after: dict[str, _Sum] = {}
+    for _attempt in range(2):
+        before = _as_sums(dal.month_counters(developer_id, month))
+        sums = _sum_days(dal.day_counters(developer_id, first_day, last_day))
+        suspects = sorted(
+            m for m in before.keys() | sums.keys() if not _same(before.get(m, _ZERO), sums.get(m, _ZERO))
+        )
+        if not suspects:
+            return sums, []
+        after = _as_sums(dal.month_counters(developer_id, month))
+        drifted = [
+            m for m in suspects if not _between(before.get(m, _ZERO), sums.get(m, _ZERO), after.get(m, _ZERO))
+        ]
+        if not drifted:
+            return sums, []
+    drifts = []
+    for metric in drifted:
+        counted, summed = after.get(metric, _ZERO), sums.get(metric, _ZERO)
+        drifts.append(
+            DriftOut(
+                developer_id=developer_id,
+                month=month,
+                metric=metric,
+                month_counter=counted.consumed,
+                day_sum=summed.consumed,
+                difference=_exact().subtract(counted.consumed, summed.consumed),
+                events_difference=counted.events - summed.events,
+            )
+        )
+    return sums, drifts
+
+
+def roll_up(developer_id: str, month: str, now: datetime) -> _Outcome:
+    """Summaries of one developer's month from its day counters (3 Queries, plus one write per
+    summary that changed)."""
+    period = month_period(date.fromisoformat(f"{month}-01"))
+    sums, drifts = _read(developer_id, month, day_key(period.first_day), day_key(period.last_day))
+    stored = {s.metric: s for s in dal.month_summaries(developer_id, month)}
+    outcome = _Outcome(drifts=drifts)
+    rolled_up_at = format_timestamp(now)
+    for metric, total in sorted(sums.items()):
+        summary = MonthSummary(
+            developer_id=developer_id,
+            month=month,
+            metric=metric,
+            consumed=total.consumed,
+            events=total.events,
+            days=total.days,
+            closed=period.end <= now,
+            rolled_up_at=rolled_up_at,
+        )
+        outcome.summaries += 1
+        old = stored.get(metric)
+        if old is not None and (old.same_content(summary) or old.events > summary.events):
+            outcome.unchanged += 1  # as it is, or newer (a concurrent run read later)
+        elif dal.put_summary(summary):
+            outcome.written += 1
+        else:
+            outcome.unchanged += 1  # a concurrent run stored the same or a newer one first
+    return outcome
+
+
+Task = Callable[[str, str, datetime], _Outcome]
+
+
+def _listing(day: str, shard: int) -> list[str]:
+    """Every developer of one day's shard of the index (all pages)."""
+    return [developer_id for page in dal.active_developers(day, shard) for developer_id in page]
+
+
+def _shards_in_turn(day: str) -> Iterator[list[str]]:
+    """One day's shards, one page at a time (the single-threaded path)."""
+    for shard in range(dal.ACTIVITY_SHARDS):
+        yield from dal.active_developers(day, shard)
+
+
+def run(
+    request: RollupRequest | None = None,
+    *,
+    lookback_days: int | None = None,
+    workers: int | None = None,
+    task: Task = roll_up,
+) -> RollupReport:
+    """One rollup run over the window of `request` (see the module docstring).
+
+    Developer-months are rolled up by a pool of `workers` threads (ROLLUP_WORKERS, default 8)
+    while the index is still being read. A developer-month that fails is logged and counted
+    in `failed`; the caller fails the run then, so that it is retried (what was written is
+    correct either way). Failing to read the index raises at once.
+    """
+    started = time.monotonic()
+    now = clock.now()
+    first, last = window(now, request.date if request else None, lookback_days)
+    days = days_between(first, last)
+    count = workers if workers is not None else _env_int("ROLLUP_WORKERS", DEFAULT_WORKERS)
+    count = min(max(count, 1), MAX_WORKERS)
+    seen: set[tuple[str, str]] = set()
+    developers: set[str] = set()
+    total = _Outcome()
+    failed = 0
+
+    def settle(pair: tuple[str, str], outcome: _Outcome | BaseException) -> None:
+        nonlocal failed
+        if isinstance(outcome, BaseException):
+            failed += 1
+            logger.error(
+                "rollup of a developer-month failed",
+                extra={"developerId": pair[0], "month": pair[1], "error": repr(outcome)},
+            )
+            return
+        total.summaries += outcome.summaries
+        total.written += outcome.written
+        total.unchanged += outcome.unchanged
+        total.drifts.extend(outcome.drifts)
+
+    def pairs(listings: Callable[[str], Iterable[list[str]]]) -> Iterator[tuple[str, str]]:
+        """New (developer, month) pairs, day by day; `listings(day)` lists each shard's developers."""
+        for day in days:
+            month = month_key(day)
+            for listing in listings(day_key(day)):
+                for developer_id in listing:
+                    if (developer_id, month) not in seen:
+                        seen.add((developer_id, month))
+                        developers.add(developer_id)
+                        yield developer_id, month
+
+    if count == 1:
+        for pair in pairs(_shards_in_turn):
+            try:
+                settle(pair, task(*pair, now))
+            except Exception as exc:
+                settle(pair, exc)
+    else:
+        with (
+            ThreadPoolExecutor(max_workers=count, thread_name_prefix="rollup") as pool,
+            ThreadPoolExecutor(max_workers=dal.ACTIVITY_SHARDS, thread_name_prefix="index") as index,
+        ):
+            pending: dict[Future[_Outcome], tuple[str, str]] = {}
+
+            def harvest(futures: Iterable[Future[_Outcome]]) -> None:
+                for future in futures:
+                    pair = pending.pop(future)
+                    error = future.exception()
+                    settle(pair, error if error is not None else future.result())
+
+            def shards_at_once(day: str) -> Iterator[list[str]]:
+                return index.map(partial(_listing, day), range(dal.ACTIVITY_SHARDS))
+
+            for pair in pairs(shards_at_once):
+                pending[pool.submit(task, *pair, now)] = pair
+                if len(pending) >= count * 4:  # bounded: the index may list any number
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    harvest(done)
+            harvest(list(pending))
+
+    for drift in total.drifts:
+        logger.warning("month counter drifts from the sum of its days", extra=drift.wire())
+    metrics.add_metric(name="RollupDrift", unit=MetricUnit.Count, value=len(total.drifts))
+    metrics.add_metric(name="RollupSummariesWritten", unit=MetricUnit.Count, value=total.written)
+    metrics.add_metric(name="RollupDevelopers", unit=MetricUnit.Count, value=len(developers))
+    metrics.add_metric(name="RollupFailures", unit=MetricUnit.Count, value=failed)
+    report = RollupReport(
+        first_day=day_key(first),
+        last_day=day_key(last),
+        days=len(days),
+        months=sorted({month_key(day) for day in days}),
+        developers=len(developers),
+        developer_months=len(seen),
+        summaries=total.summaries,
+        summaries_written=total.written,
+        summaries_unchanged=total.unchanged,
+        drift=len(total.drifts),
+        drifts=sorted(total.drifts, key=lambda d: (d.developer_id, d.month, d.metric))[:MAX_REPORTED_DRIFTS],
+        failed=failed,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    logger.info("rollup finished", extra=report.model_dump(mode="json", by_alias=True, exclude={"drifts"}))
+    return report
