@@ -1,0 +1,122 @@
+"""What template.yaml promises: least privilege, alarms, a dashboard, the runtime."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from usage_meter_local.template import load, resources
+
+FUNCTIONS = resources("AWS::Serverless::Function")
+
+
+def statements(logical_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for policy in FUNCTIONS[logical_id]["Properties"].get("Policies", []):
+        found.extend(policy.get("Statement", []))
+    return found
+
+
+def actions_on(logical_id: str) -> set[str]:
+    return {action for s in statements(logical_id) for action in s["Action"]}
+
+
+def resource_refs(statement: dict[str, Any]) -> list[str]:
+    """Logical ids named by a statement's resources (!GetAtt X.Arn or !Sub "${X.Arn}/...")."""
+    resources_ = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    names = []
+    for resource in resources_:
+        assert resource != "*", "no wildcard resources"
+        if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+            names.append(resource["Fn::GetAtt"][0])
+        elif isinstance(resource, dict) and "Fn::Sub" in resource:
+            names.extend(re.findall(r"\$\{(\w+)\.Arn\}", resource["Fn::Sub"]))
+        else:
+            raise AssertionError(f"unexpected resource {resource!r}")
+    return names
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_wildcards_no_scan_no_delete(function: str) -> None:
+    for statement in statements(function):
+        assert statement["Effect"] == "Allow"
+        resource_refs(statement)  # asserts no "*"
+        for action in statement["Action"]:
+            assert "*" not in action
+            assert action not in {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+
+
+def test_each_function_gets_only_what_it_uses() -> None:
+    assert actions_on("TrackFunction") == {
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+    }
+    for reader in ("CurrentFunction", "HistoryFunction", "EntitlementsFunction"):
+        assert actions_on(reader) == {"dynamodb:Query", "dynamodb:GetItem"}, reader
+    assert actions_on("AuthorizerFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert actions_on("DocsFunction") == set()
+
+
+def test_only_track_writes_the_idempotency_table_and_the_rollup_never_touches_it() -> None:
+    for function in FUNCTIONS:
+        for statement in statements(function):
+            if "IdempotencyTable" in resource_refs(statement):
+                assert function == "TrackFunction"
+    rollup_tables = {name for s in statements("RollupFunction") for name in resource_refs(s)}
+    assert rollup_tables == {"UsageTable"}
+
+
+def test_authorizer_guards_every_route_but_the_document() -> None:
+    api = load()["Resources"]["UsageApi"]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "ApiKeyAuthorizer"
+    open_routes = [
+        (name, event["Properties"]["Path"])
+        for name, fn in FUNCTIONS.items()
+        for event in fn["Properties"].get("Events", {}).values()
+        if event["Type"] == "HttpApi" and event["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
+    ]
+    assert open_routes == [("DocsFunction", "/v1/openapi.json")]
+
+
+def test_runtime_architecture_and_layer() -> None:
+    function_globals = load()["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    layer = load()["Resources"]["CommonLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+
+
+def test_tables_are_protected() -> None:
+    for name, table in resources("AWS::DynamoDB::Table").items():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST", name
+        assert props["DeletionProtectionEnabled"] is True, name
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
+        assert table["DeletionPolicy"] == "Retain", name
+
+
+def test_alarms_cover_5xx_throttles_dlq_and_drift_and_notify_the_topic() -> None:
+    alarms = resources("AWS::CloudWatch::Alarm")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    assert {
+        ("AWS/ApiGateway", "5xx"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/DynamoDB", "WriteThrottleEvents"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("UsageMeter", "RollupDrift"),
+    } <= watched
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_dashboard_body_is_json_once_substituted() -> None:
+    (dashboard,) = resources("AWS::CloudWatch::Dashboard").values()
+    body = re.sub(r"\$\{[^}]+\}", "x", dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
+    widgets = json.loads(body)["widgets"]
+    titles = {w["properties"]["title"] for w in widgets}
+    assert {"Events", "API", "Rollup"} <= titles
