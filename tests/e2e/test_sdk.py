@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from usage_meter import cli, dal
 from usage_meter_client import (
     APIConnectionError,
     APITimeoutError,
@@ -41,8 +43,6 @@ from usage_meter_client import (
     UsageMeterError,
     ValidationError,
 )
-
-from usage_meter import cli, dal
 from usage_meter_local.dynamodb_local import free_port
 
 pytestmark = pytest.mark.e2e

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from engine.support import Container, Setup, as_json
-from helpers import DEV_A
 
 from usage_meter import accounts, dal
 from usage_meter.models import MetricLimit, Plan
 from usage_meter_local.dynamodb_local import DynamoDBLocal
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
+
+from engine.support import Container, Setup, as_json
+from helpers import DEV_A
 
 # Lines for the "engine numbers" section at the end of the run (conflicts, events/s, ...).
 REPORT: list[str] = []

@@ -16,6 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
+from usage_meter.periods import day_key, month_key
+from usage_meter_local.invoke import Answer
+
 from engine.conftest import EngineStack
 from engine.support import (
     Container,
@@ -31,9 +35,6 @@ from engine.support import (
     track,
 )
 from helpers import DEV_A, SERVICE, counters, iso, table_items
-
-from usage_meter.periods import day_key, month_key
-from usage_meter_local.invoke import Answer
 
 pytestmark = pytest.mark.engine
 

@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
+from usage_meter_local.invoke import Answer
+
 from engine.conftest import EngineStack
 from engine.support import (
     Container,
@@ -33,8 +36,6 @@ from engine.support import (
     without_sdk_retries,
 )
 from helpers import SERVICE, counters, iso, table_items
-
-from usage_meter_local.invoke import Answer
 
 pytestmark = pytest.mark.engine
 

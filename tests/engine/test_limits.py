@@ -17,13 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from engine.conftest import EngineStack
-from engine.support import STATS, Container, Faults, all_crashes, compose, run_threads, total_stats, track
-from helpers import counters, iso, minute_counters, table_items
 
 from usage_meter import accounts, dal
 from usage_meter.models import MetricLimit, Plan
 from usage_meter.periods import day_key, month_key
+
+from engine.conftest import EngineStack
+from engine.support import STATS, Container, Faults, all_crashes, compose, run_threads, total_stats, track
+from helpers import counters, iso, minute_counters, table_items
 
 pytestmark = pytest.mark.engine
 

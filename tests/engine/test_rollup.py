@@ -21,13 +21,14 @@ from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
 import pytest
-from helpers import SERVICE, iso, table_items
 
-from engine.conftest import EngineStack
-from engine.support import all_crashes, expected_counters, quantity, recent, run_threads, track
 from usage_meter import clock, dal, rollup
 from usage_meter.models import RollupReport
 from usage_meter_local.template import create_tables
+
+from engine.conftest import EngineStack
+from engine.support import all_crashes, expected_counters, quantity, recent, run_threads, track
+from helpers import SERVICE, iso, table_items
 
 pytestmark = pytest.mark.engine
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import DEV_A, DEV_B, SERVICE
 from moto import mock_aws
 
 from usage_meter import accounts, clock, dal
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
+
+from helpers import DEV_A, DEV_B, SERVICE
 
 TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
 

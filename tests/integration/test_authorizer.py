@@ -22,14 +22,15 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from helpers import counters, table_items
-from integration.conftest import TABLES, Stack
 
 from usage_meter import accounts, auth, dal
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer
 from usage_meter_local.template import function_environment
+
+from helpers import counters, table_items
+from integration.conftest import TABLES, Stack
 
 Freeze = Callable[[datetime], None]
 NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

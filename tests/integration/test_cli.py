@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import table_items
-from integration.conftest import Stack
 
 from usage_meter import accounts, auth, cli, dal
 from usage_meter.models import MetricLimit, Plan
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer
+
+from helpers import table_items
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

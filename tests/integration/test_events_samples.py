@@ -16,8 +16,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-from helpers import counters, iso, table_items
-from integration.conftest import Stack
 
 from usage_meter import accounts
 from usage_meter.api import openapi_document
@@ -25,6 +23,9 @@ from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer, to_answer
 from usage_meter_local.template import ROOT, Route, load, resources, routes
+
+from helpers import counters, iso, table_items
+from integration.conftest import Stack
 
 EVENTS_DIR = ROOT / "events"
 SAMPLES = sorted(path.name for path in EVENTS_DIR.glob("*.json"))

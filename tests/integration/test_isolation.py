@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import counters, table_items
-from integration.conftest import Stack
 
 from usage_meter import accounts, auth
 from usage_meter.models import DEVELOPER_ID_PATTERN
 from usage_meter_local.invoke import Answer
+
+from helpers import counters, table_items
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

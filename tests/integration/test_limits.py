@@ -14,12 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import DEV_A, DEV_B, SERVICE, counters, minute_counters, table_items
-from integration.conftest import Stack
 
 from usage_meter import accounts, cli, jsonutil
 from usage_meter.models import MetricLimit, Plan
 from usage_meter_local.invoke import Answer
+
+from helpers import DEV_A, DEV_B, SERVICE, counters, minute_counters, table_items
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)

@@ -9,8 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import DEV_A, DEV_B, counters, table_items
-from integration.conftest import Stack
 
 from usage_meter import accounts, dal, metering, tracking
 from usage_meter.metering import meter
@@ -18,6 +16,9 @@ from usage_meter.models import MetricLimit, Plan
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import Handler, load_handler
 from usage_meter_local.template import ROOT, load
+
+from helpers import DEV_A, DEV_B, counters, table_items
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

@@ -13,8 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import DEV_A, DEV_B, SERVICE, counters, iso, table_items
-from integration.conftest import Stack
 
 from usage_meter import cli, dal, jsonutil, rollup, tracking
 from usage_meter.errors import Busy
@@ -22,6 +20,9 @@ from usage_meter.models import MonthSummary, RollupReport, RollupRequest
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.template import ROOT, function_code, load
+
+from helpers import DEV_A, DEV_B, SERVICE, counters, iso, table_items
+from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
 # early December: November is a closed billing period, December still open

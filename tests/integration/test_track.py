@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+
 from helpers import DEV_A, DEV_B, SERVICE, counters, table_items
 from integration.conftest import Stack
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from helpers import DEV_A, DEV_B, SERVICE
 from integration.conftest import Stack
 

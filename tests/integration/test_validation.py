@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import DEV_A, SERVICE, counters, iso, table_items
-from integration.conftest import Stack
 
 from usage_meter_local.invoke import Answer
+
+from helpers import DEV_A, SERVICE, counters, iso, table_items
+from integration.conftest import Stack
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 METRIC = "emails"  # a metric no plan limits, so boundary quantities are never refused for quota

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from usage_meter_client import (
     APIConnectionError,
     APITimeoutError,
