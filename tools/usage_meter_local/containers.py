@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -20,6 +21,8 @@ _api: LocalApi | None = None
 
 def _start_container(environment: dict[str, str]) -> None:
     global _api
+    # a terminal's Ctrl-C reaches the whole process group: the parent decides when to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(environment)
     from usage_meter import dal
 

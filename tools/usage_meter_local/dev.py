@@ -11,7 +11,6 @@ against that data (with the scheduled event, or on demand for one date's month).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -136,7 +135,10 @@ def run(
         if ready_file is not None:
             ready_file.write_text(json.dumps({"port": port, **keys}))
         stop = threading.Event()
+        # Ctrl-C and SIGTERM both end the stack (SIGINT explicitly: a shell that started us in
+        # the background leaves it ignored)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         for schedule in schedules():
             os.environ.update(environment(engine.endpoint_url, schedule.function))
             threading.Thread(
@@ -145,8 +147,8 @@ def run(
             print(
                 f"{schedule.function} runs every {schedule.expression} (make rollup runs it now)", flush=True
             )
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+        while not stop.wait(0.5):  # short waits keep the main thread responsive to signals
+            pass
         print("stopping…", flush=True)
         server.shutdown()
         return 0

@@ -1,4 +1,5 @@
-"""`usage-meter`: the admin CLI for developers, API keys and plans, and on-demand rollups.
+"""`usage-meter`: the admin CLI for developers, API keys and plans, on-demand rollups, and
+usage views (a developer's current usage and history, rendered by `cli_views`).
 
 argparse rather than a CLI framework: it ships with Python, so the CLI adds nothing to the
 Lambda layer and runs wherever boto3 does. Tables come from --stack-name (the stack's
@@ -15,22 +16,27 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 
-from usage_meter import accounts, dal, jsonutil, rollup
+from usage_meter import accounts, dal, jsonutil, rollup, usage
 from usage_meter.errors import UsageMeterError
 from usage_meter.models import (
     METRIC_PATTERN,
     ApiKeyRecord,
     Developer,
+    Identity,
     MetricLimit,
     Plan,
     RollupReport,
     RollupRequest,
 )
+from usage_meter.plans import get_plan
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _STACK_OUTPUTS = {
     "UsageTableName": "USAGE_TABLE",
@@ -184,6 +190,71 @@ def _rollup_run(args: argparse.Namespace) -> None:
         raise CliError(f"{report.failed} developer-month(s) failed; run it again (it is idempotent)")
 
 
+def _metric(text: str) -> str:
+    if not re.fullmatch(METRIC_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a metric name")
+    return text
+
+
+def _history_days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= usage.MAX_RANGE_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of days from 1 to {usage.MAX_RANGE_DAYS}")
+    return int(text)
+
+
+def _service(developer_id: str) -> Identity:
+    """The CLI reads as the provider's backend does: a service identity naming the developer,
+    so an unknown developer is an error, as with a service key."""
+    return Identity(developer_id=developer_id, role="service")
+
+
+def _console() -> Console:
+    from usage_meter import cli_views  # rich is needed by these views only
+
+    try:
+        return cli_views.make_console()
+    except ImportError:
+        raise CliError(
+            "the usage views need rich (pip install 'rich>=13'); --json works without it"
+        ) from None
+
+
+def _usage_show(args: argparse.Namespace) -> None:
+    response = usage.current_usage(
+        _service(args.developer), developer_id=args.developer, metric=args.metric, period=args.period
+    )
+    if args.json:
+        print(jsonutil.dumps(response.wire()))
+        return
+    from usage_meter import cli_views
+
+    cli_views.render_current(_console(), response, get_plan(response.plan) if response.plan else None)
+
+
+def _usage_history(args: argparse.Namespace) -> None:
+    if args.days is not None and (args.start_date or args.end_date):
+        raise CliError("use either --days or --start-date/--end-date")
+    if args.end_date and not args.start_date:
+        raise CliError("--end-date needs --start-date")
+    if args.start_date and args.end_date and args.end_date < args.start_date:
+        raise CliError("--end-date is before --start-date")
+    response = usage.usage_history(
+        _service(args.developer),
+        developer_id=args.developer,
+        metric=args.metric,
+        days=args.days,
+        start_date=args.start_date,
+        end_date=args.end_date,
+        granularity=args.granularity,
+    )
+    if args.json:
+        print(jsonutil.dumps(response.wire()))
+        return
+    from usage_meter import cli_views
+
+    cli_views.render_history(_console(), response, args.metric)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usage-meter", description="Administer Usage Meter.")
     parser.add_argument(
@@ -248,6 +319,37 @@ def build_parser() -> argparse.ArgumentParser:
     rollup_run.add_argument(
         "--date", type=_day, metavar="YYYY-MM-DD", help="roll up the whole month of this day instead"
     )
+
+    usages = groups.add_parser("usage", help="a developer's usage").add_subparsers(
+        dest="command", required=True
+    )
+    show = command(
+        usages,
+        "show",
+        _usage_show,
+        "a developer's usage of the billing period (or --period): a table per metric with its limit",
+    )
+    show.add_argument("--developer", required=True, metavar="DEVELOPER_ID")
+    show.add_argument("--metric", type=_metric, help="this metric only")
+    show.add_argument(
+        "--period", choices=["day", "week", "month"], help="today, this ISO week or this month (default)"
+    )
+    history = command(
+        usages,
+        "history",
+        _usage_history,
+        "a developer's daily (or monthly) totals with a bar chart: events, or --metric's quantity",
+    )
+    history.add_argument("--developer", required=True, metavar="DEVELOPER_ID")
+    history.add_argument(
+        "--days", type=_history_days, help=f"the last N days (default {usage.DEFAULT_HISTORY_DAYS})"
+    )
+    history.add_argument("--start-date", type=_day, metavar="YYYY-MM-DD", help="first day, inclusive")
+    history.add_argument(
+        "--end-date", type=_day, metavar="YYYY-MM-DD", help="last day, inclusive (default today)"
+    )
+    history.add_argument("--metric", type=_metric, help="this metric's quantity instead of events")
+    history.add_argument("--granularity", choices=["day", "month"], default="day")
     return parser
 
 
