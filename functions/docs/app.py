@@ -10,7 +10,7 @@ logger = Logger()
 _DOCUMENT = openapi_document()
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
     return {
         "statusCode": 200,

@@ -145,3 +145,11 @@ def test_loads_object_refuses_invalid_json_as_invalid(text: str) -> None:
     with pytest.raises(json.JSONDecodeError) as caught:
         jsonutil.loads_object(text)
     assert caught.value.msg != jsonutil.NOT_AN_OBJECT
+
+
+def test_sums_beyond_28_digits_stay_exact() -> None:
+    """DynamoDB keeps 38 significant digits; so must every sum made in memory."""
+    big = Decimal("999999999999999999.999999999")  # 27 digits
+    total = sum([big] * 1000, Decimal(0))  # 30 digits: rounded under Python's default 28
+    assert total == Decimal("999999999999999999999.999999000")
+    assert jsonutil.number_text(total) == "999999999999999999999.999999"

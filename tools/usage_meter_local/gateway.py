@@ -81,9 +81,14 @@ def make_server(pool: ContainerPool, host: str = "127.0.0.1", port: int = 3000) 
                     self.send_header(name, value)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+        def __getattr__(self, name: str) -> Any:
+            # every method reaches routing (an unrouted one is 404, as at API Gateway)
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("request", extra={"line": format % args})

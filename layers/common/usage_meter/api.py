@@ -51,6 +51,7 @@ _ERRORS: dict[int | HTTPStatus, Any] = {
         (400, "Malformed request"),
         (401, "Missing, unknown or revoked API key"),
         (403, "The key may not act for that developer"),
+        (404, "No such developer (a service key naming an unknown developerId)"),
         (415, "The body is not JSON (Content-Type)"),
         (422, "Invalid input"),
         (429, "A hard limit would be passed; nothing was counted (Retry-After: until the period resets)"),

@@ -29,6 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from usage_meter import jsonutil
 from usage_meter.config import settings
 from usage_meter.errors import Busy, Conflict, NotFound
 from usage_meter.jsonutil import number_text
@@ -197,8 +198,19 @@ def _record_item(record: IdempotencyRecord) -> Item:
         "expiresAt": _n(record.expires_at),
     }
     if record.metadata is not None:
-        item["metadata"] = _to_av(record.metadata)
+        # kept as JSON text: any JSON the API accepts is storable (DynamoDB's number range,
+        # empty keys and nesting limits do not apply to a string)
+        item["metadata"] = _s(jsonutil.dumps(record.metadata))
     return item
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if "S" in value:
+        parsed: dict[str, Any] = jsonutil.loads(value["S"])
+        return parsed
+    return dict(_from_av(value))  # records written before metadata was kept as text
 
 
 def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
@@ -214,7 +226,7 @@ def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
         period=plain["period"],
         recorded_at=plain["recordedAt"],
         expires_at=int(plain["expiresAt"]),
-        metadata=plain.get("metadata"),
+        metadata=_metadata(item.get("metadata")),
     )
 
 

@@ -15,7 +15,10 @@ def _reject_constant(name: str) -> Any:
 
 def loads(text: str | bytes) -> Any:
     """Parse JSON keeping every non-integer number as an exact Decimal; NaN/Infinity are refused."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text if isinstance(text, str) else "", 0) from None
 
 
 NOT_AN_OBJECT = "the body must be a JSON object"
@@ -37,6 +40,10 @@ def number_text(value: Decimal) -> str:
     """A Decimal as a JSON number without exponent or trailing zeros (1.50 -> 1.5, 1E+2 -> 100)."""
     if not value.is_finite():
         raise ValueError("non-finite number")
+    if not -40 <= value.adjusted() <= 40:
+        # far outside any quantity: keep the exponent (1E+300), never write 300 digits (or a
+        # billion, for 1e999999999 in someone's metadata); adjusted() needs no context
+        return str(value)
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
 

@@ -28,6 +28,7 @@ MAX_QUANTITY = Decimal(10) ** 12
 MAX_BATCH = 100
 MAX_METADATA_BYTES = 2048
 MAX_IDEMPOTENCY_KEY = 255
+MAX_METADATA_DEPTH = 32
 
 Role = Literal["developer", "service"]
 EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
@@ -40,6 +41,19 @@ def _number_only(value: Any) -> Any:
     if isinstance(value, float):  # only when a caller bypassed jsonutil.loads
         return Decimal(repr(value))
     return Decimal(value)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of plain JSON (iterative: a hostile body cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _rfc3339(value: Any) -> Any:
@@ -59,6 +73,8 @@ Timestamp = Annotated[
     BeforeValidator(_rfc3339),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+Amount = Annotated[Decimal, WithJsonSchema({"type": "number"})]
+"""An exact decimal in an answer: written as a JSON number, never a string."""
 MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
 DeveloperId = Annotated[str, Field(pattern=DEVELOPER_ID_PATTERN)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
@@ -92,6 +108,8 @@ class UsageEventIn(ApiModel):
     def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return value
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
         try:
             size = len(jsonutil.dumps(value).encode())
         except (TypeError, ValueError) as exc:
@@ -145,9 +163,9 @@ class UsageBlock(ApiModel):
     """Where the metric stands after the write, in the event's billing period."""
 
     metric: str
-    consumed: Decimal
-    limit: Decimal | None
-    remaining: Decimal | None
+    consumed: Amount
+    limit: Amount | None
+    remaining: Amount | None
     period_start: str
     period_end: str
 
@@ -175,10 +193,10 @@ class PeriodOut(ApiModel):
 
 
 class MetricUsage(ApiModel):
-    consumed: Decimal
-    limit: Decimal | None = None
-    remaining: Decimal | None = None
-    percentage_used: Decimal | None = None
+    consumed: Amount
+    limit: Amount | None = None
+    remaining: Amount | None = None
+    percentage_used: Amount | None = None
 
 
 class RateLimit(ApiModel):
@@ -201,16 +219,16 @@ class CurrentUsageResponse(ApiModel):
 class EntitlementResponse(ApiModel):
     metric: str
     has_access: bool
-    consumed: Decimal
-    limit: Decimal | None
-    remaining: Decimal | None
+    consumed: Amount
+    limit: Amount | None
+    remaining: Amount | None
     enforcement: Literal["soft", "hard"] | None
     resets_at: str
 
 
 class HistoryEntry(ApiModel):
     date: str
-    metrics: dict[str, Decimal]
+    metrics: dict[str, Amount]
     total_requests: int
 
 
