@@ -57,7 +57,11 @@ openapi: install
 
 bench: install
 	$(BIN)/python bench/calls_per_event.py
+	$(BIN)/python bench/vs_naive.py
+	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/import_time.py
+	$(BIN)/python bench/layer_size.py
+	$(BIN)/python bench/metering_overhead.py
 
 dev: install
 	$(BIN)/python -m usage_meter_local.dev

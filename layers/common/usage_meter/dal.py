@@ -357,28 +357,40 @@ def _cancelled(
 # ---- reads ----------------------------------------------------------------------------------
 
 
+def _call(table: str, operation: str, **kwargs: Any) -> Any:
+    """One DynamoDB call on a table: throttling and an unreachable DynamoDB (after botocore's
+    own retries) become Busy, a 503 the client may retry; anything else is a bug and raises."""
+    try:
+        return getattr(client(), operation)(TableName=table, **kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
+            raise Busy("DynamoDB is throttling; retry shortly") from exc
+        raise
+    except BotoCoreError as exc:  # timeouts, connection errors
+        raise Busy("DynamoDB could not be reached; retry shortly") from exc
+
+
+def _usage_call(operation: str, **kwargs: Any) -> Any:
+    return _call(settings().usage_table, operation, **kwargs)
+
+
+def _accounts_call(operation: str, **kwargs: Any) -> Any:
+    return _call(settings().accounts_table, operation, **kwargs)
+
+
 def _query(developer_id: str, low: str, high: str) -> Iterator[dict[str, Any]]:
-    cfg = settings()
     kwargs: dict[str, Any] = {
-        "TableName": cfg.usage_table,
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
         "ExpressionAttributeValues": {":pk": _s(developer_pk(developer_id)), ":lo": _s(low), ":hi": _s(high)},
         "ConsistentRead": True,
     }
-    try:
-        while True:
-            page = client().query(**kwargs)
-            yield from page.get("Items", [])
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return
-            kwargs["ExclusiveStartKey"] = last
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
-            raise Busy("DynamoDB is throttling reads; retry shortly") from exc
-        raise
-    except BotoCoreError as exc:  # timeouts, connection errors after botocore's own retries
-        raise Busy("DynamoDB could not be reached; retry shortly") from exc
+    while True:
+        page = _usage_call("query", **kwargs)
+        yield from page.get("Items", [])
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return
+        kwargs["ExclusiveStartKey"] = last
 
 
 def _counter(item: dict[str, Any]) -> Counter:
@@ -420,35 +432,17 @@ def month_counter(developer_id: str, month: str, metric: str) -> Counter | None:
 
 def get_record(developer_id: str, idempotency_key: str) -> IdempotencyRecord | None:
     """The idempotency record of a key (strongly consistent), or None."""
-    try:
-        answer = client().get_item(
-            TableName=settings().idempotency_table,
-            Key={"pk": _s(idempotency_pk(developer_id, idempotency_key))},
-            ConsistentRead=True,
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
-            raise Busy("DynamoDB is throttling reads; retry shortly") from exc
-        raise
-    except BotoCoreError as exc:
-        raise Busy("DynamoDB could not be reached; retry shortly") from exc
+    answer = _call(
+        settings().idempotency_table,
+        "get_item",
+        Key={"pk": _s(idempotency_pk(developer_id, idempotency_key))},
+        ConsistentRead=True,
+    )
     item = answer.get("Item")
     return _record_from_item(item) if item else None
 
 
 # ---- accounts: developers, keys, plans ---------------------------------------------------------
-
-
-def _accounts_call(operation: str, **kwargs: Any) -> Any:
-    """One call on the accounts table, with the same error translation as the rest."""
-    try:
-        return getattr(client(), operation)(TableName=settings().accounts_table, **kwargs)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
-            raise Busy("DynamoDB is throttling; retry shortly") from exc
-        raise
-    except BotoCoreError as exc:
-        raise Busy("DynamoDB could not be reached; retry shortly") from exc
 
 
 def _developer_item(developer: Developer) -> Item:
@@ -721,18 +715,6 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
 # SETs every attribute, never ADD, so writing a summary twice changes nothing.
 
 ACTIVITY_INDEX = "ActivityIndex"
-
-
-def _usage_call(operation: str, **kwargs: Any) -> Any:
-    """One call on the usage table, with the same error translation as the reads above."""
-    try:
-        return getattr(client(), operation)(TableName=settings().usage_table, **kwargs)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _RETRYABLE_ERRORS:
-            raise Busy("DynamoDB is throttling; retry shortly") from exc
-        raise
-    except BotoCoreError as exc:
-        raise Busy("DynamoDB could not be reached; retry shortly") from exc
 
 
 def active_developers(day: str, shard: int) -> Iterator[list[str]]:
