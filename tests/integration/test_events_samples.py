@@ -257,7 +257,23 @@ def expect_rollup(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
     assert (again["summaries"], again["summariesWritten"], again["summariesUnchanged"]) == (3, 0, 3)
 
 
+def expect_entitlements(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    assert stack.track({"metric": "api_calls", "quantity": 40}, auth=DEMO).status == 200
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    assert answer.json() == {
+        "metric": "api_calls",
+        "hasAccess": True,
+        "consumed": 40,
+        "limit": 100000,  # the pro plan's hard limit
+        "remaining": 99960,
+        "enforcement": "hard",
+        "resetsAt": "2026-12-01T00:00:00Z",
+    }
+
+
 EXPECTATIONS: dict[str, Expectation] = {
+    "entitlements.json": expect_entitlements,
     "track-single.json": expect_track_single,
     "track-batch.json": expect_track_batch,
     "track-invalid.json": expect_track_invalid,
@@ -299,10 +315,14 @@ def test_http_sample_is_consistent(name: str) -> None:
     """The fields API Gateway derives from one another agree, as in a real event."""
     event = load_sample(name)
     context = event["requestContext"]
-    method, path = event["routeKey"].split(" ", 1)
+    method, template_path = event["routeKey"].split(" ", 1)
+    path = event["rawPath"]
     assert event["version"] == "2.0"
     assert context["routeKey"] == event["routeKey"]
-    assert (context["http"]["method"], context["http"]["path"], event["rawPath"]) == (method, path, path)
+    assert (context["http"]["method"], context["http"]["path"]) == (method, path)
+    route = http_route(event)
+    assert route.path == template_path
+    assert route.match(method, path) == event.get("pathParameters", {})
     assert context["stage"] == "$default"
     assert event["isBase64Encoded"] is False
     assert all(header == header.lower() for header in event["headers"])
@@ -357,11 +377,12 @@ def _shape(event: dict[str, Any]) -> dict[str, dict[str, str]]:
 def test_built_events_have_the_shape_of_the_samples(name: str) -> None:
     """The local gateway and the tests build events like the samples (and API Gateway)."""
     sample = load_sample(name)
-    method, path = sample["routeKey"].split(" ", 1)
+    method = sample["routeKey"].split(" ", 1)[0]
     authorizer = sample["requestContext"].get("authorizer", {}).get("lambda")
     built = http_event(
         method,
-        path,
+        sample["rawPath"],
+        path_parameters=sample.get("pathParameters"),
         body=sample.get("body"),
         headers=sample["headers"],
         query=sample.get("queryStringParameters"),
