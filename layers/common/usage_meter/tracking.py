@@ -147,7 +147,6 @@ def _prepare(
     developer_id = resolve(event.developer_id)
     key = event.idempotency_key or header_key
     return _Event(
-        allowance=metric_limit(resolve.plan(developer_id), event.metric),
         index=index,
         developer_id=developer_id,
         metric=event.metric,
@@ -410,10 +409,21 @@ def track(
     resolve = DeveloperResolver(identity)
     leaders: dict[tuple[str, str], _Event] = {}
     to_commit: list[_Event] = []
+    unavailable: list[tuple[_Event, ErrorDetail]] = []
 
+    # (developer asked for, key) of items that failed transiently: a later item with the same key
+    # must not take their place, since the earlier one may be the event the client meant
+    blocked: dict[tuple[str | None, str], ErrorDetail] = {}
     for index, item in enumerate(raw):
+        event_in: UsageEventIn | None = None
         try:
             event_in = item if isinstance(item, UsageEventIn) else UsageEventIn.model_validate(item)
+            claim = (event_in.developer_id, event_in.idempotency_key or header_key or "")
+            if claim[1] and claim in blocked:
+                outcomes.results[index] = EventResult(
+                    index=index, status="rejected", idempotency_key=claim[1], error=blocked[claim]
+                )
+                continue
             event = _prepare(index, event_in, resolve, now, header_key if single else None)
         except ValidationError as exc:
             if single:
@@ -425,7 +435,10 @@ def track(
         except UsageMeterError as exc:
             if single:
                 raise
-            outcomes.results[index] = EventResult(index=index, status="rejected", error=_error(exc))
+            detail = _error(exc)
+            if isinstance(exc, Busy) and event_in is not None and event_in.idempotency_key:
+                blocked[(event_in.developer_id, event_in.idempotency_key)] = detail
+            outcomes.results[index] = EventResult(index=index, status="rejected", error=detail)
             continue
         if event.idempotency_key:
             slot = (event.developer_id, event.idempotency_key)
@@ -445,8 +458,19 @@ def track(
                     )
                 continue
             leaders[slot] = event
+        # the plan is read after the key is claimed: if the read fails, a later item with the
+        # same key still compares against this one instead of taking its place
+        try:
+            event.allowance = metric_limit(resolve.plan(event.developer_id), event.metric)
+        except UsageMeterError as exc:
+            if single:
+                raise
+            unavailable.append((event, _error(exc)))
+            continue
         to_commit.append(event)
 
+    for event, error in unavailable:  # after the loop, so in-batch followers are included
+        outcomes.set(event, "rejected", None, error)
     for chunk in _chunks(to_commit):
         _commit_chunk(chunk, outcomes, sleep)
 
