@@ -226,6 +226,32 @@ def test_batch_refuses_in_batch_duplicates_of_a_refused_event_alike(capped: Stac
     assert record_keys(capped) == ["dev_alice#y"]
 
 
+def test_room_proposed_for_a_reused_key_is_given_back(capped: Stack) -> None:
+    """1 of 10 used; [k1 = 8 (k1 is taken by another payload), k0 = 7]: the first proposal gives
+    k1's 8 the room, the commit finds k1 reused, and k0 (1 + 7 <= 10) is judged again and fits.
+    Found by the property tests: k0 used to be refused for good."""
+    assert send(capped, event(1, key="k1")).status == 200
+
+    answer = send(capped, event(8, key="k1"), event(7, key="k0"))
+
+    assert statuses(answer) == ["rejected", "recorded"]
+    assert answer.json()["results"][0]["error"]["code"] == "idempotency_key_reused"
+    assert month_counter(capped, "2026-11") == (Decimal(8), 2)
+    assert record_keys(capped) == ["dev_alice#k0", "dev_alice#k1"]
+
+
+def test_events_crowded_out_by_an_event_over_the_limit_are_judged_again(capped: Stack) -> None:
+    """1 of 10 used; [9.5, 1]: proposed on an unknown counter, 9.5 fits and 1 does not; DynamoDB
+    refuses 9.5 (1 + 9.5 > 10), and with the counter known 1 fits after all.
+    Found by the property tests: both used to be refused."""
+    assert send(capped, event(1)).status == 200
+
+    answer = send(capped, event(Decimal("9.5")), event(1))
+
+    assert statuses(answer) == ["limit_exceeded", "recorded"]
+    assert month_counter(capped, "2026-11") == (Decimal(2), 2)
+
+
 def test_full_batch_across_transactions_records_exactly_the_limit(capped: Stack) -> None:
     """100 keyed events need two transactions (100 records + counters > 100 items): the first
     fills the limit, the second learns the counter from its refusal."""

@@ -220,11 +220,13 @@ def _increments(events: Sequence[_Event], now: datetime) -> list[CounterIncremen
 
 
 def _admit(pending: list[_Event], known: dict[tuple[str, str, str], Decimal]) -> list[_Event]:
-    """Events, in order, that fit their hard limit given what the counters are known to hold.
+    """Events that do not fit their hard limit, taken in order, given what the counters are known
+    to hold and the room the earlier admitted events take.
 
     `known` starts empty (optimistic: DynamoDB's condition is the judge) and learns the real
     value from each transaction refused at a ceiling. An event that does not fit is refused
-    whole; a later, smaller one may still fit.
+    whole; a later, smaller one may still fit. The refusal is only a proposal: it is final once
+    the events admitted before it are committed (see _commit_chunk).
     """
     room_used: dict[tuple[str, str, str], Decimal] = {}
     refused: list[_Event] = []
@@ -302,21 +304,26 @@ def _refuse_over_limit(events: list[_Event], outcomes: _Outcomes) -> None:
 
 def _commit_chunk(chunk: list[_Event], outcomes: _Outcomes, sleep: Sleeper) -> None:
     """Commit one transaction's worth of events, peeling off duplicates and events over a hard
-    limit, and retrying contention."""
+    limit, and retrying contention.
+
+    Refusals at a limit are settled only after the admitted events are committed: until then an
+    admitted event may still turn out to be a duplicate (its room was never used) or be refused
+    by DynamoDB (the counter holds more than assumed), and the events it crowded out must be
+    judged again. Once a commit succeeds they are final, because counters only grow.
+    """
     pending = list(chunk)
     known: dict[tuple[str, str, str], Decimal] = {}
     for attempt in range(MAX_COMMIT_ATTEMPTS):
         refused = _admit(pending, known)
-        if refused:
+        admitted = [e for e in pending if e not in refused]
+        if not admitted:
             _refuse_over_limit(refused, outcomes)
-            pending = [e for e in pending if e not in refused]
-        if not pending:
             return
         now = clock.now()
         recorded_at = format_timestamp(now)
         expires_at = int((now + IDEMPOTENCY_RETENTION).timestamp())
-        keyed = [e for e in pending if e.idempotency_key]
-        increments = _increments(pending, now)
+        keyed = [e for e in admitted if e.idempotency_key]
+        increments = _increments(admitted, now)
         try:
             dal.commit_events(
                 [_record(e, recorded_at, expires_at) for e in keyed],
@@ -340,14 +347,14 @@ def _commit_chunk(chunk: list[_Event], outcomes: _Outcomes, sleep: Sleeper) -> N
             metrics.add_metric(name="TransactionConflicts", unit=MetricUnit.Count, value=1)
             sleep(_backoff(attempt))
             continue
-        for event in pending:
+        for event in admitted:
             outcomes.set(event, "recorded", recorded_at)
+        _refuse_over_limit(refused, outcomes)
         return
-    if pending:
-        logger.warning("commit attempts exhausted", extra={"events": len(pending)})
-        busy = Busy("DynamoDB kept refusing the write; retry with the same idempotency keys")
-        for event in pending:
-            outcomes.set(event, "rejected", None, _error(busy))
+    logger.warning("commit attempts exhausted", extra={"events": len(pending)})
+    busy = Busy("DynamoDB kept refusing the write; retry with the same idempotency keys")
+    for event in pending:
+        outcomes.set(event, "rejected", None, _error(busy))
 
 
 def _settle_duplicate(event: _Event, held: IdempotencyRecord, outcomes: _Outcomes) -> None:
