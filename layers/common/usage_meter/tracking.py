@@ -219,9 +219,12 @@ def _increments(events: Sequence[_Event], now: datetime) -> list[CounterIncremen
     ]
 
 
-def _admit(pending: list[_Event], known: dict[tuple[str, str, str], Decimal]) -> list[_Event]:
-    """Events that do not fit their hard limit, taken in order, given what the counters are known
-    to hold and the room the earlier admitted events take.
+def _admit(
+    pending: list[_Event], known: dict[tuple[str, str, str], Decimal]
+) -> tuple[list[_Event], list[_Event]]:
+    """(admitted, refused): the events, taken in order, that fit their hard limit given what the
+    counters are known to hold and the room the earlier admitted events take, and those that do
+    not.
 
     `known` starts empty (optimistic: DynamoDB's condition is the judge) and learns the real
     value from each transaction refused at a ceiling. An event that does not fit is refused
@@ -229,18 +232,19 @@ def _admit(pending: list[_Event], known: dict[tuple[str, str, str], Decimal]) ->
     the events admitted before it are committed (see _commit_chunk).
     """
     room_used: dict[tuple[str, str, str], Decimal] = {}
+    admitted: list[_Event] = []
     refused: list[_Event] = []
     for event in pending:
         limit = event.hard_limit
-        if limit is None:
-            continue
-        group = event.limit_group
-        used = known.get(group, Decimal(0)) + room_used.get(group, Decimal(0))
-        if used + event.quantity > limit:
-            refused.append(event)
-        else:
+        if limit is not None:
+            group = event.limit_group
+            used = known.get(group, Decimal(0)) + room_used.get(group, Decimal(0))
+            if used + event.quantity > limit:
+                refused.append(event)
+                continue
             room_used[group] = room_used.get(group, Decimal(0)) + event.quantity
-    return refused
+        admitted.append(event)
+    return admitted, refused
 
 
 def _record(e: _Event, recorded_at: str, expires_at: int) -> IdempotencyRecord:
@@ -314,8 +318,7 @@ def _commit_chunk(chunk: list[_Event], outcomes: _Outcomes, sleep: Sleeper) -> N
     pending = list(chunk)
     known: dict[tuple[str, str, str], Decimal] = {}
     for attempt in range(MAX_COMMIT_ATTEMPTS):
-        refused = _admit(pending, known)
-        admitted = [e for e in pending if e not in refused]
+        admitted, refused = _admit(pending, known)
         if not admitted:
             _refuse_over_limit(refused, outcomes)
             return
