@@ -27,19 +27,27 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def counters(dynamodb: Any, table: str) -> dict[tuple[str, str], tuple[Decimal, int]]:
+def counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
     """Day and month counter items as {(pk, sk): (consumed, events)} (minute counters apart)."""
     return {
         (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
-        for i in table_items(dynamodb, table)
+        for i in items
         if not i["sk"]["S"].startswith("R#")
     }
 
 
-def minute_counters(dynamodb: Any, table: str) -> dict[tuple[str, str], int]:
+def minute_counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
     """Minute counters (events recorded per developer and minute) as {(pk, sk): events}."""
     return {
-        (i["pk"]["S"], i["sk"]["S"]): int(i["events"]["N"])
-        for i in table_items(dynamodb, table)
-        if i["sk"]["S"].startswith("R#")
+        (i["pk"]["S"], i["sk"]["S"]): int(i["events"]["N"]) for i in items if i["sk"]["S"].startswith("R#")
     }
+
+
+def counters(dynamodb: Any, table: str) -> dict[tuple[str, str], tuple[Decimal, int]]:
+    """The table's day and month counters, read now (see counters_in)."""
+    return counters_in(table_items(dynamodb, table))
+
+
+def minute_counters(dynamodb: Any, table: str) -> dict[tuple[str, str], int]:
+    """The table's minute counters, read now (see minute_counters_in)."""
+    return minute_counters_in(table_items(dynamodb, table))

@@ -72,7 +72,7 @@ from usage_meter.plans import DEFAULT_PLANS
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_table_requests, function_environment, table_logical_ids
 
-from helpers import SERVICE, counters, iso, table_items
+from helpers import SERVICE, counters, counters_in, iso, minute_counters_in, table_items
 
 T0 = datetime(2026, 11, 30, 23, 57, tzinfo=UTC)  # three minutes before the December period
 DEVELOPERS = ("dev_p0", "dev_p1", "dev_p2")
@@ -581,19 +581,11 @@ def stored_records(items: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def stored_counters(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    return {
-        (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
-        for i in items
-        if not i["sk"]["S"].startswith("R#")
-    }
-
-
 def minute_totals(items: list[dict[str, Any]]) -> Counter[str]:
+    """Events in the minute counters, per developer."""
     totals: Counter[str] = Counter()
-    for item in items:
-        if item["sk"]["S"].startswith("R#"):
-            totals[item["pk"]["S"].removeprefix("DEV#")] += int(item["events"]["N"])
+    for (pk, _), events in minute_counters_in(items).items():
+        totals[pk.removeprefix("DEV#")] += events
     return totals
 
 
@@ -790,7 +782,7 @@ def check_single_answer(
 def check_tables(model: Model, snapshot: tuple[list[str], list[str]], where: str) -> None:
     usage_items = [json.loads(item) for item in snapshot[0]]
     record_items = [json.loads(item) for item in snapshot[1]]
-    assert stored_counters(usage_items) == model.counters, where
+    assert counters_in(usage_items) == model.counters, where
     assert stored_records(record_items) == model.expected_records(), where
     assert minute_totals(usage_items) == +model.accepted, where
     for (pk, sk), (consumed, _) in model.counters.items():
