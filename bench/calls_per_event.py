@@ -12,19 +12,9 @@ DynamoDB endpoint such as DynamoDB Local (tables with unique names, dropped at t
 also prints the ConsumedCapacity that the endpoint reports.
 
 Capacity units are computed from the requests and responses, because moto does not model
-capacity. The rules are DynamoDB's published ones:
-
-- item size = sum over attributes of (UTF-8 bytes of the name + size of the value): strings
-  UTF-8 bytes, numbers 1 byte per 2 significant digits + 1, binary raw bytes, null and
-  boolean 1, lists and maps 3 + 1 per element + their elements (map keys count as names);
-- a write costs 1 WCU per started KB of the item, 2 in a transaction; a Put is sized by the
-  item it writes; an Update by the item after it, taken to be the key plus every attribute
-  the update expression names with the request's value (for ADD, the increment's digits,
-  not the sum's: a few bytes low);
-- a read costs 1 RCU per started 4 KB of the items returned (summed for a Query), at least
-  1, half for an eventually consistent read, twice in a transaction;
-- a cancelled transaction is counted at the full price of its items: an upper bound, since
-  DynamoDB does not report what a cancelled transaction consumed.
+capacity, with DynamoDB's published rules (bench/dynamodb_cost.py, which vs_naive.py uses
+too). A cancelled transaction is counted at the full price of its items: an upper bound,
+since DynamoDB does not report what a cancelled transaction consumed.
 
 The service's clock is pinned to 12:00 UTC on the 15th of the current month, so the two
 days of the multi-day batch fall in one billing period and every run gives the same table.
@@ -33,14 +23,12 @@ days of the multi-day batch fall in one billing period and every run gives the s
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
 import sys
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,85 +42,12 @@ from usage_meter import accounts, clock, dal
 from usage_meter_local.invoke import LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
+from dynamodb_cost import request_write_units, response_read_units, written_item_sizes
+from report import markdown_table, number
+
 AUTHORIZER = {"developerId": "dev_bench", "role": "developer"}
 TRACK_PATH = "/v1/usage/events"
 BATCH_SIZE = 100
-KB = 1024
-READ_UNIT_BYTES = 4 * KB
-
-# "ADD #c :q" and "SET #d = :d": an attribute (name or #placeholder) and its :value.
-_ASSIGNMENT = re.compile(r"(#?[A-Za-z_][\w.]*)\s*=?\s*(:\w+)")
-
-
-# ---- DynamoDB item sizes and capacity units ------------------------------------------------
-
-
-def number_size(text: str) -> int:
-    """Bytes of a number: 1 per two significant digits (leading/trailing zeros trimmed) + 1."""
-    mantissa = text.lstrip("+-").lower().split("e", 1)[0]
-    digits = mantissa.replace(".", "").strip("0")
-    return math.ceil(max(len(digits), 1) / 2) + 1
-
-
-def value_size(value: Mapping[str, Any]) -> int:
-    """Bytes of one attribute value (without its name)."""
-    ((kind, inner),) = value.items()
-    if kind == "S":
-        return len(str(inner).encode())
-    if kind == "N":
-        return number_size(str(inner))
-    if kind == "B":
-        return len(inner)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in inner)
-    if kind == "NS":
-        return sum(number_size(n) for n in inner)
-    if kind == "BS":
-        return sum(len(b) for b in inner)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + value_size(v) + 1 for k, v in inner.items())
-    if kind == "L":
-        return 3 + sum(value_size(v) + 1 for v in inner)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
-    """Bytes of an item: attribute names plus values."""
-    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
-
-
-def updated_item(update: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The item an Update leaves, approximated as the key plus every attribute it assigns."""
-    names: Mapping[str, str] = update.get("ExpressionAttributeNames", {})
-    values: Mapping[str, Mapping[str, Any]] = update.get("ExpressionAttributeValues", {})
-    item: dict[str, Mapping[str, Any]] = dict(update["Key"])
-    for target, placeholder in _ASSIGNMENT.findall(update.get("UpdateExpression", "")):
-        if placeholder in values:
-            item[names.get(target, target)] = values[placeholder]
-    return item
-
-
-def write_units(size: int, *, transactional: bool) -> int:
-    return max(1, math.ceil(size / KB)) * (2 if transactional else 1)
-
-
-def read_units(size: int, *, consistent: bool, transactional: bool = False) -> float:
-    units = float(max(1, math.ceil(size / READ_UNIT_BYTES)))
-    if not consistent:
-        units /= 2
-    return units * (2 if transactional else 1)
-
-
-def transact_item_size(action: str, body: Mapping[str, Any]) -> int:
-    if action == "Put":
-        return item_size(body["Item"])
-    if action == "Update":
-        return item_size(updated_item(body))
-    return item_size(body["Key"])  # Delete, ConditionCheck: at least the key (and 1 KB anyway)
-
-
 # ---- the meter: botocore hooks on the service's client -------------------------------------
 
 
@@ -175,18 +90,11 @@ class Meter:
         tally.calls[model.name] += 1
         if self.ask_capacity and "ReturnConsumedCapacity" in model.input_shape.members:
             params.setdefault("ReturnConsumedCapacity", "TOTAL")
-        write = 0.0
-        if model.name == "TransactWriteItems":
+        sizes, transactional = written_item_sizes(model.name, params)
+        if transactional:
             tally.transact_items += len(params["TransactItems"])
-            for entry in params["TransactItems"]:
-                ((action, body),) = entry.items()
-                size = transact_item_size(action, body)
-                tally.largest_item = max(tally.largest_item, size)
-                write += write_units(size, transactional=True)
-        elif model.name in ("PutItem", "UpdateItem", "DeleteItem"):
-            size = transact_item_size(model.name.removesuffix("Item"), params)
-            tally.largest_item = max(tally.largest_item, size)
-            write += write_units(size, transactional=False)
+        tally.largest_item = max([tally.largest_item, *sizes])
+        write = request_write_units(model.name, params)
         context["bench"] = {"wcu": write, "consistent": bool(params.get("ConsistentRead"))}
 
     def _before_send(self, **_: Any) -> None:
@@ -198,25 +106,11 @@ class Meter:
         tally.wcu += sent["wcu"]
         if parsed.get("Error", {}).get("Code") == "TransactionCanceledException":
             tally.cancelled += 1
-        tally.rcu += self._read_units(model.name, parsed, consistent=sent["consistent"])
+        tally.rcu += response_read_units(model.name, parsed, consistent=sent["consistent"])
         consumed = parsed.get("ConsumedCapacity")
         if consumed:
             entries = consumed if isinstance(consumed, list) else [consumed]
             tally.reported = (tally.reported or 0.0) + sum(e.get("CapacityUnits", 0.0) for e in entries)
-
-    @staticmethod
-    def _read_units(operation: str, parsed: Mapping[str, Any], *, consistent: bool) -> float:
-        if operation in ("Query", "Scan"):
-            size = sum(item_size(i) for i in parsed.get("Items", []))
-            return read_units(size, consistent=consistent)
-        if operation == "GetItem":
-            return read_units(item_size(parsed.get("Item", {})), consistent=consistent)
-        if operation == "TransactGetItems":
-            return sum(
-                read_units(item_size(r.get("Item", {})), consistent=True, transactional=True)
-                for r in parsed.get("Responses", [])
-            )
-        return 0.0
 
 
 # ---- scenarios -------------------------------------------------------------------------------
@@ -365,10 +259,6 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
 # ---- output -----------------------------------------------------------------------------------
 
 
-def number(value: float) -> str:
-    return f"{value:g}" if value == int(value) else f"{value:.2f}"
-
-
 def calls_text(calls: Counter[str]) -> str:
     return " + ".join(f"{n} {op}" for op, n in calls.items())  # in order of first use
 
@@ -389,7 +279,7 @@ def render(rows: list[Row], *, reported: bool) -> str:
     ]
     if reported:
         header.append("reported CU")
-    lines = [header]
+    body: list[list[str]] = []
     for row in rows:
         t = row.tally
         calls = sum(t.calls.values())
@@ -409,14 +299,8 @@ def render(rows: list[Row], *, reported: bool) -> str:
         ]
         if reported:
             line.append("-" if t.reported is None else number(t.reported))
-        lines.append(line)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = [
-        "| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |"
-        for line in lines
-    ]
-    text.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
-    return "\n".join(text)
+        body.append(line)
+    return markdown_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> int:

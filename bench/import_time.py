@@ -47,6 +47,8 @@ from typing import Any
 
 from usage_meter_local.template import ROOT, load, resources, table_logical_ids
 
+from report import markdown_table
+
 FUNCTIONS = ROOT / "functions"
 LAYER_SOURCE = ROOT / "layers" / "common"
 _LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| ( *)(\S+)")
@@ -191,13 +193,6 @@ def targets(layout: Layout) -> list[Target]:
 # ---- output -------------------------------------------------------------------------------------
 
 
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
     parser.add_argument("-n", "--runs", type=int, default=5, help="runs per figure (median), default 5")
@@ -230,10 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         found = targets(layout)
         medians = measure(found, layout, args.runs)
     boto3_ms = medians[found[0].label, False]
-    rows = [
-        ["module", "traced ms", "x boto3", "untraced ms", "x boto3"],
-        ["import boto3", "", "", f"{boto3_ms:.0f}", "1.0"],
-    ]
+    header = ["module", "traced ms", "x boto3", "untraced ms", "x boto3"]
+    rows = [["import boto3", "", "", f"{boto3_ms:.0f}", "1.0"]]
     for target in found[1:]:
         untraced = medians[target.label, False]
         traced = medians.get((target.label, True))
@@ -253,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Cold import of each handler module: median of {args.runs} fresh interpreters, "
         f"Python {sys.version.split()[0]}, importing from {where}"
     )
-    print(table(rows))
+    print(markdown_table(header, rows))
     print(
         "traced: as deployed (Tracing: Active; Powertools Tracer imports the X-Ray SDK and patches); "
         "untraced: POWERTOOLS_TRACE_DISABLED=true; '-': the function is not traced."

@@ -34,6 +34,8 @@ from pathlib import Path
 
 from usage_meter_local.template import ROOT, TEMPLATE
 
+from report import markdown_table
+
 LAYER = "CommonLayer"
 MB = 1024 * 1024
 LAMBDA_UNZIPPED_LIMIT = 250 * MB  # function code + all its layers, unzipped
@@ -144,14 +146,6 @@ def mb(size: int) -> str:
     return f"{size / MB:.1f}"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in lines]
-    text.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return "\n".join(text)
-
-
 def requirements() -> set[str]:
     """The distributions layers/common/requirements.txt names."""
     names = set()
@@ -179,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{LAYER}: `sam build {LAYER}` took {seconds:.0f} s (downloads included)")
     print(
-        table(
+        markdown_table(
             ["layer", "files", "unzipped MB", "zipped MB", "share of Lambda's 250 MB (unzipped)"],
             [
                 [
@@ -212,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             [package, mb(unzipped), mb(zipped), f"{unzipped / final.unzipped:.0%}", ", ".join(parents)]
         )
     print(f"Biggest distributions ({states[-1][0]}):")
-    print(table(["distribution", "unzipped MB", "zipped MB", "share", "required by"], rows))
+    print(markdown_table(["distribution", "unzipped MB", "zipped MB", "share", "required by"], rows))
     print()
     rows = []
     for root in sorted(direct):
@@ -231,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     print("What each line of layers/common/requirements.txt brings that no other line needs:")
-    print(table(["requirement", "unzipped MB", "zipped MB", "distributions"], rows))
+    print(markdown_table(["requirement", "unzipped MB", "zipped MB", "distributions"], rows))
     return 0
 
 

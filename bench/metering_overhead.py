@@ -40,6 +40,8 @@ from usage_meter.metering import Exchange, Meter, Mode, meter
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
+from report import markdown_table
+
 DEVELOPER = {"developerId": "dev_bench", "role": "developer"}
 MIB = 1024 * 1024
 
@@ -270,14 +272,6 @@ def dynamodb_rows() -> list[list[str]]:
     return rows
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in lines]
-    text.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return "\n".join(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=0.3, help="measuring time per figure")
@@ -293,9 +287,9 @@ def main() -> None:
     )
     print("Evaluation (µs per evaluation, median of 5 rounds):\n")
     header = ["case", "expression", "body bytes", "quantity", "compile µs", "engine µs", "whole step µs"]
-    print(table(header, evaluation_rows(args.seconds)))
+    print(markdown_table(header, evaluation_rows(args.seconds)))
     print("\nDynamoDB calls per metered invocation (moto, counted on usage_meter.dal.client()):\n")
-    print(table(["scenario", "calls", "by operation", "round trips"], dynamodb_rows()))
+    print(markdown_table(["scenario", "calls", "by operation", "round trips"], dynamodb_rows()))
 
 
 if __name__ == "__main__":

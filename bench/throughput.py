@@ -45,6 +45,8 @@ from usage_meter_local.template import (
     table_logical_ids,
 )
 
+from report import markdown_table
+
 TRACK_PATH = "/v1/usage/events"
 BATCH_SIZE = 100
 WARMUP_PER_CLIENT = 3
@@ -175,7 +177,7 @@ def render(phases: list[Phase]) -> str:
         "p99 ms",
         "errors",
     ]
-    rows = [header]
+    rows: list[list[str]] = []
     for p in phases:
         rows.append(
             [
@@ -190,10 +192,7 @@ def render(phases: list[Phase]) -> str:
                 str(sum(p.errors.values())),
             ]
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return "\n".join(lines)
+    return markdown_table(header, rows)
 
 
 # ---- setup -------------------------------------------------------------------------------------------

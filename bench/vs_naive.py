@@ -24,9 +24,9 @@ so that an in-progress record expires with the invocation. A batch is a loop ove
    one event: "events counted wrong" is the sum over counters of |counter - expected|.
 
 Write units follow DynamoDB's pricing rules (1 per started KB written, 2 in a transaction),
-computed from request sizes with bench/calls_per_event.py's helpers, for every attempt that
-reached the engine (a conditional write that fails is billed too; an injected throttle or 500
-is not).
+computed from request sizes with bench/dynamodb_cost.py, as in calls_per_event.py, for every
+attempt that reached the engine (a conditional write that fails is billed too; an injected
+throttle or 500 is not).
 
     .venv/bin/python bench/vs_naive.py [--events 400] [--rate 0.2] [--seed 1]
                                        [--sdk-backoff 0.1] [--naive-attempts N]
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
-import importlib.util
 import io
 import json
 import logging
@@ -53,8 +52,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from unittest import mock
 
@@ -78,6 +75,9 @@ from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.invoke import Answer, LocalApi, to_answer
 from usage_meter_local.template import create_tables, function_environment, load, table_logical_ids
 
+from dynamodb_cost import request_write_units, response_read_units
+from report import markdown_table, number
+
 TRACK_PATH = "/v1/usage/events"
 COST_DEVELOPER = "dev_cost"
 FAULT_DEVELOPER = "dev_fault"
@@ -85,21 +85,6 @@ RETRYABLE_CODES = {"temporarily_unavailable", "in_progress"}
 MAX_ATTEMPTS = 20
 GIVE_UP_SECONDS = 30.0
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def _load_sizes() -> ModuleType:
-    """bench/calls_per_event.py, for its DynamoDB item-size and capacity-unit rules."""
-    path = Path(__file__).with_name("calls_per_event.py")
-    spec = importlib.util.spec_from_file_location("bench_calls_per_event", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-SIZES = _load_sizes()
 
 
 def auth(developer_id: str) -> dict[str, str]:
@@ -146,22 +131,6 @@ class FaultSchedule:
         return kind if hit < self.rate else None
 
 
-def write_units(operation: str, payload: dict[str, Any]) -> float:
-    """Write units of one request, by DynamoDB's rules (calls_per_event.py's helpers)."""
-    if operation == "TransactWriteItems":
-        return float(
-            sum(
-                SIZES.write_units(SIZES.transact_item_size(action, body), transactional=True)
-                for entry in payload["TransactItems"]
-                for action, body in entry.items()
-            )
-        )
-    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-        size = SIZES.transact_item_size(operation.removesuffix("Item"), payload)
-        return float(SIZES.write_units(size, transactional=False))
-    return 0.0
-
-
 @dataclass
 class Tally:
     """What one client did: API calls, HTTP attempts, billed write units, injected faults."""
@@ -206,7 +175,7 @@ class Wire:
         consistent = bool(context.get("bench_consistent"))
         if parsed.get("Error", {}).get("Code") == "TransactionCanceledException":
             self.tally.cancelled += 1
-        self.tally.rcu += SIZES.Meter._read_units(model.name, parsed, consistent=consistent)
+        self.tally.rcu += response_read_units(model.name, parsed, consistent=consistent)
 
     def _before_send(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
         operation = event_name.rsplit(".", 1)[-1]
@@ -221,7 +190,8 @@ class Wire:
             return _error_response(request, 500, "InternalServerError")
         sent = request.body
         payload = json.loads(sent) if isinstance(sent, str | bytes | bytearray) and sent else {}
-        tally.wcu += write_units(operation, payload)  # it reaches the engine: billed, whatever the answer
+        # an attempt that reaches the engine is billed, whatever its answer
+        tally.wcu += request_write_units(operation, payload)
         if operation == "UpdateItem" and "sk" in payload.get("Key", {}):
             tally.applied[payload["Key"]["sk"]["S"]][self._call] += 1
         if fate is None:
@@ -616,18 +586,6 @@ def create_naive_tables(dynamodb: Any, idempotency_table: str, usage_table: str)
     )
 
 
-def number(value: float | Decimal) -> str:
-    return f"{value:g}" if value == int(value) else f"{value:.2f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in lines]
-    text.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return "\n".join(text)
-
-
 def calls_text(calls: Counter[str]) -> str:
     return " + ".join(f"{n} {op}" for op, n in sorted(calls.items(), key=lambda kv: -kv[1]))
 
@@ -660,7 +618,7 @@ def render_cost(rows: list[CostRow]) -> str:
         ]
         for r in rows
     ]
-    return table(header, body)
+    return markdown_table(header, body)
 
 
 def render_faults(runs: list[FaultRun], distinct: int) -> str:
@@ -699,7 +657,7 @@ def render_faults(runs: list[FaultRun], distinct: int) -> str:
     row("extra ADDs: SDK retry of an applied UpdateItem", lambda r: str(extra_adds(r.tally)[0]))
     row("extra ADDs: function ran again", lambda r: str(extra_adds(r.tally)[1]))
     row("wall time (s)", lambda r: f"{r.seconds:.1f}")
-    return table(header, rows)
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
