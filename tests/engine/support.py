@@ -6,7 +6,7 @@ execution environment handles one request at a time, and wrong for two threads s
 process: requests then read each other's body and identity. So each concurrent client thread
 talks to its own *container*, a forked process that runs the real handlers through LocalApi,
 one request at a time, exactly as Lambda scales out. Everything that must happen inside a
-container (fault injection, counting conflicts) is installed by a `setup` callable there, and
+container (fault injection, counting commits) is installed by a `setup` callable there, and
 its numbers come back through `Container.stats()`.
 """
 
@@ -16,6 +16,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import random
 import threading
 import time
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
@@ -39,9 +40,12 @@ from usage_meter import dal, jsonutil
 from usage_meter.periods import day_key, month_key
 from usage_meter_local.invoke import Answer, LocalApi
 
-Setup = Callable[[], None]
+from helpers import iso
 
-# Numbers a container collects (faults injected, conflicts seen); read with Container.stats().
+Setup = Callable[[], None]
+T = TypeVar("T")
+
+# Numbers a container collects (faults injected, commits cancelled); read with Container.stats().
 STATS: Counter[str] = Counter()
 
 _FORK = multiprocessing.get_context("fork")
@@ -167,6 +171,57 @@ def quantity(rng: random.Random) -> Decimal:
     return Decimal(rng.randint(1, 10**6)) / Decimal(10) ** rng.choice([0, 0, 1, 2, 3, 9])
 
 
+def keyed_events(
+    rng: random.Random,
+    developers: Sequence[str],
+    metrics: Sequence[str],
+    now: datetime,
+    count: int,
+    duplicates: int,
+    key_prefix: str,
+    key_width: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`count` events with distinct keys over developers x metrics x today and yesterday, and what
+    is sent: those plus `duplicates` re-sent copies of random ones, shuffled. Returns (distinct, sent)."""
+    distinct = [
+        {
+            "developerId": rng.choice(developers),
+            "metric": rng.choice(metrics),
+            "quantity": quantity(rng),
+            "idempotencyKey": f"{key_prefix}-{i:0{key_width}d}",
+            "timestamp": iso(recent(now, rng, rng.choice([0, 1]))),
+        }
+        for i in range(count)
+    ]
+    sent = distinct + [dict(rng.choice(distinct)) for _ in range(duplicates)]
+    rng.shuffle(sent)
+    return distinct, sent
+
+
+def batched_requests(
+    rng: random.Random, events: list[dict[str, Any]], single_share: float, largest: int
+) -> queue.Queue[list[dict[str, Any]]]:
+    """`events` in order, cut into requests: about `single_share` of them single events, the rest
+    batches of 2 to `largest`; a queue the client threads take them from."""
+    requests: queue.Queue[list[dict[str, Any]]] = queue.Queue()
+    position = 0
+    while position < len(events):
+        size = 1 if rng.random() < single_share else rng.randint(2, largest)
+        requests.put(events[position : position + size])
+        position += size
+    return requests
+
+
+def drain(requests: queue.Queue[T]) -> Iterator[T]:
+    """Take items off a queue shared by client threads until it is empty (each goes to one thread)."""
+    while True:
+        try:
+            item = requests.get_nowait()
+        except queue.Empty:
+            return
+        yield item
+
+
 def run_threads(containers: list[Container], work: Callable[[int, Container], None]) -> float:
     """One client thread per container; returns the wall time."""
     errors: list[BaseException] = []
@@ -211,8 +266,9 @@ def compose(*setups: Setup) -> Setup:
     return run
 
 
-def count_conflicts() -> None:
-    """Count the transactions DynamoDB cancelled for contention; tracking retries every one of them."""
+def count_commits() -> None:
+    """Count the transactions, those DynamoDB cancelled for contention (tracking retries every one of
+    them) and those cancelled at a hard-limit ceiling."""
     real = dal.commit_events
 
     def counting(*args: Any, **kwargs: Any) -> None:
@@ -226,6 +282,8 @@ def count_conflicts() -> None:
                 STATS["transaction_conflicts"] += 1
             if cancelled.retryable and not cancelled.duplicates:
                 STATS["retryable_cancellations"] += 1
+            if cancelled.over_limit:
+                STATS["ceiling_cancellations"] += 1
             raise
 
     dal.commit_events = counting  # type: ignore[assignment]  # this container only

@@ -6,7 +6,6 @@ the assertions read what landed in DynamoDB, not what the answers claim.
 
 from __future__ import annotations
 
-import queue
 import random
 import threading
 from collections import Counter, defaultdict
@@ -25,11 +24,12 @@ from engine.support import (
     Container,
     Faults,
     all_crashes,
+    batched_requests,
     compose,
-    count_conflicts,
+    count_commits,
+    drain,
     expected_counters,
-    quantity,
-    recent,
+    keyed_events,
     run_threads,
     total_stats,
     track,
@@ -89,10 +89,10 @@ def test_hot_counter_is_exact(engine: EngineStack, report: Report, conflicts: st
     contention, to show that each is retried until it commits.
     """
     threads, per_thread = 16, 300
-    setup = count_conflicts
+    setup = count_commits
     if conflicts == "injected":
         faults = Faults(rate=0.25, kinds=("conflict",), operations=("TransactWriteItems",))
-        setup = compose(count_conflicts, faults.install)
+        setup = compose(count_commits, faults.install)
     containers = engine.containers(threads, setup)
     moment = datetime.now(UTC) - timedelta(minutes=1)
     statuses: Counter[tuple[int, str]] = Counter()
@@ -134,35 +134,15 @@ def test_mixed_load_counts_every_distinct_event_once(engine: EngineStack, report
     metrics = ["api_calls", "tokens", "storage_gb"]
     engine.add_developers(developers, metrics)
     now = datetime.now(UTC)
-    distinct = [
-        {
-            "developerId": rng.choice(developers),
-            "metric": rng.choice(metrics),
-            "quantity": quantity(rng),
-            "idempotencyKey": f"mix-{i:05d}",
-            "timestamp": iso(recent(now, rng, rng.choice([0, 1]))),
-        }
-        for i in range(7_000)
-    ]
-    sent = distinct + [dict(rng.choice(distinct)) for _ in range(3_000)]
-    rng.shuffle(sent)
-    requests: queue.Queue[list[dict[str, Any]]] = queue.Queue()
-    position = 0
-    while position < len(sent):
-        size = 1 if rng.random() < 0.3 else rng.randint(2, 8)
-        requests.put(sent[position : position + size])
-        position += size
+    distinct, sent = keyed_events(rng, developers, metrics, now, 7_000, 3_000, "mix", 5)
+    requests = batched_requests(rng, sent, single_share=0.3, largest=8)
     request_count = requests.qsize()
-    containers = engine.containers(16, count_conflicts)
+    containers = engine.containers(16, count_commits)
     outcomes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     failures: list[str] = []
 
     def send(_: int, container: Container) -> None:
-        while True:
-            try:
-                events = requests.get_nowait()
-            except queue.Empty:
-                return
+        for events in drain(requests):
             body: Any = events[0] if len(events) == 1 else {"events": events}
             answer = track(container, body, SERVICE)
             if answer.status != 200:

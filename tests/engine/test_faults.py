@@ -8,7 +8,6 @@ really sends the request to DynamoDB Local and only then raises ReadTimeoutError
 
 from __future__ import annotations
 
-import queue
 import random
 import time
 from collections import Counter, defaultdict
@@ -25,17 +24,18 @@ from engine.support import (
     Container,
     Faults,
     all_crashes,
+    batched_requests,
     compose,
-    count_conflicts,
+    count_commits,
+    drain,
     expected_counters,
-    quantity,
-    recent,
+    keyed_events,
     run_threads,
     total_stats,
     track,
     without_sdk_retries,
 )
-from helpers import SERVICE, counters, iso, table_items
+from helpers import SERVICE, counters, table_items
 
 pytestmark = pytest.mark.engine
 
@@ -58,30 +58,14 @@ def test_counts_stay_exact_under_injected_faults(engine: EngineStack, report: Re
     metrics = ["api_calls", "tokens"]
     engine.add_developers(developers, metrics)
     now = datetime.now(UTC)
-    distinct = [
-        {
-            "developerId": rng.choice(developers),
-            "metric": rng.choice(metrics),
-            "quantity": quantity(rng),
-            "idempotencyKey": f"fault-{i:04d}",
-            "timestamp": iso(recent(now, rng, rng.choice([0, 1]))),
-        }
-        for i in range(1_000)
-    ]
-    sent = distinct + [dict(rng.choice(distinct)) for _ in range(200)]
-    rng.shuffle(sent)
-    requests: queue.Queue[list[dict[str, Any]]] = queue.Queue()
-    position = 0
-    while position < len(sent):
-        size = 1 if rng.random() < 0.5 else rng.randint(2, 6)
-        requests.put(sent[position : position + size])
-        position += size
+    distinct, sent = keyed_events(rng, developers, metrics, now, 1_000, 200, "fault", 4)
+    requests = batched_requests(rng, sent, single_share=0.5, largest=6)
     request_count = requests.qsize()
 
     faults = Faults(rate=0.2, kinds=("throttle", "server_error", "timeout_after_applied", "conflict"))
-    setup = compose(count_conflicts, faults.install)
+    setup = compose(count_commits, faults.install)
     if sdk == "no-sdk-retries":
-        setup = compose(without_sdk_retries, count_conflicts, faults.install)
+        setup = compose(without_sdk_retries, count_commits, faults.install)
     containers = engine.containers(8, setup)
     outcomes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     refusals: Counter[str] = Counter()
@@ -117,11 +101,7 @@ def test_counts_stay_exact_under_injected_faults(engine: EngineStack, report: Re
         unexpected.append(f"{len(events)} events not accepted after {MAX_ATTEMPTS} attempts")
 
     def send(_: int, container: Container) -> None:
-        while True:
-            try:
-                events = requests.get_nowait()
-            except queue.Empty:
-                return
+        for events in drain(requests):
             deliver(container, events)
 
     wall = run_threads(containers, send)

@@ -7,14 +7,12 @@ assertions read what landed in DynamoDB, not only what the answers claim.
 
 from __future__ import annotations
 
-import queue
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -23,7 +21,18 @@ from usage_meter.models import MetricLimit, Plan
 from usage_meter.periods import day_key, month_key
 
 from engine.conftest import EngineStack
-from engine.support import STATS, Container, Faults, all_crashes, compose, run_threads, total_stats, track
+from engine.support import (
+    Container,
+    Faults,
+    all_crashes,
+    batched_requests,
+    compose,
+    count_commits,
+    drain,
+    run_threads,
+    total_stats,
+    track,
+)
 from helpers import counters, iso, minute_counters, table_items
 
 pytestmark = pytest.mark.engine
@@ -34,22 +43,6 @@ LIMIT = 1_000
 EVENTS = 2_000
 CLIENTS = 32
 CAPPED = {"developerId": "dev_capped", "role": "developer"}
-
-
-def count_commits() -> None:
-    """Count transactions and those cancelled at a hard-limit ceiling (runs inside a container)."""
-    real = dal.commit_events
-
-    def counting(*args: Any, **kwargs: Any) -> None:
-        STATS["transactions"] += 1
-        try:
-            real(*args, **kwargs)
-        except dal.CommitCancelled as cancelled:
-            if cancelled.over_limit:
-                STATS["ceiling_cancellations"] += 1
-            raise
-
-    dal.commit_events = counting  # type: ignore[assignment]  # this container only
 
 
 def capped_plan(limit: int) -> None:
@@ -71,12 +64,7 @@ def test_hard_limit_holds_under_concurrency(engine: EngineStack, report: Report)
         {"metric": "api_calls", "quantity": 1, "idempotencyKey": f"cap-{i:04d}", "timestamp": moment}
         for i in range(EVENTS)
     ]
-    requests: queue.Queue[list[dict[str, Any]]] = queue.Queue()
-    position = 0
-    while position < len(sent):
-        size = 1 if rng.random() < 0.4 else rng.randint(2, 8)
-        requests.put(sent[position : position + size])
-        position += size
+    requests = batched_requests(rng, sent, single_share=0.4, largest=8)
     request_count = requests.qsize()
     containers = engine.containers(CLIENTS, count_commits)
     outcomes: dict[str, str] = {}
@@ -84,11 +72,7 @@ def test_hard_limit_holds_under_concurrency(engine: EngineStack, report: Report)
     failures: list[str] = []
 
     def send(_: int, container: Container) -> None:
-        while True:
-            try:
-                events = requests.get_nowait()
-            except queue.Empty:
-                return
+        for events in drain(requests):
             single = len(events) == 1
             answer = track(container, events[0] if single else {"events": events}, CAPPED)
             answered[("single" if single else "batch", answer.status)] += 1
