@@ -64,7 +64,6 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
@@ -72,6 +71,7 @@ from botocore.httpsession import URLLib3Session
 from usage_meter import accounts, dal
 from usage_meter_local.dynamodb_local import DynamoDBLocal
 from usage_meter_local.events import LambdaContext, http_event
+from usage_meter_local.faults import error_response
 from usage_meter_local.invoke import Answer, LocalApi, to_answer
 from usage_meter_local.template import create_tables, function_environment, load, table_logical_ids
 
@@ -99,22 +99,6 @@ def function_timeout(logical_id: str = "TrackFunction") -> int:
 
 
 # ---- the wire: calls, round trips, write units and injected faults of one client ----------------
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.data
-
-
-def _error_response(request: AWSPreparedRequest, status: int, error: str) -> AWSResponse:
-    body = {"__type": f"com.amazonaws.dynamodb.v20120810#{error}", "message": f"injected {error}"}
-    headers = HTTPHeaders.from_dict(
-        {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": f"injected-{uuid.uuid4()}"}
-    )
-    return AWSResponse(request.url, status, headers, _Body(json.dumps(body).encode()))
 
 
 class FaultSchedule:
@@ -184,10 +168,10 @@ class Wire:
         fate = self.faults.next() if self.faults is not None else None
         if fate == "throttle":
             tally.injected["throttle"] += 1
-            return _error_response(request, 400, "ThrottlingException")
+            return error_response(request, 400, "ThrottlingException")
         if fate == "server_error":
             tally.injected["server_error"] += 1
-            return _error_response(request, 500, "InternalServerError")
+            return error_response(request, 500, "InternalServerError")
         sent = request.body
         payload = json.loads(sent) if isinstance(sent, str | bytes | bytearray) and sent else {}
         # an attempt that reaches the engine is billed, whatever its answer

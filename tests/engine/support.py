@@ -38,6 +38,7 @@ from botocore.httpsession import URLLib3Session
 
 from usage_meter import dal, jsonutil
 from usage_meter.periods import day_key, month_key
+from usage_meter_local.faults import error_response
 from usage_meter_local.invoke import Answer, LocalApi
 
 from helpers import iso
@@ -306,25 +307,6 @@ def without_sdk_retries() -> None:
 # ---- fault injection at the HTTP layer of botocore ------------------------------------------
 
 
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.data
-
-
-def _error_response(
-    request: AWSPreparedRequest, status: int, error: str, extra: dict[str, Any]
-) -> AWSResponse:
-    body = {"__type": f"com.amazonaws.dynamodb.v20120810#{error}", "message": f"injected {error}", **extra}
-    headers = {
-        "content-type": "application/x-amz-json-1.0",
-        "x-amzn-requestid": f"injected-{random.random()}",
-    }
-    return AWSResponse(request.url, status, headers, _Body(json.dumps(body).encode()))
-
-
 def _conflict(request: AWSPreparedRequest) -> AWSResponse:
     """A TransactionCanceledException naming a TransactionConflict on the first counter update."""
     items = json.loads(request.body or b"{}").get("TransactItems", [])
@@ -335,7 +317,7 @@ def _conflict(request: AWSPreparedRequest) -> AWSResponse:
         else {"Code": "None"}
         for i in range(len(items))
     ]
-    return _error_response(request, 400, "TransactionCanceledException", {"CancellationReasons": reasons})
+    return error_response(request, 400, "TransactionCanceledException", {"CancellationReasons": reasons})
 
 
 @dataclass
@@ -373,10 +355,10 @@ class Faults:
             kind = "throttle"
         if kind == "throttle":
             STATS[f"throttle:{operation}"] += 1
-            return _error_response(request, 400, "ThrottlingException", {})
+            return error_response(request, 400, "ThrottlingException")
         if kind == "server_error":
             STATS[f"server_error:{operation}"] += 1
-            return _error_response(request, 500, "InternalServerError", {})
+            return error_response(request, 500, "InternalServerError")
         if kind == "conflict":
             STATS["conflict:TransactWriteItems"] += 1
             return _conflict(request)
