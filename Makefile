@@ -21,7 +21,7 @@ help:
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the benchmarks under bench/"
 
-$(BIN)/.installed: pyproject.toml layers/common/requirements.txt clients/python/pyproject.toml
+$(BIN)/.installed: pyproject.toml layers/core/requirements.txt clients/python/pyproject.toml
 	@test -n "$(BOOT_PYTHON)" || { echo "error: no python3.11+ found; install Python 3.13 (pyenv install 3.13)"; exit 1; }
 	$(BOOT_PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -53,7 +53,7 @@ build: install
 	else echo "note: not precompiling (the venv is not python3.13)"; fi
 
 openapi: install
-	$(BIN)/python -c "from usage_meter.api import openapi_document; print(openapi_document())" > openapi.json
+	$(BIN)/python -c "from usage_meter.http.docs import openapi_document; print(openapi_document())" > openapi.json
 
 bench: install
 	$(BIN)/python bench/calls_per_event.py

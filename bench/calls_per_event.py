@@ -1,7 +1,7 @@
 """DynamoDB calls, transaction items, round trips and capacity units per tracked event.
 
 Sends requests through the real track handler (routes from template.yaml) and counts every
-request its DynamoDB client makes, with botocore event hooks on `usage_meter.dal.client()`:
+request its DynamoDB client makes, with botocore event hooks on `usage_meter.store.dynamodb.client()`:
 calls by operation (before-parameter-build), transaction items, and round trips, i.e. HTTP
 requests including botocore's retries (before-send).
 
@@ -38,7 +38,8 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 
-from usage_meter import accounts, clock, dal
+from usage_meter.domain import accounts, clock
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
@@ -242,7 +243,7 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
         if endpoint_url is None:
             stack.enter_context(mock_aws())
         stack.enter_context(mock.patch.object(clock, "now", return_value=pinned))
-        dal.reset()
+        store_db.reset()
         admin = boto3.client("dynamodb", endpoint_url=endpoint_url)
         create_tables(admin, names)
         if endpoint_url is not None:
@@ -250,9 +251,9 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
                 stack.callback(admin.delete_table, TableName=table)
         accounts.seed_default_plans()
         accounts.create_developer("Benchmark", plan=plan, developer_id=AUTHORIZER["developerId"])
-        meter = Meter(dal.client(), ask_capacity=endpoint_url is not None)
+        meter = Meter(store_db.client(), ask_capacity=endpoint_url is not None)
         rows = run_scenarios(meter, pinned)
-    dal.reset()
+    store_db.reset()
     return rows
 
 

@@ -23,7 +23,7 @@ By default the subprocesses use this interpreter with its installed packages (a 
 holds more than a layer: the X-Ray SDK patches what it finds, and botocore picks up awscrt
 when installed). `--layer DIR` runs them with `python -S` and only DIR, the layer's source
 folder and the function's folder on the path, where DIR is a `pip install --target` of
-layers/common/requirements.txt: the same packages the deployed layer holds. `--no-bytecode`
+layers/core/requirements.txt: the same packages the deployed layer holds. `--no-bytecode`
 (with `--layer`) imports from a copy of the layer, the package and the function folders
 without any .pyc and with PYTHONDONTWRITEBYTECODE=1, so every module outside the standard
 library is compiled at each import: a `sam build` layer holds no .pyc, and Lambda cannot write
@@ -50,7 +50,7 @@ from usage_meter_local.template import ROOT, load, resources, table_logical_ids
 from report import markdown_table
 
 FUNCTIONS = ROOT / "functions"
-LAYER_SOURCE = ROOT / "layers" / "common"
+LAYER_SOURCE = ROOT / "layers" / "core"
 _LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| ( *)(\S+)")
 _KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--layer",
         type=Path,
-        help="a `pip install --target` of layers/common/requirements.txt: import from it alone (python -S)",
+        help="a `pip install --target` of layers/core/requirements.txt: import from it alone (python -S)",
     )
     parser.add_argument(
         "--no-bytecode",

@@ -1,6 +1,6 @@
 """Size of the shared layer as `sam build` builds it, unzipped and zipped, and its biggest packages.
 
-Runs `sam build CommonLayer` into a temporary folder (pip downloads the arm64 wheels from
+Runs `sam build CoreLayer` into a temporary folder (pip downloads the arm64 wheels from
 PyPI), with this interpreter's bin folder first on PATH: `sam build` needs a `python3.13`
 there, which a Python 3.13 venv provides. It then measures the built layer twice:
 
@@ -36,7 +36,7 @@ from usage_meter_local.template import ROOT, TEMPLATE
 
 from report import markdown_table
 
-LAYER = "CommonLayer"
+LAYER = "CoreLayer"
 MB = 1024 * 1024
 LAMBDA_UNZIPPED_LIMIT = 250 * MB  # function code + all its layers, unzipped
 SOURCE_PACKAGE = "usage_meter (this project)"
@@ -58,7 +58,7 @@ class Measure:
 
 
 def sam_build(build_dir: Path) -> float:
-    """`sam build CommonLayer` into build_dir; returns the seconds it took."""
+    """`sam build CoreLayer` into build_dir; returns the seconds it took."""
     bin_dir = str(Path(sys.executable).parent)
     path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     sam = shutil.which("sam", path=path)
@@ -147,9 +147,9 @@ def mb(size: int) -> str:
 
 
 def requirements() -> set[str]:
-    """The distributions layers/common/requirements.txt names."""
+    """The distributions layers/core/requirements.txt names."""
     names = set()
-    for line in (ROOT / "layers" / "common" / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / "layers" / "core" / "requirements.txt").read_text().splitlines():
         match = _NAME.match(line.strip())
         if match and not line.lstrip().startswith("#"):
             names.add(normalize(match.group(0).split("[")[0]))
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             ", ".join(shared),
         ]
     )
-    print("What each line of layers/common/requirements.txt brings that no other line needs:")
+    print("What each line of layers/core/requirements.txt brings that no other line needs:")
     print(markdown_table(["requirement", "unzipped MB", "zipped MB", "distributions"], rows))
     return 0
 

@@ -1,13 +1,13 @@
 """What `@meter` adds to a metered invocation: expression time and DynamoDB calls.
 
-1. Cold start: `import cel` (the CEL engine) and `import usage_meter.metering` in a fresh
+1. Cold start: `import cel` (the CEL engine) and `import usage_meter_metering` in a fresh
    interpreter (median of 3), and the compile time of each example expression.
 2. Evaluation, per example expression: the CEL engine alone (`Program.execute` on ready
    variables), and the whole measuring step (`Meter.quantity`: reading the response, parsing
    JSON or server-sent events when the expression needs them, evaluating, converting the
    result), in µs per evaluation, on a typical response and on 1 MiB worst cases.
 3. DynamoDB calls per metered invocation, through decorated handlers against moto (tables from
-   template.yaml), counted with botocore hooks on `usage_meter.dal.client()`: API calls by
+   template.yaml), counted with botocore hooks on `usage_meter.store.dynamodb.client()`: API calls by
    operation (before-parameter-build) and HTTP round trips (before-send).
 
     .venv/bin/python bench/metering_overhead.py [--seconds 0.3]
@@ -35,10 +35,11 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 
-from usage_meter import accounts, clock, dal
-from usage_meter.metering import Exchange, Meter, Mode, meter
+from usage_meter.domain import accounts, clock
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
+from usage_meter_metering import Exchange, Meter, Mode, meter
 
 from report import markdown_table
 
@@ -231,11 +232,11 @@ def dynamodb_rows() -> list[list[str]]:
     pinned = datetime.now(UTC).replace(day=15, hour=12, minute=0, second=0, microsecond=0)
     rows = []
     with mock_aws(), mock.patch.object(clock, "now", return_value=pinned):
-        dal.reset()
+        store_db.reset()
         create_tables(boto3.client("dynamodb"), names)
         accounts.seed_default_plans()
         accounts.create_developer("Benchmark", plan="pro", developer_id=DEVELOPER["developerId"])
-        counter = Calls(dal.client())
+        counter = Calls(store_db.client())
         tokens = meter(metric="tokens", mode="response_field", expression="respBody.usage.total_tokens")
         calls = meter(metric="api_calls")
         retried = http_event("POST", "/v1/completions", authorizer=DEVELOPER)
@@ -268,7 +269,7 @@ def dynamodb_rows() -> list[list[str]]:
                 handler(event, LambdaContext("bench"))
             described = " + ".join(f"{n} {op}" for op, n in tally.calls.items()) or "none"
             rows.append([label, str(sum(tally.calls.values())), described, str(tally.round_trips)])
-    dal.reset()
+    store_db.reset()
     return rows
 
 
@@ -283,12 +284,12 @@ def main() -> None:
     print("Cold start (fresh interpreter, median of 3):")
     print(f"  import cel                    {cold_import_ms('cel'):7.1f} ms")
     print(
-        f"  import usage_meter.metering   {cold_import_ms('usage_meter.metering'):7.1f} ms (includes cel)\n"
+        f"  import usage_meter_metering   {cold_import_ms('usage_meter_metering'):7.1f} ms (includes cel)\n"
     )
     print("Evaluation (µs per evaluation, median of 5 rounds):\n")
     header = ["case", "expression", "body bytes", "quantity", "compile µs", "engine µs", "whole step µs"]
     print(markdown_table(header, evaluation_rows(args.seconds)))
-    print("\nDynamoDB calls per metered invocation (moto, counted on usage_meter.dal.client()):\n")
+    print("\nDynamoDB calls per metered invocation (moto, counted on usage_meter.store.dynamodb.client()):\n")
     print(markdown_table(["scenario", "calls", "by operation", "round trips"], dynamodb_rows()))
 
 

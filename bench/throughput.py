@@ -33,7 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from usage_meter import accounts, dal
+from usage_meter.domain import accounts
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.dynamodb_local import DynamoDBLocal
 from usage_meter_local.events import http_event
 from usage_meter_local.invoke import LocalApi
@@ -61,7 +62,7 @@ def _start_worker(environment: dict[str, str]) -> None:
     global _api
     os.environ.update(environment)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
-    dal.reset()
+    store_db.reset()
     _api = LocalApi()
     route = _api.route("POST", TRACK_PATH)
     assert route is not None
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     with DynamoDBLocal() as engine:
         env = environment(engine.endpoint_url, names)
         os.environ.update(env)
-        dal.reset()
+        store_db.reset()
         create_tables(engine.client(), names)
         accounts.seed_default_plans()
         for developer_id in developers:
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        dal.reset()
+        store_db.reset()
 
     print(
         f"track handler (authorizer + handler) on DynamoDB Local: {args.clients} clients, "

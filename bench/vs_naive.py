@@ -68,7 +68,8 @@ from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
-from usage_meter import accounts, dal
+from usage_meter.domain import accounts
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.dynamodb_local import DynamoDBLocal
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.faults import error_response
@@ -204,7 +205,7 @@ class ScaledTime:
 
 def naive_client(endpoint_url: str, attempts: int | None = None) -> Any:
     """A client with the service's botocore settings (retry mode, attempts, timeouts)."""
-    service: Any = dal.client().meta.config
+    service: Any = store_db.client().meta.config
     retries: Any = dict(service.retries or {})
     if attempts is not None:
         retries["total_max_attempts"] = attempts
@@ -304,7 +305,7 @@ def service_design() -> Design:
     def send(body: dict[str, Any], developer_id: str) -> Answer:
         return api.call("POST", TRACK_PATH, body=body, authorizer=auth(developer_id))
 
-    return Design("this service", dal.client(), send)
+    return Design("this service", store_db.client(), send)
 
 
 def naive_design(
@@ -672,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         mock.patch.object(botocore.endpoint, "time", ScaledTime(args.sdk_backoff)),
     ):
         configure(engine.endpoint_url, names)
-        dal.reset()
+        store_db.reset()
         admin = engine.client()
         create_tables(admin, names)
         create_naive_tables(admin, *naive_tables)
@@ -691,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = deliver(design, requests, args.seed)
             check_counters(run, admin, usage_table, distinct)
             runs.append(run)
-        dal.reset()
+        store_db.reset()
 
     print("DynamoDB work per event, no faults (DynamoDB Local; capacity units computed from request sizes):")
     print(render_cost(costs))

@@ -1,5 +1,5 @@
 """`usage-meter`: the admin CLI for developers, API keys and plans, on-demand rollups, and
-usage views (a developer's current usage and history, rendered by `cli_views`).
+usage views (a developer's current usage and history, rendered by `views`).
 
 argparse rather than a CLI framework: it ships with Python, so the CLI adds nothing to the
 Lambda layer and runs wherever boto3 does. Tables come from --stack-name (the stack's
@@ -21,19 +21,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 
-from usage_meter import accounts, dal, jsonutil, rollup, usage
+from usage_meter import jsonutil
+from usage_meter.domain import accounts, rollup, usage
+from usage_meter.domain.plans import get_plan
 from usage_meter.errors import UsageMeterError
-from usage_meter.models import (
-    METRIC_PATTERN,
-    ApiKeyRecord,
-    Developer,
-    Identity,
-    MetricLimit,
-    Plan,
-    RollupReport,
-    RollupRequest,
-)
-from usage_meter.plans import get_plan
+from usage_meter.models.accounts import ApiKeyRecord, Developer, Identity, MetricLimit, Plan
+from usage_meter.models.records import RollupReport, RollupRequest
+from usage_meter.models.wire import METRIC_PATTERN
+from usage_meter.store import accounts as account_store
+from usage_meter.store import dynamodb as store_db
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -75,7 +71,7 @@ def _developers_create(args: argparse.Namespace) -> None:
 
 
 def _developers_list(args: argparse.Namespace) -> None:
-    developers = sorted(dal.list_developers(), key=lambda d: d.developer_id)
+    developers = sorted(account_store.list_developers(), key=lambda d: d.developer_id)
     _print(
         args, [d.model_dump() for d in developers], "\n".join(map(_developer_line, developers)) or "(none)"
     )
@@ -209,10 +205,10 @@ def _service(developer_id: str) -> Identity:
 
 
 def _console() -> Console:
-    from usage_meter import cli_views  # rich is needed by these views only
+    from usage_meter_admin import views  # rich is needed by these views only
 
     try:
-        return cli_views.make_console()
+        return views.make_console()
     except ImportError:
         raise CliError(
             "the usage views need rich (pip install 'rich>=13'); --json works without it"
@@ -226,9 +222,9 @@ def _usage_show(args: argparse.Namespace) -> None:
     if args.json:
         print(jsonutil.dumps(response.wire()))
         return
-    from usage_meter import cli_views
+    from usage_meter_admin import views
 
-    cli_views.render_current(_console(), response, get_plan(response.plan) if response.plan else None)
+    views.render_current(_console(), response, get_plan(response.plan) if response.plan else None)
 
 
 def _usage_history(args: argparse.Namespace) -> None:
@@ -250,9 +246,9 @@ def _usage_history(args: argparse.Namespace) -> None:
     if args.json:
         print(jsonutil.dumps(response.wire()))
         return
-    from usage_meter import cli_views
+    from usage_meter_admin import views
 
-    cli_views.render_history(_console(), response, args.metric)
+    views.render_history(_console(), response, args.metric)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,13 +355,13 @@ def _configure(args: argparse.Namespace) -> None:
     if args.region:
         os.environ["AWS_REGION"] = args.region
     if args.stack_name:
-        dal.reset()
-        outputs = dal.stack_outputs(args.stack_name)
+        store_db.reset()
+        outputs = store_db.stack_outputs(args.stack_name)
         for output, variable in _STACK_OUTPUTS.items():
             if output not in outputs:
                 raise CliError(f"stack {args.stack_name} has no output {output}")
             os.environ[variable] = outputs[output]
-    dal.reset()
+    store_db.reset()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from usage_meter import jsonutil
-from usage_meter.models import CurrentUsageResponse, HistoryResponse, MetricUsage, Plan
+from usage_meter.models.accounts import Plan
+from usage_meter.models.wire import CurrentUsageResponse, HistoryResponse, MetricUsage
 
 if TYPE_CHECKING:
     from rich.console import Console

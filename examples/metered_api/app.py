@@ -1,4 +1,4 @@
-"""An example provider API metered with `usage_meter.metering.meter`.
+"""An example provider API metered with `usage_meter_metering.meter`.
 
 Two handlers behind an HTTP API whose Lambda authorizer puts the calling developer in the
 authorizer context (`developerId`), as the Usage Meter authorizer does:
@@ -19,7 +19,7 @@ import base64
 import json
 from typing import Any
 
-from usage_meter.metering import meter
+from usage_meter_metering import meter
 
 MODELS = ("small", "large")
 WEIGHTED_TOKENS = "respBody.model == 'large' ? respBody.tokens * 2 : respBody.tokens"

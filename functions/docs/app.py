@@ -4,7 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usage_meter.api import openapi_document
+from usage_meter.http.docs import openapi_document
 
 logger = Logger()
 _DOCUMENT = openapi_document()

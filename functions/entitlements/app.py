@@ -4,12 +4,15 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usage_meter.api import entitlements_router, make_resolver
+from usage_meter.http import entitlements
+from usage_meter.http.resolver import make_resolver
+from usage_meter.settings import settings
 
 logger = Logger()
 tracer = Tracer()
+settings()  # cold start fails here, naming any variable the template did not set
 app = make_resolver()
-app.include_router(entitlements_router)
+app.include_router(entitlements.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

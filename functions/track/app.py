@@ -4,13 +4,16 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usage_meter.api import make_resolver, track_router
+from usage_meter.http import track
+from usage_meter.http.resolver import make_resolver
+from usage_meter.settings import settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+settings()  # cold start fails here, naming any variable the template did not set
 app = make_resolver()
-app.include_router(track_router)
+app.include_router(track.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from usage_meter import cli, dal
+from usage_meter.store import dynamodb as store_db
+from usage_meter_admin import cli
 from usage_meter_local.dev import DEMO_DEVELOPER
 
 from e2e.conftest import running_stack
@@ -94,7 +95,7 @@ def _admin(stack: dict[str, Any], *args: str) -> Any:
             with contextlib.redirect_stdout(out):
                 status = cli.main(["--endpoint-url", values["DYNAMODB_ENDPOINT_URL"], "--json", *args])
         finally:
-            dal.reset()  # forget the CLI's client: it points at this stack's engine
+            store_db.reset()  # forget the CLI's client: it points at this stack's engine
     assert status == 0, out.getvalue()
     return json.loads(out.getvalue())
 

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from usage_meter import cli, dal
+from usage_meter.store import dynamodb as store_db
+from usage_meter_admin import cli
 from usage_meter_client import (
     APIConnectionError,
     APITimeoutError,
@@ -107,7 +108,7 @@ def tiny(local_stack: dict[str, Any]) -> dict[str, str]:
             developer = _admin(endpoint, "developers", "create", "--name", "SDK limits", "--plan", plan)
             key = _admin(endpoint, "keys", "create", developer["developer_id"])["key"]
         finally:
-            dal.reset()  # forget the CLI's DynamoDB client: it points at the stack's engine
+            store_db.reset()  # forget the CLI's DynamoDB client: it points at the stack's engine
     return {"developer_id": developer["developer_id"], "key": key, "base": local_stack["base"]}
 
 

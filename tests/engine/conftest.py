@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from usage_meter import accounts, dal
-from usage_meter.models import MetricLimit, Plan
+from usage_meter.domain import accounts
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.dynamodb_local import DynamoDBLocal
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
@@ -75,7 +77,7 @@ class EngineStack:
     def add_developers(self, developer_ids: Sequence[str], metrics: Sequence[str]) -> None:
         """Developers on a plan without limits, so that every event is counted."""
         plan = Plan(name=UNLIMITED_PLAN, metrics={m: MetricLimit(limit=None) for m in metrics})
-        dal.put_plan(plan)
+        account_store.put_plan(plan)
         for developer_id in developer_ids:
             accounts.create_developer(developer_id, UNLIMITED_PLAN, developer_id)
 
@@ -89,7 +91,7 @@ def engine(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> It
     for name, value in function_environment("TrackFunction", tables).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", dynamodb_local.endpoint_url)
-    dal.reset()
+    store_db.reset()
     api = LocalApi()
     for route in api.routes:  # imported once here, so forked containers start warm
         api.handler(route)
@@ -97,7 +99,7 @@ def engine(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> It
     yield stack
     for container in stack._containers:
         container.close()
-    dal.reset()
+    store_db.reset()
     for table in tables.values():  # keep the in-memory engine small across tests
         dynamodb.delete_table(TableName=table)
 

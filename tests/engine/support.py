@@ -36,8 +36,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
-from usage_meter import dal, jsonutil
-from usage_meter.periods import day_key, month_key
+from usage_meter import jsonutil
+from usage_meter.domain.periods import day_key, month_key
+from usage_meter.store import dynamodb as store_db
+from usage_meter.store import events as event_store
 from usage_meter_local.faults import error_response
 from usage_meter_local.invoke import Answer, LocalApi
 
@@ -55,11 +57,11 @@ _TIMEOUT_S = 120
 
 def _serve(conn: Connection, setup: Setup | None) -> None:
     """A container's life: fresh DynamoDB client, optional setup, then one request at a time."""
-    inherited = dal.client()  # the parent's client and sockets: kept alive, never used here
-    dal.reset()
+    inherited = store_db.client()  # the parent's client and sockets: kept alive, never used here
+    store_db.reset()
     STATS.clear()
     try:
-        dal.client().list_tables(Limit=1)  # a warm connection, like a container that served before
+        store_db.client().list_tables(Limit=1)  # a warm connection, like a container that served before
         if setup is not None:
             setup()
         api = LocalApi()
@@ -270,13 +272,13 @@ def compose(*setups: Setup) -> Setup:
 def count_commits() -> None:
     """Count the transactions, those DynamoDB cancelled for contention (tracking retries every one of
     them) and those cancelled at a hard-limit ceiling."""
-    real = dal.commit_events
+    real = event_store.commit_events
 
     def counting(*args: Any, **kwargs: Any) -> None:
         STATS["transactions"] += 1
         try:
             real(*args, **kwargs)
-        except dal.CommitCancelled as cancelled:
+        except event_store.CommitCancelled as cancelled:
             cause = cancelled.__cause__
             reasons = cause.response.get("CancellationReasons", []) if isinstance(cause, ClientError) else []
             if any(reason.get("Code") == "TransactionConflict" for reason in reasons):
@@ -287,12 +289,12 @@ def count_commits() -> None:
                 STATS["ceiling_cancellations"] += 1
             raise
 
-    dal.commit_events = counting  # type: ignore[assignment]  # this container only
+    event_store.commit_events = counting  # type: ignore[assignment]  # this container only
 
 
 def without_sdk_retries() -> None:
-    """Give dal a client that never retries, so every injected fault reaches the service's own code."""
-    cfg = dal.settings()
+    """Give the store a client that never retries, so every injected fault reaches the service's own code."""
+    cfg = store_db.settings()
     plain = boto3.client(
         "dynamodb",
         region_name=cfg.region,
@@ -301,7 +303,7 @@ def without_sdk_retries() -> None:
             retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5
         ),
     )
-    dal.client = lru_cache(maxsize=1)(lambda: plain)  # type: ignore[assignment]  # this container only
+    store_db.client = lru_cache(maxsize=1)(lambda: plain)  # type: ignore[assignment]  # this container only
 
 
 # ---- fault injection at the HTTP layer of botocore ------------------------------------------
@@ -342,7 +344,7 @@ class Faults:
     def install(self) -> None:
         self._rng = random.Random(self.seed ^ os.getpid())
         self._http = URLLib3Session(timeout=30)
-        dal.client().meta.events.register("before-send.dynamodb", self._before_send)
+        store_db.client().meta.events.register("before-send.dynamodb", self._before_send)
 
     def _before_send(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
         operation = event_name.rsplit(".", 1)[-1]

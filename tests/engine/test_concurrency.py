@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from usage_meter.periods import day_key, month_key
+from usage_meter.domain.periods import day_key, month_key
 from usage_meter_local.invoke import Answer
 
 from engine.conftest import EngineStack

@@ -16,9 +16,10 @@ from decimal import Decimal
 
 import pytest
 
-from usage_meter import accounts, dal
-from usage_meter.models import MetricLimit, Plan
-from usage_meter.periods import day_key, month_key
+from usage_meter.domain import accounts
+from usage_meter.domain.periods import day_key, month_key
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
 
 from engine.conftest import EngineStack
 from engine.support import (
@@ -46,7 +47,7 @@ CAPPED = {"developerId": "dev_capped", "role": "developer"}
 
 
 def capped_plan(limit: int) -> None:
-    dal.put_plan(
+    account_store.put_plan(
         Plan(
             name="engine-capped", metrics={"api_calls": MetricLimit(limit=Decimal(limit), enforcement="hard")}
         )

@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
-from usage_meter import clock, dal, rollup
-from usage_meter.models import RollupReport
+from usage_meter.domain import clock, rollup
+from usage_meter.models.records import RollupReport
+from usage_meter.store import dynamodb as store_db
+from usage_meter.store import keys as store_keys
 from usage_meter_local.template import create_tables
 
 from engine.conftest import EngineStack
@@ -39,8 +41,8 @@ _TIMEOUT_S = 300
 
 def _rollup_process(conn: Connection, barrier: Barrier | None, stop: Event | None, workers: int) -> None:
     """A rollup invocation in its own process: one run after the barrier, or runs until `stop`."""
-    inherited = dal.client()  # the parent's client and sockets: kept alive, never used here
-    dal.reset()
+    inherited = store_db.client()  # the parent's client and sockets: kept alive, never used here
+    store_db.reset()
     try:
         if barrier is not None:
             barrier.wait(_TIMEOUT_S)
@@ -252,7 +254,7 @@ def seed_counters(engine: EngineStack, counters: dict[tuple[str, str, str], tupl
                 "day": {"S": day},
                 "consumed": {"N": str(consumed)},
                 "events": {"N": str(count)},
-                "activeDay": {"S": dal.activity_key(day, developer_id)},
+                "activeDay": {"S": store_keys.activity_key(day, developer_id)},
             }
         )
     for (developer_id, month, metric), (consumed, count) in months.items():
@@ -297,7 +299,7 @@ def test_run_time_for_many_developers(engine: EngineStack, report: Report, devel
     def count(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls[model.name + (":index" if params.get("IndexName") else "")] += 1
 
-    dal.client().meta.events.register("provide-client-params.dynamodb", count)
+    store_db.client().meta.events.register("provide-client-params.dynamodb", count)
     first = rollup.run(workers=8)
     first_calls = dict(calls)
     calls.clear()
@@ -311,7 +313,7 @@ def test_run_time_for_many_developers(engine: EngineStack, report: Report, devel
     assert again_pool.summaries_written == again_one.summaries_written == 0
     assert first_calls["Query"] == 3 * developer_months  # month counters, day counters, summaries
     assert first_calls["UpdateItem"] == first.summaries
-    assert first_calls["Query:index"] >= first.days * dal.ACTIVITY_SHARDS
+    assert first_calls["Query:index"] >= first.days * store_keys.ACTIVITY_SHARDS
     assert len(summaries(engine)) == first.summaries
     report(
         f"{developer_count} developers x {len(days)} days x 2 metrics: first run {first.duration_ms} ms "

@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from usage_meter import accounts, clock, dal
+from usage_meter.domain import accounts, clock
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
@@ -50,7 +51,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("ROLLUP_WORKERS", "1")  # moto is not thread-safe: the rollup runs in turn
     with mock_aws():
-        dal.reset()
+        store_db.reset()
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(dynamodb, TABLES)
         for identity in (DEV_A, DEV_B, SERVICE):
@@ -58,7 +59,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         yield Stack(
             LocalApi(), dynamodb, TABLES["UsageTable"], TABLES["IdempotencyTable"], TABLES["AccountsTable"]
         )
-    dal.reset()
+    store_db.reset()
 
 
 @pytest.fixture

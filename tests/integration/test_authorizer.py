@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from usage_meter import accounts, auth, dal
+from usage_meter.domain import accounts, auth
+from usage_meter.settings import settings
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer
@@ -116,7 +118,7 @@ def _authorizer_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def db_calls(stack: Stack) -> Iterator[DynamoCalls]:
     recorder = DynamoCalls()
-    client = dal.client()
+    client = store_db.client()
     client.meta.events.register("before-call.dynamodb.*", recorder)
     yield recorder
     client.meta.events.unregister("before-call.dynamodb.*", recorder)
@@ -525,6 +527,7 @@ def test_revoked_key_is_401_once_the_cache_is_cleared(stack: Stack) -> None:
 
 def test_revoked_key_is_401_at_once_without_a_cache(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEY_CACHE_SECONDS", "0")
+    settings.cache_clear()  # settings are read once per container
     created = accounts.create_key("dev_alice")
     assert get_usage(stack, bearer(created.key)).status == 200
 
@@ -537,6 +540,7 @@ def test_cached_key_keeps_working_until_the_cache_expires(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, monotonic: FakeMonotonic, db_calls: DynamoCalls
 ) -> None:
     monkeypatch.setenv("KEY_CACHE_SECONDS", "30")
+    settings.cache_clear()  # settings are read once per container
     created = accounts.create_key("dev_alice")
     db_calls.clear()
     assert get_usage(stack, bearer(created.key)).status == 200
@@ -575,8 +579,10 @@ def test_cache_lifetime_is_bounded_by_60_seconds(
 ) -> None:
     if configured is None:
         monkeypatch.delenv("KEY_CACHE_SECONDS", raising=False)
+        settings.cache_clear()  # settings are read once per container
     else:
         monkeypatch.setenv("KEY_CACHE_SECONDS", configured)
+        settings.cache_clear()  # settings are read once per container
     created = accounts.create_key("dev_alice")
     headers = {"x-api-key": created.key}
     start = monotonic.now
@@ -651,7 +657,7 @@ def test_a_failed_last_used_write_does_not_refuse_the_key(authorize: Authorize, 
         if model.name == "UpdateItem":
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateItem")
 
-    client = dal.client()
+    client = store_db.client()
     client.meta.events.register("before-call.dynamodb.UpdateItem", refuse_updates)
     try:
         outcome = authorize({"x-api-key": created.key})

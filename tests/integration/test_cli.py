@@ -1,4 +1,4 @@
-"""The admin CLI through its real entry point (`usage_meter.cli.main`) against moto, checked
+"""The admin CLI through its real entry point (`usage_meter_admin.cli.main`) against moto, checked
 against what lands in DynamoDB and against the API (keys it prints authenticate, plans it
 sets are what GET /v1/usage reports)."""
 
@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from usage_meter import accounts, auth, cli, dal
-from usage_meter.models import MetricLimit, Plan
+from usage_meter.domain import accounts, auth
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
+from usage_meter_admin import cli
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer
 
@@ -134,7 +136,7 @@ def test_developers_create_with_id_and_plan_as_json(stack: Stack, run: Run, free
 
 def test_developers_list(stack: Stack, run: Run) -> None:
     run("developers", "create", "--name", "Zed Z.", "--id", "dev_zed", "--plan", "free")
-    seeded = {d.developer_id: d for d in dal.list_developers()}
+    seeded = {d.developer_id: d for d in account_store.list_developers()}
 
     code, out, err = run("developers", "list")
     assert (code, err) == (0, "")
@@ -393,7 +395,7 @@ def test_plans_set_applies_to_the_next_request(stack: Stack, run: Run) -> None:
 
 
 def test_plans_set_to_a_stored_custom_plan(stack: Stack, run: Run) -> None:
-    dal.put_plan(
+    account_store.put_plan(
         Plan(name="startup", metrics={"api_calls": MetricLimit(limit=Decimal("5000.5"), enforcement="soft")})
     )
 
@@ -413,7 +415,9 @@ def test_plans_seed_stores_missing_defaults_and_never_overwrites(stack: Stack, r
     assert stored["PLAN#free"]["metrics"]["M"]["api_calls"]["M"]["limit"] == {"N": "1000"}
     assert stored["PLAN#enterprise"]["metrics"]["M"]["api_calls"]["M"]["limit"] == {"NULL": True}
 
-    dal.put_plan(Plan(name="free", metrics={"api_calls": MetricLimit(limit=Decimal(50), enforcement="hard")}))
+    account_store.put_plan(
+        Plan(name="free", metrics={"api_calls": MetricLimit(limit=Decimal(50), enforcement="hard")})
+    )
     code, out, err = run("plans", "seed")
     assert (code, out, err) == (0, "stored 0 default plan(s)\n", "")
     code, out, _ = run("plans", "list")
@@ -507,7 +511,7 @@ def test_invalid_developer_input_is_a_one_line_error(stack: Stack, run: Run, arg
 def test_module_entry_point_runs_without_aws(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     result = subprocess.run(
-        [sys.executable, "-m", "usage_meter.cli", "--help"],
+        [sys.executable, "-m", "usage_meter_admin.cli", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

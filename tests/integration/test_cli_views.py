@@ -1,5 +1,5 @@
 """`usage-meter usage show` and `usage-meter usage history` through the CLI's entry point
-(`usage_meter.cli.main`) against moto, with the clock frozen and known events tracked through
+(`usage_meter_admin.cli.main`) against moto, with the clock frozen and known events tracked through
 the API: the text rendered at a fixed width with no colour, the `--json` answers (the API's own
 bodies), colour on a terminal, narrow terminals, and the one-line errors.
 
@@ -21,8 +21,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from usage_meter import accounts, cli, cli_views, dal, jsonutil
-from usage_meter.models import MetricLimit, Plan
+from usage_meter import jsonutil
+from usage_meter.domain import accounts
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
+from usage_meter_admin import cli
+from usage_meter_admin import views as cli_views
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.template import ROOT
 
@@ -81,7 +85,7 @@ def plain(monkeypatch: pytest.MonkeyPatch) -> None:
 def carol(stack: Stack, freeze: Freeze) -> Stack:
     """dev_carol on the `startup` plan with EVENTS tracked, the clock at NOW."""
     freeze(NOW)
-    dal.put_plan(STARTUP)
+    account_store.put_plan(STARTUP)
     accounts.create_developer("Carol", "startup", "dev_carol")
     body = {
         "events": [
@@ -488,7 +492,7 @@ def test_rich_stays_out_of_the_lambda_layer(tmp_path: Path) -> None:
     """rich is the CLI's dependency: importing the CLI and the views does not import it, and
     the layer's requirements do not list it."""
     code = (
-        "import sys, usage_meter.cli, usage_meter.cli_views; "
+        "import sys, usage_meter_admin.cli, usage_meter_admin.views; "
         "leaked = sorted(m for m in sys.modules if m.split('.')[0] == 'rich'); "
         "print(*leaked); sys.exit(bool(leaked))"
     )
@@ -503,5 +507,5 @@ def test_rich_stays_out_of_the_lambda_layer(tmp_path: Path) -> None:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "\n", "")
-    requirements = (ROOT / "layers/common/requirements.txt").read_text().splitlines()
+    requirements = (ROOT / "layers/core/requirements.txt").read_text().splitlines()
     assert not [line for line in requirements if line.strip().lower().startswith("rich")]

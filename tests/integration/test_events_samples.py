@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from usage_meter import accounts
-from usage_meter.api import openapi_document
+from usage_meter.domain import accounts
+from usage_meter.http.docs import openapi_document
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer, to_answer

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from usage_meter import accounts, auth
-from usage_meter.models import DEVELOPER_ID_PATTERN
+from usage_meter.domain import accounts, auth
+from usage_meter.models.wire import DEVELOPER_ID_PATTERN
 from usage_meter_local.invoke import Answer
 
 from helpers import counters, table_items

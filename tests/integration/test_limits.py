@@ -2,7 +2,7 @@
 report, unlimited and unplanned metrics, billing-period rollover and backdating, plan changes on
 the next request, entitlements and the per-minute rate report.
 
-Plans are made the way an operator makes them (the CLI, `usage_meter.cli.main`); the
+Plans are made the way an operator makes them (the CLI, `usage_meter_admin.cli.main`); the
 assertions read what landed in DynamoDB as well as what the API answers.
 """
 
@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from usage_meter import accounts, cli, jsonutil
-from usage_meter.models import MetricLimit, Plan
+from usage_meter import jsonutil
+from usage_meter.domain import accounts
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter_admin import cli
 from usage_meter_local.invoke import Answer
 
 from helpers import DEV_A, DEV_B, SERVICE, counters, minute_counters, table_items

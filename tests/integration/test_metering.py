@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from usage_meter import accounts, dal, metering, tracking
-from usage_meter.metering import meter
-from usage_meter.models import MetricLimit, Plan
+import usage_meter_metering as metering
+from usage_meter.domain import accounts, tracking
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import Handler, load_handler
 from usage_meter_local.template import ROOT, load
+from usage_meter_metering import meter
 
 from helpers import DEV_A, DEV_B, counters, table_items
 from integration.conftest import Stack
@@ -314,7 +316,9 @@ def test_no_developer_records_nothing(stack: Stack, logged: list[dict[str, Any]]
 def test_hard_limit_refusal_is_logged_and_the_response_stands(
     stack: Stack, logged: list[dict[str, Any]]
 ) -> None:
-    dal.put_plan(Plan(name="pro", metrics={"api_calls": MetricLimit(limit=Decimal(1), enforcement="hard")}))
+    account_store.put_plan(
+        Plan(name="pro", metrics={"api_calls": MetricLimit(limit=Decimal(1), enforcement="hard")})
+    )
     handler = meter(metric="api_calls")(returning(json_response({"ok": True})))
 
     invoke(handler, request())

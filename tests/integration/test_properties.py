@@ -14,7 +14,7 @@ What is generated (one hypothesis example = fresh tables + 1-5 operations):
 - exact decimal quantities with 0-9 decimal places, timestamps inside the 35-day window (three
   billing periods: the clock stands three minutes before December) and outside it, invalid
   items mixed into batches, developer ids a key may not use or that do not exist;
-- faults injected into dal's DynamoDB client, in call order: throttling (400) and 500
+- faults injected into the store's DynamoDB client, in call order: throttling (400) and 500
   ClientErrors, transaction conflicts, and ReadTimeoutError raised after the call was applied.
   The client resends the same body (same keys) until it gets an answer that is not 5xx and has
   no item refused as temporarily_unavailable.
@@ -66,9 +66,12 @@ from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from usage_meter import accounts, clock, dal, jsonutil, tracking
-from usage_meter.models import Developer, MetricLimit, Plan
-from usage_meter.plans import DEFAULT_PLANS
+from usage_meter import jsonutil
+from usage_meter.domain import accounts, clock, commit, packing
+from usage_meter.domain.plans import DEFAULT_PLANS
+from usage_meter.models.accounts import Developer, MetricLimit, Plan
+from usage_meter.store import accounts as account_store
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_table_requests, function_environment, table_logical_ids
 
@@ -166,7 +169,7 @@ class Scenario:
     ops: tuple[Op, ...]
     writes: tuple[str | None, ...] = ()  # faults of the TransactWriteItems calls, in call order
     reads: tuple[str | None, ...] = ()  # faults of the GetItem and Query calls, in call order
-    max_items: int = 100  # items per transaction (tracking.MAX_TRANSACTION_ITEMS)
+    max_items: int = 100  # items per transaction (packing.MAX_TRANSACTION_ITEMS)
 
 
 def timestamp_text(ev: Ev) -> str:
@@ -387,7 +390,7 @@ def _client_error(operation: str, code: str, status: int, **extra: Any) -> Clien
 
 
 class FaultyClient:
-    """dal's DynamoDB client with faults, taken in call order from two plans (writes, reads)."""
+    """the store's DynamoDB client with faults, taken in call order from two plans (writes, reads)."""
 
     def __init__(self, real: Any, writes: tuple[str | None, ...], reads: tuple[str | None, ...]) -> None:
         self._real = real
@@ -464,9 +467,9 @@ def environment(scenario: Scenario) -> Iterator[Env]:
             for name, value in function_environment("TrackFunction", TABLES).items():
                 patch.setenv(name, value)
             patch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
-            dal.reset()
+            store_db.reset()
             dynamodb = shared_client()
-            patch.setattr(dal, "client", lambda: dynamodb)
+            patch.setattr(store_db, "client", lambda: dynamodb)
             for request in create_table_requests(TABLES):  # template.yaml's tables
                 request.pop("_ttl_attribute", None)  # moto expires nothing: no need to set TTL
                 dynamodb.create_table(**request)
@@ -474,16 +477,16 @@ def environment(scenario: Scenario) -> Iterator[Env]:
             patch.setattr(clock, "now", stepping.now)
             accounts.put_plan(CAPPED)
             for developer, plan in zip(DEVELOPERS, scenario.plans, strict=False):
-                dal.put_developer(
+                account_store.put_developer(
                     Developer(developer_id=developer, name=developer, plan=plan, created_at=iso(T0))
                 )
             faulty = FaultyClient(dynamodb, scenario.writes, scenario.reads)
-            patch.setattr(dal, "client", lambda: faulty)
-            patch.setattr(tracking, "_backoff", lambda attempt: 0.0)  # retry at once: no sleeping
-            patch.setattr(tracking, "MAX_TRANSACTION_ITEMS", scenario.max_items)
+            patch.setattr(store_db, "client", lambda: faulty)
+            patch.setattr(commit, "backoff", lambda attempt: 0.0)  # retry at once: no sleeping
+            patch.setattr(packing, "MAX_TRANSACTION_ITEMS", scenario.max_items)
             yield Env(dynamodb, stepping, faulty)
     finally:
-        dal.reset()
+        store_db.reset()
 
 
 # ---- the reference model ------------------------------------------------------------------------
@@ -829,7 +832,7 @@ def run(scenario: Scenario) -> Model:
 
 # Defects the properties found, each kept as hypothesis's minimal example, each fixed since:
 #
-# 1. (tracking._commit_chunk) a hard-limited event was refused although it fit. 1 of 6 api_calls
+# 1. (commit.commit_part) a hard-limited event was refused although it fit. 1 of 6 api_calls
 # used; the batch [k1 = 4 (k1 is taken by another payload), k0 = 3]: the first, optimistic
 # proposal gave k1's 4 the room and refused k0 (4 + 3 > 6) for good; only then did the commit
 # find that k1 was a reused key. k0 was answered limit_exceeded with 1 + 3 <= 6. Refusals are now

@@ -14,9 +14,15 @@ from typing import Any
 
 import pytest
 
-from usage_meter import cli, dal, jsonutil, rollup, tracking
+from usage_meter import jsonutil
+from usage_meter.domain import periods, rollup
 from usage_meter.errors import Busy
-from usage_meter.models import MonthSummary, RollupReport, RollupRequest
+from usage_meter.models.records import MonthSummary, RollupReport, RollupRequest
+from usage_meter.store import counters as counter_store
+from usage_meter.store import dynamodb as store_db
+from usage_meter.store import keys as store_keys
+from usage_meter.store import summaries as summary_store
+from usage_meter_admin import cli
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.template import ROOT, function_code, load
@@ -112,7 +118,7 @@ def counted_calls() -> Iterator[Counter[str]]:
             name = f"Query:{params['IndexName']}"
         calls[name] += 1
 
-    client = dal.client()
+    client = store_db.client()
     client.meta.events.register("provide-client-params.dynamodb", count)
     yield calls
     client.meta.events.unregister("provide-client-params.dynamodb", count)
@@ -177,7 +183,7 @@ def test_stored_summaries_read_back_as_models(stack: Stack, freeze: Freeze) -> N
     freeze(NOW)
     track(stack, [(ALICE, "2026-11-05", "api_calls", Decimal("2.5"))])
     rollup.run()
-    assert dal.month_summaries(ALICE, "2026-11") == [
+    assert summary_store.month_summaries(ALICE, "2026-11") == [
         MonthSummary(
             developer_id=ALICE,
             month="2026-11",
@@ -189,7 +195,7 @@ def test_stored_summaries_read_back_as_models(stack: Stack, freeze: Freeze) -> N
             rolled_up_at="2026-12-03T09:30:00.000Z",
         )
     ]
-    assert dal.month_summaries(ALICE, "2026-12") == []
+    assert summary_store.month_summaries(ALICE, "2026-12") == []
 
 
 def test_running_three_times_leaves_byte_identical_summaries(
@@ -209,7 +215,7 @@ def test_running_three_times_leaves_byte_identical_summaries(
     first = rollup.run()
     after_first = summary_items(stack)
     assert first.summaries_written == first.summaries == 4
-    days, shards = 38, dal.ACTIVITY_SHARDS
+    days, shards = 38, store_keys.ACTIVITY_SHARDS
     # each developer-month: its month counters, its day counters, its stored summaries
     # (3 Queries), then one UpdateItem per summary that changed
     assert counted_calls == {"Query:ActivityIndex": days * shards, "Query": 3 * 3, "UpdateItem": 4}
@@ -236,18 +242,18 @@ def test_a_write_never_puts_an_older_sum_back(stack: Stack, freeze: Freeze) -> N
         closed=False,
         rolled_up_at="2026-11-30T23:00:00.000Z",
     )
-    assert dal.put_summary(newer) is True
+    assert summary_store.put_summary(newer) is True
     older = newer.model_copy(update={"consumed": Decimal(4), "events": 4, "rolled_up_at": "x"})
-    assert dal.put_summary(older) is False
-    assert dal.month_summaries(ALICE, "2026-11") == [newer]
-    assert dal.put_summary(newer.model_copy(update={"rolled_up_at": "y"})) is False  # same content
+    assert summary_store.put_summary(older) is False
+    assert summary_store.month_summaries(ALICE, "2026-11") == [newer]
+    assert summary_store.put_summary(newer.model_copy(update={"rolled_up_at": "y"})) is False  # same content
     closed = newer.model_copy(update={"closed": True, "rolled_up_at": "2026-12-01T00:00:00.000Z"})
-    assert dal.put_summary(closed) is True  # the month ended: closed, same sums
-    assert dal.put_summary(newer) is False  # a run from before the month ended cannot reopen it
-    assert dal.month_summaries(ALICE, "2026-11") == [closed]
+    assert summary_store.put_summary(closed) is True  # the month ended: closed, same sums
+    assert summary_store.put_summary(newer) is False  # a run from before the month ended cannot reopen it
+    assert summary_store.month_summaries(ALICE, "2026-11") == [closed]
     grown = closed.model_copy(update={"consumed": Decimal(6), "events": 6, "rolled_up_at": "z"})
-    assert dal.put_summary(grown) is True  # a late event: more events, a new sum
-    assert dal.month_summaries(ALICE, "2026-11") == [grown]
+    assert summary_store.put_summary(grown) is True  # a late event: more events, a new sum
+    assert summary_store.month_summaries(ALICE, "2026-11") == [grown]
 
 
 # ---- late events --------------------------------------------------------------------------------
@@ -283,7 +289,7 @@ def test_the_oldest_backdated_event_is_still_covered_by_the_next_run(stack: Stac
     after midnight, so its day is now 36 days back, and still covered."""
     late_evening = datetime(2026, 12, 3, 23, 50, tzinfo=UTC)
     freeze(late_evening)
-    oldest = late_evening - tracking.BACKDATE_WINDOW + timedelta(minutes=1)  # 2026-10-29 23:51
+    oldest = late_evening - periods.BACKDATE_WINDOW + timedelta(minutes=1)  # 2026-10-29 23:51
     answer = stack.track(
         {"developerId": BOB, "metric": "api_calls", "quantity": 4, "timestamp": iso(oldest)}, auth=SERVICE
     )
@@ -299,8 +305,8 @@ def test_the_window_reaches_back_past_the_backdating_window() -> None:
     for moment in (NOW, datetime(2026, 3, 1, 0, 0, tzinfo=UTC), datetime(2026, 12, 31, 23, 59, tzinfo=UTC)):
         first, last = rollup.window(moment)
         # any event accepted in the day before this run lands on a covered day
-        assert first <= (moment - timedelta(days=1) - tracking.BACKDATE_WINDOW).date()
-        assert last >= (moment + tracking.FUTURE_TOLERANCE).date()
+        assert first <= (moment - timedelta(days=1) - periods.BACKDATE_WINDOW).date()
+        assert last >= (moment + periods.FUTURE_TOLERANCE).date()
     assert rollup.window(NOW, date(2026, 2, 14)) == (date(2026, 2, 1), date(2026, 2, 28))
     assert rollup.window(NOW, lookback_days=1) == (date(2026, 12, 2), date(2026, 12, 4))
 
@@ -346,7 +352,7 @@ def seed_counters(stack: Stack, events: list[tuple[str, str, str, Any]]) -> None
             "events": {"N": str(count)},
         }
         if scope == "D":
-            item["activeDay"] = {"S": dal.activity_key(key, developer_id)}
+            item["activeDay"] = {"S": store_keys.activity_key(key, developer_id)}
         stack.dynamodb.put_item(TableName=stack.usage_table, Item=item)
 
 
@@ -362,19 +368,19 @@ def test_every_active_developer_is_found_across_shards_and_pages(
         + [(d, "2026-12-01", "api_calls", 1) for d in developers[::5]]
         + [(d, "2026-11-30", "api_calls", 1) for d in developers[::10]],
     )
-    shards = Counter(dal.activity_shard(d) for d in developers)
-    assert set(shards) == set(range(dal.ACTIVITY_SHARDS))
-    assert max(shards.values()) < 2 * len(developers) / dal.ACTIVITY_SHARDS  # no hot index key
+    shards = Counter(store_keys.activity_shard(d) for d in developers)
+    assert set(shards) == set(range(store_keys.ACTIVITY_SHARDS))
+    assert max(shards.values()) < 2 * len(developers) / store_keys.ACTIVITY_SHARDS  # no hot index key
 
     # small index pages, so that every shard's listing of a day takes several
-    real_call = dal._usage_call
+    real_call = store_db.usage_call
 
     def small_pages(operation: str, **kwargs: Any) -> Any:
         if kwargs.get("IndexName"):
             kwargs["Limit"] = 7
         return real_call(operation, **kwargs)
 
-    monkeypatch.setattr(dal, "_usage_call", small_pages)
+    monkeypatch.setattr(store_db, "usage_call", small_pages)
     counted_calls.clear()
     report = rollup.run(lookback_days=3)  # 2026-11-30 .. 2026-12-04: a short window, moto is slow
 
@@ -501,7 +507,7 @@ def test_events_committed_while_a_run_reads_are_not_drift(
     day sum between its two readings of the month counter: traffic, not drift."""
     freeze(NOW)
     track(stack, [(ALICE, "2026-11-03", "api_calls", 1)])
-    real_day_counters = dal.day_counters
+    real_day_counters = counter_store.day_counters
     sent: list[int] = []
 
     def day_counters_with_traffic(developer_id: str, first: str, last: str) -> Any:
@@ -510,7 +516,7 @@ def test_events_committed_while_a_run_reads_are_not_drift(
             track(stack, [(ALICE, "2026-11-04", "api_calls", 2)])  # lands right before the read
         return real_day_counters(developer_id, first, last)
 
-    monkeypatch.setattr(dal, "day_counters", day_counters_with_traffic)
+    monkeypatch.setattr(counter_store, "day_counters", day_counters_with_traffic)
     report = rollup.run()
     assert report.drift == 0
     assert summaries(stack)[("DEV#dev_alice", "S#2026-11#api_calls")] == (Decimal(3), 2, 2, True)
@@ -524,19 +530,19 @@ def test_a_failing_developer_fails_the_run_after_the_others_are_written(
 ) -> None:
     freeze(NOW)
     track(stack, [(ALICE, "2026-11-03", "api_calls", 1), (BOB, "2026-11-03", "api_calls", 2)])
-    real_day_counters = dal.day_counters
+    real_day_counters = counter_store.day_counters
 
     def throttled_for_bob(developer_id: str, first: str, last: str) -> Any:
         if developer_id == BOB:
             raise Busy("DynamoDB is throttling reads; retry shortly")
         return real_day_counters(developer_id, first, last)
 
-    monkeypatch.setattr(dal, "day_counters", throttled_for_bob)
+    monkeypatch.setattr(counter_store, "day_counters", throttled_for_bob)
     with pytest.raises(rollup.RollupFailed, match="1 of 2 developer-months failed"):
         handler({"date": "2026-11-03"})  # raised: EventBridge/Lambda retry, then the DLQ
     assert set(summaries(stack)) == {("DEV#dev_alice", "S#2026-11#api_calls")}
 
-    monkeypatch.setattr(dal, "day_counters", real_day_counters)  # the retry succeeds
+    monkeypatch.setattr(counter_store, "day_counters", real_day_counters)  # the retry succeeds
     answer = handler({"date": "2026-11-03"})
     assert (answer["summariesWritten"], answer["summariesUnchanged"], answer["failed"]) == (1, 1, 0)
     assert without_closed(summaries(stack)) == day_sums(stack)
@@ -550,7 +556,7 @@ def test_an_unreadable_index_fails_the_run(
     def throttled(day: str, shard: int) -> Any:
         raise Busy("DynamoDB is throttling; retry shortly")
 
-    monkeypatch.setattr(dal, "active_developers", throttled)
+    monkeypatch.setattr(summary_store, "active_developers", throttled)
     with pytest.raises(Busy):
         rollup.run()
 

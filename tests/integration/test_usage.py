@@ -185,9 +185,11 @@ def test_history_is_isolated_per_developer(seeded: Stack) -> None:
 
 def test_history_of_90_days_is_one_query(seeded: Stack) -> None:
     """A long history is one Query per counter shard (here: one), never one call per day."""
-    from usage_meter import dal
+    from usage_meter.store import dynamodb as store_db
 
     calls: list[str] = []
-    dal.client().meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    store_db.client().meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
     assert seeded.history(days="90").status == 200
     assert calls == ["Query"]

@@ -9,20 +9,20 @@ from typing import Any
 
 import pytest
 
-from usage_meter import metering
-from usage_meter.metering import (
+import usage_meter_metering as metering
+from usage_meter_local.events import http_event
+from usage_meter_metering import (
     VARIABLES,
     Exchange,
     Meter,
     MeteringConfigError,
-    _code_only,
     _Skip,
+    code_only,
     compile_expression,
     developer_from_authorizer,
     parse_sse,
     to_quantity,
 )
-from usage_meter_local.events import http_event
 
 WEIGHTED = "respBody.model == 'large' ? respBody.tokens * 2 : respBody.tokens"
 
@@ -209,7 +209,7 @@ def test_macro_names_in_strings_and_comments_are_not_calls() -> None:
 
 def test_code_only_blanks_literals_and_comments_keeping_positions() -> None:
     source = 'a + \'x.map(\' // .all(\n+ b"q\\""'
-    blanked = _code_only(source)
+    blanked = code_only(source)
     assert len(blanked) == len(source)
     assert ".map(" not in blanked
     assert ".all(" not in blanked

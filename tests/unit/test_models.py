@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from usage_meter.models import EventBatchIn, TrackBody, UsageEventIn
+from usage_meter.models.wire import EventBatchIn, TrackBody, UsageEventIn
 
 
 def event(**fields: Any) -> dict[str, Any]:

@@ -6,19 +6,17 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from usage_meter.periods import (
+from usage_meter.domain.periods import (
     day_key,
     day_period,
     days_between,
-    format_instant,
-    format_timestamp,
     month_key,
     month_period,
     months_between,
-    parse_rfc3339,
     range_period,
     week_period,
 )
+from usage_meter.models.timestamps import format_instant, format_timestamp, parse_rfc3339
 
 
 def utc(*parts: int) -> datetime:

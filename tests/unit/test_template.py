@@ -87,7 +87,7 @@ def test_runtime_architecture_and_layer() -> None:
     function_globals = load()["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
-    layer = load()["Resources"]["CommonLayer"]
+    layer = load()["Resources"]["CoreLayer"]
     assert layer["Metadata"]["BuildMethod"] == "python3.13"
 
 

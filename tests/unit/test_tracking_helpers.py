@@ -11,15 +11,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from usage_meter.models import CounterIncrement, UsageEventIn
-from usage_meter.tracking import (
-    MAX_TRANSACTION_ITEMS,
-    _chunks,
-    _Event,
-    _increments,
-    _transaction_cost,
-    payload_hash,
-)
+from usage_meter.domain import packing
+from usage_meter.domain.intake import payload_hash
+from usage_meter.domain.packing import MAX_TRANSACTION_ITEMS, PendingEvent, increments, transaction_cost
+from usage_meter.models.records import CounterIncrement
+from usage_meter.models.wire import UsageEventIn
 
 NOV_25 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 25, 10, 7, 30, tzinfo=UTC)  # when a transaction is built: its minute counter
@@ -38,8 +34,8 @@ def make(
     when: datetime = NOV_25,
     key: str | None = None,
     developer: str = "dev_alice",
-) -> _Event:
-    return _Event(
+) -> PendingEvent:
+    return PendingEvent(
         index=index,
         developer_id=developer,
         metric=metric,
@@ -128,37 +124,37 @@ def test_payload_hash_ignores_metadata_key_order() -> None:
     assert payload_hash("dev_alice", ordered) == payload_hash("dev_alice", reordered)
 
 
-# ---- _chunks ---------------------------------------------------------------------------------------
+# ---- chunks ---------------------------------------------------------------------------------------
 
 
-def sizes(chunks: list[list[_Event]]) -> list[int]:
+def sizes(chunks: list[list[PendingEvent]]) -> list[int]:
     return [len(chunk) for chunk in chunks]
 
 
 def test_100_keyed_events_on_one_counter_take_two_transactions() -> None:
     # 97 records + day, month and minute counters = 100 items; the last 3 events go in a second one
     events = [make(i, key=f"k{i}") for i in range(100)]
-    chunks = _chunks(events)
+    chunks = packing.chunks(events)
     assert sizes(chunks) == [97, 3]
     assert [e.index for chunk in chunks for e in chunk] == list(range(100))
-    assert [_transaction_cost(chunk) for chunk in chunks] == [100, 6]
+    assert [transaction_cost(chunk) for chunk in chunks] == [100, 6]
 
 
 def test_unkeyed_events_on_one_counter_share_one_transaction() -> None:
-    chunks = _chunks([make(i) for i in range(500)])
+    chunks = packing.chunks([make(i) for i in range(500)])
     assert sizes(chunks) == [500]
-    assert _transaction_cost(chunks[0]) == 3  # day, month, minute
+    assert transaction_cost(chunks[0]) == 3  # day, month, minute
 
 
 def test_keyed_events_on_distinct_metrics_cost_three_items_each() -> None:
     # plus the developer's one minute counter per transaction
     events = [make(i, metric=f"m{i}", key=f"k{i}") for i in range(100)]
-    assert sizes(_chunks(events)) == [33, 33, 33, 1]
+    assert sizes(packing.chunks(events)) == [33, 33, 33, 1]
 
 
 def test_unkeyed_events_on_distinct_metrics_cost_two_items_each() -> None:
     # 49 x 2 + the minute counter = 99; a 50th event would make 101
-    assert sizes(_chunks([make(i, metric=f"m{i}") for i in range(100)])) == [49, 49, 2]
+    assert sizes(packing.chunks([make(i, metric=f"m{i}") for i in range(100)])) == [49, 49, 2]
 
 
 def test_events_on_several_days_of_one_month_share_the_month_counter() -> None:
@@ -166,13 +162,13 @@ def test_events_on_several_days_of_one_month_share_the_month_counter() -> None:
     start = datetime(2026, 10, 1, 12, tzinfo=UTC)
     events = [make(i, when=start + timedelta(days=i)) for i in range(61)]
     assert {e.period for e in events} == {"2026-10", "2026-11"}
-    chunks = _chunks(events)
+    chunks = packing.chunks(events)
     assert sizes(chunks) == [61]
-    assert _transaction_cost(chunks[0]) == 64
+    assert transaction_cost(chunks[0]) == 64
 
 
 def test_no_events_no_transactions() -> None:
-    assert _chunks([]) == []
+    assert packing.chunks([]) == []
 
 
 EVENTS = st.lists(
@@ -202,17 +198,17 @@ def test_chunks_never_exceed_the_transaction_limit_and_keep_order(
         )
         for i, (dev, metric, shift, keyed) in enumerate(spec)
     ]
-    chunks = _chunks(events)
+    chunks = packing.chunks(events)
     assert [e.index for chunk in chunks for e in chunk] == list(range(len(events)))
     assert all(chunk for chunk in chunks)
-    assert all(_transaction_cost(chunk) <= MAX_TRANSACTION_ITEMS for chunk in chunks)
+    assert all(transaction_cost(chunk) <= MAX_TRANSACTION_ITEMS for chunk in chunks)
     # greedy: a chunk was closed only because the next event did not fit
     for chunk, following in pairwise(chunks):
-        assert _transaction_cost([*chunk, following[0]]) > MAX_TRANSACTION_ITEMS
+        assert transaction_cost([*chunk, following[0]]) > MAX_TRANSACTION_ITEMS
     # what a chunk commits is exactly its records plus its combined counters
     for chunk in chunks:
         keyed = sum(1 for e in chunk if e.idempotency_key)
-        assert _transaction_cost(chunk) == keyed + len(_increments(chunk, NOW))
+        assert transaction_cost(chunk) == keyed + len(increments(chunk, NOW))
 
 
 # ---- _increments -------------------------------------------------------------------------------------
@@ -231,7 +227,7 @@ def test_increments_combine_events_on_the_same_counters() -> None:
         make(3, quantity=1, when=nov_26),
         make(4, quantity=Decimal("0.000000001"), developer="dev_bob"),
     ]
-    assert as_tuples(_increments(events, NOW)) == {
+    assert as_tuples(increments(events, NOW)) == {
         ("dev_alice", "minute", MINUTE, "*", Decimal(4), 4),
         ("dev_bob", "minute", MINUTE, "*", Decimal(1), 1),
         ("dev_alice", "day", "2026-11-25", "api_calls", Decimal("3.75"), 2),
@@ -242,7 +238,7 @@ def test_increments_combine_events_on_the_same_counters() -> None:
         ("dev_bob", "day", "2026-11-25", "api_calls", Decimal("0.000000001"), 1),
         ("dev_bob", "month", "2026-11", "api_calls", Decimal("0.000000001"), 1),
     }
-    assert len(_increments(events, NOW)) == 9  # each counter item at most once per transaction
+    assert len(increments(events, NOW)) == 9  # each counter item at most once per transaction
 
 
 def test_increments_split_at_the_month_boundary() -> None:
@@ -250,7 +246,7 @@ def test_increments_split_at_the_month_boundary() -> None:
         make(0, when=datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC), quantity=2),
         make(1, when=datetime(2026, 12, 1, 0, 0, 0, tzinfo=UTC), quantity=3),
     ]
-    assert as_tuples(_increments(events, NOW)) == {
+    assert as_tuples(increments(events, NOW)) == {
         ("dev_alice", "minute", MINUTE, "*", Decimal(2), 2),
         ("dev_alice", "day", "2026-11-30", "api_calls", Decimal(2), 1),
         ("dev_alice", "month", "2026-11", "api_calls", Decimal(2), 1),
@@ -261,9 +257,9 @@ def test_increments_split_at_the_month_boundary() -> None:
 
 def test_increments_sum_exactly() -> None:
     events = [make(i, quantity=Decimal("0.1")) for i in range(10)]
-    day = next(i for i in _increments(events, NOW) if i.scope == "day")
+    day = next(i for i in increments(events, NOW) if i.scope == "day")
     assert (day.quantity, day.events) == (Decimal("1.0"), 10)
 
 
 def test_no_events_no_increments() -> None:
-    assert _increments([], NOW) == []
+    assert increments([], NOW) == []

@@ -24,9 +24,9 @@ def _start_container(environment: dict[str, str]) -> None:
     # a terminal's Ctrl-C reaches the whole process group: the parent decides when to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(environment)
-    from usage_meter import dal
+    from usage_meter.store import dynamodb as store_db
 
-    dal.reset()
+    store_db.reset()
     _api = LocalApi()
 
 

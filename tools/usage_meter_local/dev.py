@@ -62,14 +62,15 @@ def environment(endpoint_url: str, function: str = "TrackFunction") -> dict[str,
 
 def seed_demo(keys_file: Path = KEYS_FILE) -> dict[str, str]:
     """Default plans, the demo developer (pro) and its keys; keys are reused while still active."""
-    from usage_meter import accounts, dal
+    from usage_meter.domain import accounts
+    from usage_meter.store import accounts as account_store
 
     accounts.seed_default_plans()
-    if dal.get_developer(DEMO_DEVELOPER) is None:
+    if account_store.get_developer(DEMO_DEVELOPER) is None:
         accounts.create_developer("Demo developer", "pro", DEMO_DEVELOPER)
     if keys_file.exists():
         keys: dict[str, str] = json.loads(keys_file.read_text())
-        stored = [dal.get_key(accounts.hash_key(k)) for k in keys.values()]
+        stored = [account_store.get_key(accounts.hash_key(k)) for k in keys.values()]
         if all(record is not None and record.status == "active" for record in stored):
             return keys
     keys = {

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
+
+from pydantic import ValidationError
 
 
 class UsageMeterError(Exception):
@@ -74,3 +77,28 @@ class Busy(UsageMeterError):
 
     status = 503
     code = "temporarily_unavailable"
+
+
+def describe_validation(
+    errors: Iterable[Mapping[str, Any]], *, skip: Container[object] = ()
+) -> tuple[str, list[dict[str, Any]]]:
+    """Pydantic's (or the resolver's) validation errors as our message and details list: one
+    home for turning field errors into text, with the field paths (minus `skip` parts)."""
+    details = [
+        {
+            "field": ".".join(str(part) for part in e.get("loc", ()) if part not in skip) or "body",
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+    return message, details
+
+
+def validation_failed(exc: ValidationError, *, code: str = "validation_error") -> ValidationFailed:
+    """A pydantic ValidationError as the 422 a client sees."""
+    message, details = describe_validation(
+        exc.errors(include_url=False, include_input=False, include_context=False)
+    )
+    return ValidationFailed(message, code=code, details=details)

@@ -55,9 +55,11 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from usage_meter import jsonutil
+from usage_meter.domain.identity import authorizer_context
+from usage_meter.domain.tracking import track
 from usage_meter.errors import UsageMeterError
-from usage_meter.models import MAX_QUANTITY, METRIC_PATTERN, EventBatchIn, Identity
-from usage_meter.tracking import track
+from usage_meter.models.accounts import Identity
+from usage_meter.models.wire import MAX_QUANTITY, METRIC_PATTERN, EventBatchIn
 
 # Not a child logger: a provider's function may have no Powertools Logger of its own, and the
 # warnings must still come out as structured JSON. With one, both share the service's logger.
@@ -121,7 +123,7 @@ class _Skip(Exception):
 # ---- expressions ----------------------------------------------------------------------------
 
 
-def _code_only(source: str) -> str:
+def code_only(source: str) -> str:
     """The expression with the contents of string and bytes literals and of comments blanked,
     so that a scan for macro calls sees code only (`'.map('` is text, not a call)."""
     out = list(source)
@@ -185,7 +187,7 @@ def compile_expression(source: str, allowed: frozenset[str]) -> Expression:
         program = cel.compile(source)
     except ValueError as exc:
         raise MeteringConfigError(f"metering expression {source!r} does not compile: {exc}") from exc
-    code = _code_only(source)
+    code = code_only(source)
     macro = _MACRO_CALL.search(code)
     if macro is not None:
         raise MeteringConfigError(
@@ -447,10 +449,8 @@ class Exchange:
 def developer_from_authorizer(event: Event) -> str | None:
     """`requestContext.authorizer.lambda.developerId`: where the Usage Meter authorizer (or any
     Lambda authorizer with the same context) puts the calling developer."""
-    context = event.get("requestContext")
-    authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
-    lambda_context = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
-    value = lambda_context.get("developerId") if isinstance(lambda_context, Mapping) else None
+    lambda_context = authorizer_context(event) or {}
+    value = lambda_context.get("developerId")
     return value if isinstance(value, str) and value else None
 
 

@@ -13,11 +13,13 @@ import string
 
 from pydantic import BaseModel, ValidationError
 
-from usage_meter import clock, dal
+from usage_meter.domain import clock
+from usage_meter.domain.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
 from usage_meter.errors import NotFound, ValidationFailed
-from usage_meter.models import DEVELOPER_ID_PATTERN, ApiKeyRecord, Developer, Plan, Role
-from usage_meter.periods import format_timestamp
-from usage_meter.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
+from usage_meter.models.accounts import ApiKeyRecord, Developer, Plan, Role
+from usage_meter.models.timestamps import format_timestamp
+from usage_meter.models.wire import DEVELOPER_ID_PATTERN
+from usage_meter.store import accounts as account_store
 
 KEY_PREFIX = "um_live_"
 KEY_BODY_LENGTH = 32
@@ -47,7 +49,7 @@ def is_well_formed(key: str) -> bool:
 
 def plans() -> list[Plan]:
     """Stored plans, with the defaults for any name not stored (so a fresh stack has free/pro/enterprise)."""
-    stored = {plan.name: plan for plan in dal.list_plans()}
+    stored = {plan.name: plan for plan in account_store.list_plans()}
     merged = {plan.name: plan for plan in DEFAULT_PLANS} | stored
     return [merged[name] for name in sorted(merged)]
 
@@ -60,16 +62,16 @@ def _require_plan(name: str) -> None:
 
 def put_plan(plan: Plan) -> Plan:
     """Create or replace a plan; developers on it get its limits from their next request."""
-    dal.put_plan(plan)
+    account_store.put_plan(plan)
     return plan
 
 
 def seed_default_plans() -> list[Plan]:
     """Store the default plans that are not stored yet (never overwrites an edited plan)."""
-    stored = {plan.name for plan in dal.list_plans()}
+    stored = {plan.name for plan in account_store.list_plans()}
     added = [plan for plan in DEFAULT_PLANS if plan.name not in stored]
     for plan in added:
-        dal.put_plan(plan)
+        account_store.put_plan(plan)
     return added
 
 
@@ -85,12 +87,12 @@ def create_developer(name: str, plan: str = DEFAULT_PLAN, developer_id: str | No
     except ValidationError as exc:
         fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValidationFailed(f"invalid developer: {fields}", code="invalid_developer") from exc
-    dal.put_developer(developer)
+    account_store.put_developer(developer)
     return developer
 
 
 def get_developer(developer_id: str) -> Developer:
-    developer = dal.get_developer(developer_id)
+    developer = account_store.get_developer(developer_id)
     if developer is None:
         raise NotFound(f"no developer {developer_id}", code="developer_not_found")
     return developer
@@ -98,7 +100,7 @@ def get_developer(developer_id: str) -> Developer:
 
 def set_plan(developer_id: str, plan: str) -> Developer:
     _require_plan(plan)
-    dal.set_developer_plan(developer_id, plan)
+    account_store.set_developer_plan(developer_id, plan)
     return get_developer(developer_id)
 
 
@@ -113,14 +115,14 @@ def create_key(developer_id: str, role: Role = "developer") -> CreatedKey:
         status="active",
         created_at=format_timestamp(clock.now()),
     )
-    dal.put_key(record)
+    account_store.put_key(record)
     return CreatedKey(key=key, record=record)
 
 
 def list_keys(developer_id: str) -> list[ApiKeyRecord]:
     get_developer(developer_id)
-    return dal.list_keys(developer_id)
+    return account_store.list_keys(developer_id)
 
 
 def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
-    return dal.revoke_key(developer_id, key_id)
+    return account_store.revoke_key(developer_id, key_id)

@@ -10,21 +10,21 @@ with 401 in the API's own error shape (API Gateway's own 401/403 bodies cannot b
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
-from usage_meter import clock, dal
-from usage_meter.accounts import hash_key, is_well_formed
-from usage_meter.models import ApiKeyRecord
-from usage_meter.periods import format_timestamp
+from usage_meter.domain import clock
+from usage_meter.domain.accounts import hash_key, is_well_formed
+from usage_meter.models.accounts import ApiKeyRecord
+from usage_meter.models.timestamps import format_timestamp
+from usage_meter.settings import settings
+from usage_meter.store import accounts as account_store
 
 logger = Logger(child=True)
 
-MAX_CACHE_SECONDS = 60.0
 MAX_CACHE_ENTRIES = 10_000
 
 
@@ -45,11 +45,8 @@ _cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
 
 
 def cache_seconds() -> float:
-    try:
-        configured = float(os.environ.get("KEY_CACHE_SECONDS", MAX_CACHE_SECONDS))
-    except ValueError:
-        configured = MAX_CACHE_SECONDS
-    return max(0.0, min(configured, MAX_CACHE_SECONDS))
+    """How long a lookup is trusted: KEY_CACHE_SECONDS, at most 60."""
+    return settings().key_cache_seconds
 
 
 def clear_cache() -> None:
@@ -97,13 +94,13 @@ def _lookup(key_hash: str) -> ApiKeyRecord | None:
     cached = _cache.get(key_hash)
     if cached and cached[0] > now:
         return cached[1]
-    record = dal.get_key(key_hash)
+    record = account_store.get_key(key_hash)
     if len(_cache) >= MAX_CACHE_ENTRIES:
         _evict(now)
     _cache[key_hash] = (now + cache_seconds(), record)
     if record is not None and record.status == "active":
         try:
-            dal.touch_key(record, format_timestamp(clock.now()))
+            account_store.touch_key(record, format_timestamp(clock.now()))
         except Exception:  # last-used is informational: never fail a request on it
             logger.warning("could not record key use", extra={"keyId": record.key_id})
     return record

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from usage_meter import dal
+from usage_meter.domain.plans import get_plan
 from usage_meter.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from usage_meter.models import Developer, Identity, Plan
-from usage_meter.plans import get_plan
+from usage_meter.models.accounts import Developer, Identity, Plan
+from usage_meter.store import accounts as account_store
 
 _AUTH_ERRORS = {
     "missing_key": "missing API key",
@@ -17,6 +18,15 @@ _AUTH_ERRORS = {
     "unknown_key": "unknown API key",
     "revoked_key": "revoked API key",
 }
+
+
+def authorizer_context(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`requestContext.authorizer.lambda` of a payload-2.0 event: where a Lambda authorizer
+    puts what it resolved (the one place that walks it)."""
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
+    found = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
+    return dict(found) if isinstance(found, Mapping) else None
 
 
 def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
@@ -45,7 +55,7 @@ class DeveloperResolver:
     def developer(self, developer_id: str) -> Developer | None:
         """The developer's profile, read once per request (strongly consistent)."""
         if developer_id not in self._developers:
-            self._developers[developer_id] = dal.get_developer(developer_id)
+            self._developers[developer_id] = account_store.get_developer(developer_id)
         return self._developers[developer_id]
 
     def plan(self, developer_id: str) -> Plan | None:

@@ -1,15 +1,18 @@
-"""UTC days, ISO weeks and calendar-month billing periods, and RFC 3339 parsing/formatting."""
+"""UTC days, ISO weeks, calendar-month billing periods, and the backdating window."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
-)
+BACKDATE_WINDOW = timedelta(days=35)
+"""How old an event may be: its day and billing period may still change that long after."""
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""How far ahead of the service's clock an event's timestamp may be (client clock skew)."""
+RETENTION = BACKDATE_WINDOW + timedelta(days=1)
+"""How long an idempotency key is kept and the rollup looks back: a retry of the oldest event
+that may still be accepted is still recognised, and its day still summed."""
 
 
 class Period(BaseModel):
@@ -29,33 +32,6 @@ class Period(BaseModel):
     def last_day(self) -> date:
         """Last UTC day inside the period (end is exclusive)."""
         return (self.end - timedelta(days=1)).date()
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp (offset required) into an aware UTC datetime.
-
-    Stricter than datetime.fromisoformat: no dates without times, no missing offsets, no
-    week dates, so that "when" an event happened is never guessed.
-    """
-    match = _RFC3339.fullmatch(text)  # not match(): "$" would accept a trailing newline
-    if not match:
-        raise ValueError("timestamp must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
-    fraction = (match.group(7) or "")[:7]  # at most microseconds, truncated not rounded
-    offset = match.group(8).upper()
-    normalized = f"{text[:19]}{fraction}{'+00:00' if offset == 'Z' else offset}"
-    parsed = datetime.fromisoformat(normalized.replace("t", "T"))
-    return parsed.astimezone(UTC)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """UTC, millisecond precision, trailing Z: the one timestamp format the API answers with."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def format_instant(moment: datetime) -> str:
-    """Period bounds: whole seconds, trailing Z (2026-11-01T00:00:00Z)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def day_key(moment: datetime | date) -> str:

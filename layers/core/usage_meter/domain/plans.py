@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from usage_meter import dal
-from usage_meter.models import MetricLimit, Plan
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
 
 DEFAULT_PLAN = "free"
 
@@ -39,7 +39,7 @@ DEFAULT_PLANS: tuple[Plan, ...] = (
 
 def get_plan(name: str) -> Plan | None:
     """A stored plan, else the default of that name (so a fresh stack has free/pro/enterprise)."""
-    return dal.get_plan(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
+    return account_store.get_plan(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
 
 
 def metric_limit(plan: Plan | None, metric: str) -> MetricLimit | None:

@@ -36,20 +36,21 @@ Drift
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Context, Decimal, Inexact
 from functools import partial
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from usage_meter import clock, dal
-from usage_meter.models import (
+from usage_meter.domain import clock
+from usage_meter.domain.periods import RETENTION, day_key, days_between, month_key, month_period
+from usage_meter.models.records import (
     MAX_REPORTED_DRIFTS,
     Counter,
     DriftOut,
@@ -57,12 +58,18 @@ from usage_meter.models import (
     RollupReport,
     RollupRequest,
 )
-from usage_meter.periods import day_key, days_between, format_timestamp, month_key, month_period
+from usage_meter.models.timestamps import format_timestamp
+from usage_meter.settings import settings
+from usage_meter.store import counters as counter_store
+from usage_meter.store import keys as store_keys
+from usage_meter.store import summaries as summary_store
+
+T = TypeVar("T")
 
 logger = Logger(child=True)
 metrics = Metrics()
 
-LOOKBACK_DAYS = 36  # the backdating window (35 days) plus one: see the module docstring
+LOOKBACK_DAYS = RETENTION.days  # the backdating window plus one day: see the module docstring
 DEFAULT_WORKERS = 8
 MAX_WORKERS = 10  # botocore's connection pool holds 10 connections per client
 
@@ -92,18 +99,13 @@ class _Outcome:
     drifts: list[DriftOut] = field(default_factory=list)
 
 
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    return int(text) if text else default
-
-
 def window(now: datetime, on: date | None = None, lookback_days: int | None = None) -> tuple[date, date]:
     """The days a run covers: `on`'s whole month, or LOOKBACK_DAYS back from today to tomorrow."""
     if on is not None:
         month = month_period(on)
         return month.first_day, month.last_day
     today = now.date()
-    back = lookback_days if lookback_days is not None else _env_int("ROLLUP_LOOKBACK_DAYS", LOOKBACK_DAYS)
+    back = lookback_days if lookback_days is not None else LOOKBACK_DAYS
     return today - timedelta(days=max(back, 0)), today + timedelta(days=1)
 
 
@@ -152,14 +154,14 @@ def _read(
     drifted: list[str] = []
     after: dict[str, _Sum] = {}
     for _attempt in range(2):
-        before = _as_sums(dal.month_counters(developer_id, month))
-        sums = _sum_days(dal.day_counters(developer_id, first_day, last_day))
+        before = _as_sums(counter_store.month_counters(developer_id, month))
+        sums = _sum_days(counter_store.day_counters(developer_id, first_day, last_day))
         suspects = sorted(
             m for m in before.keys() | sums.keys() if not _same(before.get(m, _ZERO), sums.get(m, _ZERO))
         )
         if not suspects:
             return sums, []
-        after = _as_sums(dal.month_counters(developer_id, month))
+        after = _as_sums(counter_store.month_counters(developer_id, month))
         drifted = [
             m for m in suspects if not _between(before.get(m, _ZERO), sums.get(m, _ZERO), after.get(m, _ZERO))
         ]
@@ -187,7 +189,7 @@ def roll_up(developer_id: str, month: str, now: datetime) -> _Outcome:
     summary that changed)."""
     period = month_period(date.fromisoformat(f"{month}-01"))
     sums, drifts = _read(developer_id, month, day_key(period.first_day), day_key(period.last_day))
-    stored = {s.metric: s for s in dal.month_summaries(developer_id, month)}
+    stored = {s.metric: s for s in summary_store.month_summaries(developer_id, month)}
     outcome = _Outcome(drifts=drifts)
     rolled_up_at = format_timestamp(now)
     for metric, total in sorted(sums.items()):
@@ -205,7 +207,7 @@ def roll_up(developer_id: str, month: str, now: datetime) -> _Outcome:
         old = stored.get(metric)
         if old is not None and (old.same_content(summary) or old.events > summary.events):
             outcome.unchanged += 1  # as it is, or newer (a concurrent run read later)
-        elif dal.put_summary(summary):
+        elif summary_store.put_summary(summary):
             outcome.written += 1
         else:
             outcome.unchanged += 1  # a concurrent run stored the same or a newer one first
@@ -213,17 +215,108 @@ def roll_up(developer_id: str, month: str, now: datetime) -> _Outcome:
 
 
 Task = Callable[[str, str, datetime], _Outcome]
+Pair = tuple[str, str]  # (developer, month)
+
+
+class InlineExecutor(Executor):
+    """Runs each task at once in the calling thread: the one-worker run (and moto, which is
+    not thread-safe) goes through the same code as the thread pool."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 def _listing(day: str, shard: int) -> list[str]:
     """Every developer of one day's shard of the index (all pages)."""
-    return [developer_id for page in dal.active_developers(day, shard) for developer_id in page]
+    return [developer_id for page in summary_store.active_developers(day, shard) for developer_id in page]
 
 
-def _shards_in_turn(day: str) -> Iterator[list[str]]:
-    """One day's shards, one page at a time (the single-threaded path)."""
-    for shard in range(dal.ACTIVITY_SHARDS):
-        yield from dal.active_developers(day, shard)
+@dataclass
+class _Run:
+    """The state of one run: the pairs seen, the totals, the failures."""
+
+    now: datetime
+    days: list[date]
+    executor: Executor
+    task: Task
+    seen: set[Pair] = field(default_factory=set)
+    developers: set[str] = field(default_factory=set)
+    total: _Outcome = field(default_factory=_Outcome)
+    failed: int = 0
+
+    def pairs(self) -> Iterator[Pair]:
+        """New (developer, month) pairs, day by day; each day's index shards are read at once."""
+        for day in self.days:
+            month = month_key(day)
+            shards = range(store_keys.ACTIVITY_SHARDS)
+            for listing in self.executor.map(partial(_listing, day_key(day)), shards):
+                for developer_id in listing:
+                    if (developer_id, month) not in self.seen:
+                        self.seen.add((developer_id, month))
+                        self.developers.add(developer_id)
+                        yield developer_id, month
+
+    def execute(self, window: int) -> None:
+        """Roll up every pair, at most `window` at a time in flight (the index may list any number)."""
+        pending: dict[Future[_Outcome], Pair] = {}
+        for pair in self.pairs():
+            pending[self.executor.submit(self.task, *pair, self.now)] = pair
+            if len(pending) >= window:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                self.harvest(done, pending)
+        self.harvest(list(pending), pending)
+
+    def harvest(self, futures: Iterable[Future[_Outcome]], pending: dict[Future[_Outcome], Pair]) -> None:
+        for future in futures:
+            pair = pending.pop(future)
+            error = future.exception()
+            if error is not None:
+                self.failed += 1
+                logger.error(
+                    "rollup of a developer-month failed",
+                    extra={"developerId": pair[0], "month": pair[1], "error": repr(error)},
+                )
+                continue
+            outcome = future.result()
+            self.total.summaries += outcome.summaries
+            self.total.written += outcome.written
+            self.total.unchanged += outcome.unchanged
+            self.total.drifts.extend(outcome.drifts)
+
+    def report(self, first: date, last: date, started: float) -> RollupReport:
+        drifts = self.total.drifts
+        for drift in drifts:
+            logger.warning("month counter drifts from the sum of its days", extra=drift.wire())
+        metrics.add_metric(name="RollupDrift", unit=MetricUnit.Count, value=len(drifts))
+        metrics.add_metric(name="RollupSummariesWritten", unit=MetricUnit.Count, value=self.total.written)
+        metrics.add_metric(name="RollupDevelopers", unit=MetricUnit.Count, value=len(self.developers))
+        metrics.add_metric(name="RollupFailures", unit=MetricUnit.Count, value=self.failed)
+        return RollupReport(
+            first_day=day_key(first),
+            last_day=day_key(last),
+            days=len(self.days),
+            months=sorted({month_key(day) for day in self.days}),
+            developers=len(self.developers),
+            developer_months=len(self.seen),
+            summaries=self.total.summaries,
+            summaries_written=self.total.written,
+            summaries_unchanged=self.total.unchanged,
+            drift=len(drifts),
+            drifts=sorted(drifts, key=lambda d: (d.developer_id, d.month, d.metric))[:MAX_REPORTED_DRIFTS],
+            failed=self.failed,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+
+def worker_count(asked: int | None = None) -> int:
+    """Threads of a run: as asked, else ROLLUP_WORKERS (default 8); at most botocore's pool."""
+    configured = asked if asked is not None else settings().rollup_workers
+    return min(max(configured if configured is not None else DEFAULT_WORKERS, 1), MAX_WORKERS)
 
 
 def run(
@@ -231,100 +324,32 @@ def run(
     *,
     lookback_days: int | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     task: Task = roll_up,
 ) -> RollupReport:
     """One rollup run over the window of `request` (see the module docstring).
 
-    Developer-months are rolled up by a pool of `workers` threads (ROLLUP_WORKERS, default 8)
-    while the index is still being read. A developer-month that fails is logged and counted
-    in `failed`; the caller fails the run then, so that it is retried (what was written is
-    correct either way). Failing to read the index raises at once.
+    Developer-months are rolled up on `executor` (default: a pool of `worker_count(workers)`
+    threads, or the calling thread for one) while the index is still being read. A developer-month that
+    fails is logged and counted in `failed`; the caller fails the run then, so that it is
+    retried (what was written is correct either way). Failing to read the index raises at once.
     """
     started = time.monotonic()
     now = clock.now()
+    if lookback_days is None:
+        lookback_days = settings().rollup_lookback_days
     first, last = window(now, request.date if request else None, lookback_days)
-    days = days_between(first, last)
-    count = workers if workers is not None else _env_int("ROLLUP_WORKERS", DEFAULT_WORKERS)
-    count = min(max(count, 1), MAX_WORKERS)
-    seen: set[tuple[str, str]] = set()
-    developers: set[str] = set()
-    total = _Outcome()
-    failed = 0
-
-    def settle(pair: tuple[str, str], outcome: _Outcome | BaseException) -> None:
-        nonlocal failed
-        if isinstance(outcome, BaseException):
-            failed += 1
-            logger.error(
-                "rollup of a developer-month failed",
-                extra={"developerId": pair[0], "month": pair[1], "error": repr(outcome)},
-            )
-            return
-        total.summaries += outcome.summaries
-        total.written += outcome.written
-        total.unchanged += outcome.unchanged
-        total.drifts.extend(outcome.drifts)
-
-    def pairs(listings: Callable[[str], Iterable[list[str]]]) -> Iterator[tuple[str, str]]:
-        """New (developer, month) pairs, day by day; `listings(day)` lists each shard's developers."""
-        for day in days:
-            month = month_key(day)
-            for listing in listings(day_key(day)):
-                for developer_id in listing:
-                    if (developer_id, month) not in seen:
-                        seen.add((developer_id, month))
-                        developers.add(developer_id)
-                        yield developer_id, month
-
-    if count == 1:
-        for pair in pairs(_shards_in_turn):
-            try:
-                settle(pair, task(*pair, now))
-            except Exception as exc:
-                settle(pair, exc)
-    else:
-        with (
-            ThreadPoolExecutor(max_workers=count, thread_name_prefix="rollup") as pool,
-            ThreadPoolExecutor(max_workers=dal.ACTIVITY_SHARDS, thread_name_prefix="index") as index,
-        ):
-            pending: dict[Future[_Outcome], tuple[str, str]] = {}
-
-            def harvest(futures: Iterable[Future[_Outcome]]) -> None:
-                for future in futures:
-                    pair = pending.pop(future)
-                    error = future.exception()
-                    settle(pair, error if error is not None else future.result())
-
-            def shards_at_once(day: str) -> Iterator[list[str]]:
-                return index.map(partial(_listing, day), range(dal.ACTIVITY_SHARDS))
-
-            for pair in pairs(shards_at_once):
-                pending[pool.submit(task, *pair, now)] = pair
-                if len(pending) >= count * 4:  # bounded: the index may list any number
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    harvest(done)
-            harvest(list(pending))
-
-    for drift in total.drifts:
-        logger.warning("month counter drifts from the sum of its days", extra=drift.wire())
-    metrics.add_metric(name="RollupDrift", unit=MetricUnit.Count, value=len(total.drifts))
-    metrics.add_metric(name="RollupSummariesWritten", unit=MetricUnit.Count, value=total.written)
-    metrics.add_metric(name="RollupDevelopers", unit=MetricUnit.Count, value=len(developers))
-    metrics.add_metric(name="RollupFailures", unit=MetricUnit.Count, value=failed)
-    report = RollupReport(
-        first_day=day_key(first),
-        last_day=day_key(last),
-        days=len(days),
-        months=sorted({month_key(day) for day in days}),
-        developers=len(developers),
-        developer_months=len(seen),
-        summaries=total.summaries,
-        summaries_written=total.written,
-        summaries_unchanged=total.unchanged,
-        drift=len(total.drifts),
-        drifts=sorted(total.drifts, key=lambda d: (d.developer_id, d.month, d.metric))[:MAX_REPORTED_DRIFTS],
-        failed=failed,
-        duration_ms=int((time.monotonic() - started) * 1000),
+    count = worker_count(workers)
+    own = executor is None
+    pool = executor or (
+        InlineExecutor() if count == 1 else ThreadPoolExecutor(count, thread_name_prefix="rollup")
     )
+    state = _Run(now=now, days=days_between(first, last), executor=pool, task=task)
+    try:
+        state.execute(window=count * 4)
+    finally:
+        if own:
+            pool.shutdown()
+    report = state.report(first, last, started)
     logger.info("rollup finished", extra=report.model_dump(mode="json", by_alias=True, exclude={"drifts"}))
     return report

@@ -8,32 +8,34 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from usage_meter import clock, dal
-from usage_meter.errors import ValidationFailed
-from usage_meter.identity import DeveloperResolver
-from usage_meter.models import (
-    Counter,
-    CurrentUsageResponse,
-    EntitlementResponse,
-    HistoryEntry,
-    HistoryResponse,
-    Identity,
-    MetricUsage,
-    PeriodOut,
-    RateLimit,
-)
-from usage_meter.periods import (
+from usage_meter.domain import clock
+from usage_meter.domain.identity import DeveloperResolver
+from usage_meter.domain.periods import (
     Period,
     day_key,
     day_period,
     days_between,
-    format_instant,
     month_period,
     months_between,
     range_period,
     week_period,
 )
-from usage_meter.plans import metric_limit, percentage_used, remaining
+from usage_meter.domain.plans import metric_limit, percentage_used, remaining
+from usage_meter.errors import ValidationFailed
+from usage_meter.models.accounts import Identity
+from usage_meter.models.records import Counter
+from usage_meter.models.timestamps import format_instant
+from usage_meter.models.wire import (
+    CurrentUsageResponse,
+    EntitlementResponse,
+    HistoryEntry,
+    HistoryResponse,
+    MetricUsage,
+    PeriodOut,
+    RateLimit,
+)
+from usage_meter.store import counters as counter_store
+from usage_meter.store import keys as store_keys
 
 MAX_RANGE_DAYS = 366
 DEFAULT_HISTORY_DAYS = 30
@@ -76,16 +78,16 @@ def current_usage(
         raise ValidationFailed("use either period or startDate/endDate", code="invalid_range")
 
     billing = month_period(now)
-    billing_counters = dal.month_counters(target, billing.key)
+    billing_counters = counter_store.month_counters(target, billing.key)
     selected: Period
     counters: list[Counter]
     if start_date or end_date:
         first, last = _date_range(start_date, end_date, today)
         selected = range_period(first, last)
-        counters = dal.day_counters(target, day_key(first), day_key(last))
+        counters = counter_store.day_counters(target, day_key(first), day_key(last))
     elif period in ("day", "week"):
         selected = day_period(now) if period == "day" else week_period(now)
-        counters = dal.day_counters(target, day_key(selected.first_day), day_key(selected.last_day))
+        counters = counter_store.day_counters(target, day_key(selected.first_day), day_key(selected.last_day))
     else:
         selected = billing
         counters = billing_counters
@@ -114,7 +116,7 @@ def current_usage(
             percentage_used=percentage_used(limit, used),
         )
 
-    minute = dal.minute_counter(target, now.strftime("%Y-%m-%dT%H:%M"))
+    minute = counter_store.minute_counter(target, store_keys.minute_key(now))
     developer = resolve.developer(target)
     return CurrentUsageResponse(
         developer_id=target,
@@ -139,7 +141,7 @@ def entitlement(identity: Identity, metric: str, *, developer_id: str | None = N
     now = clock.now()
     billing = month_period(now)
     allowance = metric_limit(resolve.plan(target), metric)
-    counter = dal.month_counter(target, billing.key, metric)
+    counter = counter_store.month_counter(target, billing.key, metric)
     used = counter.consumed if counter else Decimal(0)
     limit = allowance.limit if allowance else None
     used_up = (
@@ -183,7 +185,7 @@ def usage_history(
     per_step: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     events: dict[str, int] = defaultdict(int)
     seen: set[str] = {metric} if metric else set()
-    for counter in dal.day_counters(target, day_key(first), day_key(last)):
+    for counter in counter_store.day_counters(target, day_key(first), day_key(last)):
         if metric and counter.metric != metric:
             continue
         step = counter.key if granularity == "day" else counter.key[:7]

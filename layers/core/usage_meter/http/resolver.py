@@ -1,8 +1,8 @@
-"""The HTTP layer shared by every function: resolver factory, routes, error mapping.
+"""The resolver every HTTP function uses: validation on, exact decimals, one error shape.
 
 Each function's app.py builds a resolver with `make_resolver()` and includes only its own
-router, so a cold start imports only what that function needs; the docs function includes
-all of them to publish the OpenAPI document.
+router (one module of this package per function), so a cold start imports only what that
+function needs; the docs function includes all of them to publish the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -11,38 +11,25 @@ import binascii
 from collections.abc import Mapping
 from datetime import date
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from usage_meter import jsonutil
-from usage_meter.errors import UsageMeterError
-from usage_meter.identity import identity_from_authorizer
-from usage_meter.models import (
-    DEVELOPER_ID_PATTERN,
-    METRIC_PATTERN,
-    CurrentUsageResponse,
-    EntitlementResponse,
-    ErrorResponse,
-    HistoryResponse,
-    Identity,
-    TrackBody,
-    TrackResponse,
-)
-from usage_meter.tracking import track, validation_error_detail
-from usage_meter.usage import current_usage, entitlement, usage_history
+from usage_meter.domain.identity import authorizer_context, identity_from_authorizer
+from usage_meter.errors import UsageMeterError, describe_validation, validation_failed
+from usage_meter.models.accounts import Identity
+from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse
 
 logger = Logger(child=True)
 
-API_TITLE = "Usage Meter API"
-API_VERSION = "1.0.0"
 JSON = "application/json"
 
 _ERRORS: dict[int | HTTPStatus, Any] = {
@@ -60,7 +47,7 @@ _ERRORS: dict[int | HTTPStatus, Any] = {
 }
 
 
-def _ok(model: type[BaseModel], description: str) -> dict[int | HTTPStatus, Any]:
+def ok_responses(model: type[BaseModel], description: str) -> dict[int | HTTPStatus, Any]:
     return {200: {"description": description, "content": {JSON: {"model": model}}}, **_ERRORS}
 
 
@@ -108,9 +95,8 @@ class UsageMeterResolver(APIGatewayHttpResolver):
         if self.authenticated:
             # who calls is settled before anything about the request is: an anonymous caller
             # gets 401, never validation details
-            authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
             try:
-                identity_from_authorizer(authorizer.get("lambda"))
+                identity_from_authorizer(authorizer_context(event))
             except UsageMeterError as exc:
                 return _raw_error(exc.status, exc.code, exc.message)
         headers = event.get("headers") or {}
@@ -145,21 +131,13 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
                 if reason == jsonutil.NOT_AN_OBJECT:
                     return error_response(422, "validation_error", f"body: {reason}")
                 return error_response(400, "invalid_json", f"the body is not valid JSON: {reason}")
-        details = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("event", "batch")),
-                "message": e.get("msg", ""),
-                "type": e.get("type", ""),
-            }
-            for e in errors
-        ]
-        message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+        message, details = describe_validation(errors, skip=("event", "batch"))
         return error_response(422, "validation_error", message, details)
 
     @app.exception_handler(ValidationError)
     def _invalid_model(exc: ValidationError) -> Response[str]:
-        detail = validation_error_detail(exc)
-        return error_response(422, detail.code, detail.message, detail.details)
+        refused = validation_failed(exc)
+        return error_response(422, refused.code, refused.message, refused.details)
 
     @app.exception_handler([binascii.Error, UnicodeDecodeError])
     def _undecodable(exc: Exception) -> Response[str]:
@@ -172,9 +150,9 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     return app
 
 
-def _identity(router: APIGatewayHttpRouter) -> Identity:
-    authorizer = router.current_event.request_context.authorizer
-    return identity_from_authorizer(authorizer.get_lambda if authorizer else None)
+def caller(router: APIGatewayHttpRouter) -> Identity:
+    """Who calls the route being served, as the authorizer resolved it."""
+    return identity_from_authorizer(authorizer_context(router.current_event.raw_event))
 
 
 DeveloperIdQuery = Annotated[
@@ -185,135 +163,3 @@ StartDateQuery = Annotated[date | None, Query(alias="startDate", description="Fi
 EndDateQuery = Annotated[
     date | None, Query(alias="endDate", description="Last day, inclusive (default today)")
 ]
-
-# ---- POST /v1/usage/events ---------------------------------------------------------------
-
-track_router = APIGatewayHttpRouter()
-
-
-@track_router.post(
-    "/v1/usage/events",
-    summary="Record usage events",
-    description=(
-        'One event, or {"events": [...]} with 1-100. An event with an idempotency key is counted '
-        "exactly once; a duplicate answers the original outcome."
-    ),
-    responses={
-        **_ok(TrackResponse, "One result per event, in order"),
-        409: {
-            "description": "Idempotency key reused with another payload",
-            "content": {JSON: {"model": ErrorResponse}},
-        },
-    },
-    tags=["usage"],
-)
-def post_events(
-    body: Annotated[TrackBody, Body()],
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="idempotency-key", min_length=1, max_length=255, description="Single event only"),
-    ] = None,
-) -> Response[str]:
-    answer = track(_identity(track_router), body, header_key=idempotency_key)
-    payload = answer.wire()
-    payload["results"] = [r.model_dump(by_alias=True, exclude_none=True) for r in answer.results]
-    if answer.usage is None:
-        payload.pop("usage")
-    return json_response(200, payload)
-
-
-# ---- GET /v1/usage -------------------------------------------------------------------------
-
-current_router = APIGatewayHttpRouter()
-
-
-@current_router.get(
-    "/v1/usage",
-    summary="Usage of the current billing period",
-    responses=_ok(CurrentUsageResponse, "Usage per metric with limits and remaining quota"),
-    tags=["usage"],
-)
-def get_current(
-    developer_id: DeveloperIdQuery = None,
-    metric: MetricQuery = None,
-    period: Annotated[
-        Literal["day", "week", "month"] | None, Query(description="Default: billing period")
-    ] = None,
-    start_date: StartDateQuery = None,
-    end_date: EndDateQuery = None,
-) -> Response[str]:
-    answer = current_usage(
-        _identity(current_router),
-        developer_id=developer_id,
-        metric=metric,
-        period=period,
-        start_date=start_date,
-        end_date=end_date,
-    )
-    return json_response(200, answer.wire())
-
-
-# ---- GET /v1/usage/history -----------------------------------------------------------------
-
-history_router = APIGatewayHttpRouter()
-
-
-@history_router.get(
-    "/v1/usage/history",
-    summary="Daily or monthly usage history, zero-filled",
-    responses=_ok(HistoryResponse, "Entries oldest first, one per day (or month) of the range"),
-    tags=["usage"],
-)
-def get_history(
-    developer_id: DeveloperIdQuery = None,
-    metric: MetricQuery = None,
-    days: Annotated[int | None, Query(ge=1, le=366, description="Last N days (default 30)")] = None,
-    start_date: StartDateQuery = None,
-    end_date: EndDateQuery = None,
-    granularity: Annotated[Literal["day", "month"], Query()] = "day",
-) -> Response[str]:
-    answer = usage_history(
-        _identity(history_router),
-        developer_id=developer_id,
-        metric=metric,
-        days=days,
-        start_date=start_date,
-        end_date=end_date,
-        granularity=granularity,
-    )
-    return json_response(200, answer.wire())
-
-
-# ---- GET /v1/entitlements/{metric} -----------------------------------------------------------
-
-entitlements_router = APIGatewayHttpRouter()
-
-
-@entitlements_router.get(
-    "/v1/entitlements/<metric>",
-    summary="May the developer use a metric now?",
-    description="hasAccess is false when the plan does not include the metric or a hard limit is used up.",
-    responses=_ok(EntitlementResponse, "Access, consumption and what remains in the billing period"),
-    tags=["usage"],
-)
-def get_entitlement(
-    metric: Annotated[str, Path(pattern=METRIC_PATTERN)],
-    developer_id: DeveloperIdQuery = None,
-) -> Response[str]:
-    answer = entitlement(_identity(entitlements_router), metric, developer_id=developer_id)
-    return json_response(200, answer.wire())
-
-
-ALL_ROUTERS = (track_router, current_router, history_router, entitlements_router)
-
-
-def openapi_document() -> str:
-    """The whole API's OpenAPI document (what GET /v1/openapi.json serves and openapi.json holds)."""
-    app = make_resolver(authenticated=False)
-    for router in ALL_ROUTERS:
-        app.include_router(router)
-    return app.get_openapi_json_schema(
-        title=API_TITLE,
-        version=API_VERSION,
-        description="Exact usage metering: idempotent tracking, current usage, history.",
-    )

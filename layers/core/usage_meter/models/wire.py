@@ -1,8 +1,7 @@
-"""Pydantic models of every request, response and stored item (camelCase on the wire)."""
+"""What crosses the API: requests, answers and their field rules (camelCase on the wire)."""
 
 from __future__ import annotations
 
-from datetime import date as date_type
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from usage_meter import jsonutil
-from usage_meter.periods import parse_rfc3339
+from usage_meter.models.timestamps import parse_rfc3339
 
 METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 DEVELOPER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -30,7 +29,6 @@ MAX_METADATA_BYTES = 2048
 MAX_IDEMPOTENCY_KEY = 255
 MAX_METADATA_DEPTH = 32
 
-Role = Literal["developer", "service"]
 EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
 
 
@@ -236,174 +234,3 @@ class HistoryResponse(ApiModel):
     developer_id: str
     granularity: Literal["day", "month"]
     entries: list[HistoryEntry]
-
-
-# ---- identity and stored items ----------------------------------------------------------
-
-
-class Identity(BaseModel):
-    """Who is calling, as the authorizer resolved it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    developer_id: DeveloperId
-    role: Role
-
-
-class IdempotencyRecord(BaseModel):
-    """The stored outcome of a keyed event; a duplicate answers from it."""
-
-    developer_id: str
-    idempotency_key: str
-    payload_hash: str
-    metric: str
-    quantity: Decimal
-    event_time: str
-    day: str
-    period: str
-    recorded_at: str
-    expires_at: int
-    metadata: dict[str, Any] | None = None
-
-
-CounterScope = Literal["day", "month", "minute"]
-
-
-class CounterIncrement(BaseModel):
-    """One ADD on one counter item: a (day, billing period or minute; metric) of one developer.
-
-    `ceiling` makes it conditional: applied only if the counter stays <= ceiling afterwards
-    (hard limits). `expires_at` marks short-lived counters (minutes) for TTL deletion.
-    """
-
-    developer_id: str
-    scope: CounterScope
-    key: str
-    metric: str
-    quantity: Decimal
-    events: int
-    ceiling: Decimal | None = None
-    expires_at: int | None = None
-
-
-class Counter(BaseModel):
-    """A counter item as read back."""
-
-    developer_id: str
-    scope: CounterScope
-    key: str
-    metric: str
-    consumed: Decimal
-    events: int
-
-
-# ---- accounts: developers, API keys, plans --------------------------------------------------
-
-KeyStatus = Literal["active", "revoked"]
-Enforcement = Literal["soft", "hard"]
-
-
-class Developer(BaseModel):
-    """A customer of the API provider; usage is counted per developer."""
-
-    developer_id: DeveloperId
-    name: str = Field(min_length=1, max_length=200)
-    plan: str
-    created_at: str
-
-
-class ApiKeyRecord(BaseModel):
-    """An API key as stored: its sha256, never the key itself."""
-
-    key_id: str
-    key_hash: str
-    prefix: str
-    developer_id: str
-    role: Role
-    status: KeyStatus
-    created_at: str
-    last_used_at: str | None = None
-
-
-class MetricLimit(BaseModel):
-    """A plan's allowance of one metric per billing period; limit None means unlimited."""
-
-    limit: Decimal | None = None
-    enforcement: Enforcement = "soft"
-
-
-class Plan(BaseModel):
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-    metrics: dict[str, MetricLimit] = Field(default_factory=dict)
-    requests_per_minute: int | None = None
-
-
-# ---- rollup: month summaries and the run's report -------------------------------------------
-
-
-class MonthSummary(BaseModel):
-    """A developer's usage of one metric in one billing period, summed from its day counters.
-
-    Stored as an absolute value (SET, never ADD): writing it again changes nothing. `closed`
-    is true once the month has ended; a closed month can still receive backdated events for
-    35 days after its end, and the next rollup then writes the new sum.
-    """
-
-    developer_id: str
-    month: str
-    metric: str
-    consumed: Decimal
-    events: int
-    days: int  # days of the month with usage of this metric
-    closed: bool
-    rolled_up_at: str  # when this content was written (an unchanged summary is not rewritten)
-
-    def same_content(self, other: MonthSummary) -> bool:
-        """Equal sums, days and closed flag: rewriting would change nothing but rolledUpAt."""
-        return (self.consumed, self.events, self.days, self.closed) == (
-            other.consumed,
-            other.events,
-            other.days,
-            other.closed,
-        )
-
-
-class RollupRequest(BaseModel):
-    """What a rollup is asked to cover: the scheduled window (no date) or one day's month."""
-
-    model_config = ConfigDict(extra="ignore")  # a scheduled event carries EventBridge's fields
-
-    date: date_type | None = None
-
-
-class DriftOut(ApiModel):
-    """A real-time month counter that disagrees with the sum of its day counters."""
-
-    developer_id: str
-    month: str
-    metric: str
-    month_counter: Decimal
-    day_sum: Decimal
-    difference: Decimal  # month counter minus day sum
-    events_difference: int
-
-
-class RollupReport(ApiModel):
-    """What one rollup run did."""
-
-    first_day: str
-    last_day: str
-    days: int  # days covered (each read from every ActivityIndex shard)
-    months: list[str]
-    developers: int  # distinct developers found active in the covered days
-    developer_months: int
-    summaries: int  # month summaries computed (one per developer, month and metric)
-    summaries_written: int
-    summaries_unchanged: int
-    drift: int  # month counters that disagree with their day sums
-    drifts: list[DriftOut]  # the first MAX_REPORTED_DRIFTS of them
-    failed: int  # developer-months that could not be rolled up (the run then fails and retries)
-    duration_ms: int
-
-
-MAX_REPORTED_DRIFTS = 100

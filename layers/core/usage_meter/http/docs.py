@@ -1,0 +1,23 @@
+"""GET /v1/openapi.json: the whole API's OpenAPI document, built from every router."""
+
+from __future__ import annotations
+
+from usage_meter.http import current, entitlements, history, track
+from usage_meter.http.resolver import make_resolver
+
+API_TITLE = "Usage Meter API"
+API_VERSION = "1.0.0"
+
+ALL_ROUTERS = (track.router, current.router, history.router, entitlements.router)
+
+
+def openapi_document() -> str:
+    """The whole API's OpenAPI document (what GET /v1/openapi.json serves and openapi.json holds)."""
+    app = make_resolver(authenticated=False)
+    for router in ALL_ROUTERS:
+        app.include_router(router)
+    return app.get_openapi_json_schema(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Exact usage metering: idempotent tracking, current usage, history.",
+    )

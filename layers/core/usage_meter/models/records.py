@@ -1,0 +1,129 @@
+"""What is stored about usage: idempotency records, counters, month summaries, rollup reports."""
+
+from __future__ import annotations
+
+from datetime import date as date_type
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from usage_meter.models.wire import ApiModel
+
+
+class IdempotencyRecord(BaseModel):
+    """The stored outcome of a keyed event; a duplicate answers from it."""
+
+    developer_id: str
+    idempotency_key: str
+    payload_hash: str
+    metric: str
+    quantity: Decimal
+    event_time: str
+    day: str
+    period: str
+    recorded_at: str
+    expires_at: int
+    metadata: dict[str, Any] | None = None
+
+
+CounterScope = Literal["day", "month", "minute"]
+
+
+class CounterIncrement(BaseModel):
+    """One ADD on one counter item: a (day, billing period or minute; metric) of one developer.
+
+    `ceiling` makes it conditional: applied only if the counter stays <= ceiling afterwards
+    (hard limits). `expires_at` marks short-lived counters (minutes) for TTL deletion.
+    """
+
+    developer_id: str
+    scope: CounterScope
+    key: str
+    metric: str
+    quantity: Decimal
+    events: int
+    ceiling: Decimal | None = None
+    expires_at: int | None = None
+
+
+class Counter(BaseModel):
+    """A counter item as read back."""
+
+    developer_id: str
+    scope: CounterScope
+    key: str
+    metric: str
+    consumed: Decimal
+    events: int
+
+
+# ---- rollup: month summaries and the run's report -------------------------------------------
+
+
+class MonthSummary(BaseModel):
+    """A developer's usage of one metric in one billing period, summed from its day counters.
+
+    Stored as an absolute value (SET, never ADD): writing it again changes nothing. `closed`
+    is true once the month has ended; a closed month can still receive backdated events for
+    35 days after its end, and the next rollup then writes the new sum.
+    """
+
+    developer_id: str
+    month: str
+    metric: str
+    consumed: Decimal
+    events: int
+    days: int  # days of the month with usage of this metric
+    closed: bool
+    rolled_up_at: str  # when this content was written (an unchanged summary is not rewritten)
+
+    def same_content(self, other: MonthSummary) -> bool:
+        """Equal sums, days and closed flag: rewriting would change nothing but rolledUpAt."""
+        return (self.consumed, self.events, self.days, self.closed) == (
+            other.consumed,
+            other.events,
+            other.days,
+            other.closed,
+        )
+
+
+class RollupRequest(BaseModel):
+    """What a rollup is asked to cover: the scheduled window (no date) or one day's month."""
+
+    model_config = ConfigDict(extra="ignore")  # a scheduled event carries EventBridge's fields
+
+    date: date_type | None = None
+
+
+class DriftOut(ApiModel):
+    """A real-time month counter that disagrees with the sum of its day counters."""
+
+    developer_id: str
+    month: str
+    metric: str
+    month_counter: Decimal
+    day_sum: Decimal
+    difference: Decimal  # month counter minus day sum
+    events_difference: int
+
+
+class RollupReport(ApiModel):
+    """What one rollup run did."""
+
+    first_day: str
+    last_day: str
+    days: int  # days covered (each read from every ActivityIndex shard)
+    months: list[str]
+    developers: int  # distinct developers found active in the covered days
+    developer_months: int
+    summaries: int  # month summaries computed (one per developer, month and metric)
+    summaries_written: int
+    summaries_unchanged: int
+    drift: int  # month counters that disagree with their day sums
+    drifts: list[DriftOut]  # the first MAX_REPORTED_DRIFTS of them
+    failed: int  # developer-months that could not be rolled up (the run then fails and retries)
+    duration_ms: int
+
+
+MAX_REPORTED_DRIFTS = 100

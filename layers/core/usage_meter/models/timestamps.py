@@ -1,0 +1,37 @@
+"""RFC 3339 parsing and the API's two timestamp formats: one home for how time is written."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp (offset required) into an aware UTC datetime.
+
+    Stricter than datetime.fromisoformat: no dates without times, no missing offsets, no
+    week dates, so that "when" an event happened is never guessed.
+    """
+    match = _RFC3339.fullmatch(text)  # not match(): "$" would accept a trailing newline
+    if not match:
+        raise ValueError("timestamp must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
+    fraction = (match.group(7) or "")[:7]  # at most microseconds, truncated not rounded
+    offset = match.group(8).upper()
+    normalized = f"{text[:19]}{fraction}{'+00:00' if offset == 'Z' else offset}"
+    parsed = datetime.fromisoformat(normalized.replace("t", "T"))
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, millisecond precision, trailing Z: the one timestamp format the API answers with."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def format_instant(moment: datetime) -> str:
+    """Period bounds: whole seconds, trailing Z (2026-11-01T00:00:00Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

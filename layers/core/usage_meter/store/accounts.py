@@ -1,0 +1,284 @@
+"""Developers, API keys and plans in the accounts table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from usage_meter.errors import Busy, Conflict, NotFound
+from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan
+from usage_meter.settings import settings
+from usage_meter.store import dynamodb, keys
+from usage_meter.store.dynamodb import Item, number, text, to_av
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+
+def _developer_item(developer: Developer) -> Item:
+    return {
+        "pk": text(keys.developer_pk(developer.developer_id)),
+        "sk": text(keys.PROFILE_SK),
+        "kind": text("developer"),
+        "developerId": text(developer.developer_id),
+        "name": text(developer.name),
+        "plan": text(developer.plan),
+        "createdAt": text(developer.created_at),
+    }
+
+
+def _developer(item: dict[str, Any]) -> Developer:
+    return Developer(
+        developer_id=item["developerId"]["S"],
+        name=item["name"]["S"],
+        plan=item["plan"]["S"],
+        created_at=item["createdAt"]["S"],
+    )
+
+
+def put_developer(developer: Developer) -> None:
+    """Create a developer; refuses to overwrite an existing id."""
+    try:
+        dynamodb.client().put_item(
+            TableName=settings().accounts_table,
+            Item=_developer_item(developer),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as exc:
+        if dynamodb.is_condition_failure(exc):
+            raise Conflict(
+                f"developer {developer.developer_id} already exists", code="developer_exists"
+            ) from exc
+        raise
+
+
+def get_developer(developer_id: str) -> Developer | None:
+    """A developer's profile, strongly consistent (a plan change applies to the next request)."""
+    answer = dynamodb.accounts_call(
+        "get_item",
+        Key={"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.PROFILE_SK)},
+        ConsistentRead=True,
+    )
+    item = answer.get("Item")
+    return _developer(item) if item else None
+
+
+def _by_kind(kind: str) -> Iterator[dict[str, Any]]:
+    kwargs: dict[str, Any] = {
+        "IndexName": "KindIndex",
+        "KeyConditionExpression": "kind = :k",
+        "ExpressionAttributeValues": {":k": text(kind)},
+    }
+    while True:
+        page = dynamodb.accounts_call("query", **kwargs)
+        yield from page.get("Items", [])
+        if not page.get("LastEvaluatedKey"):
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def list_developers() -> list[Developer]:
+    return [_developer(item) for item in _by_kind("developer")]
+
+
+def set_developer_plan(developer_id: str, plan: str) -> None:
+    try:
+        dynamodb.client().update_item(
+            TableName=settings().accounts_table,
+            Key={"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.PROFILE_SK)},
+            UpdateExpression="SET #p = :p",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#p": "plan"},
+            ExpressionAttributeValues={":p": text(plan)},
+        )
+    except ClientError as exc:
+        if dynamodb.is_condition_failure(exc):
+            raise NotFound(f"no developer {developer_id}", code="developer_not_found") from exc
+        raise
+
+
+def _key_attributes(key: ApiKeyRecord) -> Item:
+    item: Item = {
+        "keyId": text(key.key_id),
+        "keyHash": text(key.key_hash),
+        "prefix": text(key.prefix),
+        "developerId": text(key.developer_id),
+        "role": text(key.role),
+        "status": text(key.status),
+        "createdAt": text(key.created_at),
+    }
+    if key.last_used_at:
+        item["lastUsedAt"] = text(key.last_used_at)
+    return item
+
+
+def _key(item: dict[str, Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=item["keyId"]["S"],
+        key_hash=item["keyHash"]["S"],
+        prefix=item["prefix"]["S"],
+        developer_id=item["developerId"]["S"],
+        role=item["role"]["S"],
+        status=item["status"]["S"],
+        created_at=item["createdAt"]["S"],
+        last_used_at=item.get("lastUsedAt", {}).get("S"),
+    )
+
+
+def put_key(key: ApiKeyRecord) -> None:
+    """Store a new key: its lookup item and its listing item together, only for an existing developer."""
+    cfg = settings()
+    attributes = _key_attributes(key)
+    try:
+        dynamodb.client().transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": cfg.accounts_table,
+                        "Key": {"pk": text(keys.developer_pk(key.developer_id)), "sk": text(keys.PROFILE_SK)},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": cfg.accounts_table,
+                        "Item": {
+                            "pk": text(keys.key_lookup_pk(key.key_hash)),
+                            "sk": text(keys.KEY_SK),
+                            **attributes,
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": cfg.accounts_table,
+                        "Item": {
+                            "pk": text(keys.developer_pk(key.developer_id)),
+                            "sk": text(keys.key_listing_sk(key.key_id)),
+                            **attributes,
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    except ClientError as exc:
+        if dynamodb.error_code(exc) == "TransactionCanceledException":
+            reasons = exc.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise NotFound(f"no developer {key.developer_id}", code="developer_not_found") from exc
+            raise Busy("could not store the key; try again") from exc
+        raise
+
+
+def get_key(key_hash: str) -> ApiKeyRecord | None:
+    """The key whose sha256 is `key_hash` (the authorizer's one lookup)."""
+    answer = dynamodb.accounts_call(
+        "get_item", Key={"pk": text(keys.key_lookup_pk(key_hash)), "sk": text(keys.KEY_SK)}
+    )
+    item = answer.get("Item")
+    return _key(item) if item else None
+
+
+def list_keys(developer_id: str) -> list[ApiKeyRecord]:
+    answer = dynamodb.accounts_call(
+        "query",
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :k)",
+        ExpressionAttributeValues={
+            ":pk": text(keys.developer_pk(developer_id)),
+            ":k": text(keys.KEY_LISTING_PREFIX),
+        },
+        ConsistentRead=True,
+    )
+    return [_key(item) for item in answer.get("Items", [])]
+
+
+def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
+    """Mark a key revoked in both of its items at once."""
+    listing_key = {"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.key_listing_sk(key_id))}
+    item = dynamodb.accounts_call("get_item", Key=listing_key, ConsistentRead=True).get("Item")
+    if not item:
+        raise NotFound(f"developer {developer_id} has no key {key_id}", code="key_not_found")
+    key = _key(item)
+    cfg = settings()
+    items: list[TransactWriteItemTypeDef] = [
+        {
+            "Update": {
+                "TableName": cfg.accounts_table,
+                "Key": key_of_item,
+                "UpdateExpression": "SET #s = :revoked",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":revoked": text("revoked")},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        for key_of_item in (
+            listing_key,
+            {"pk": text(keys.key_lookup_pk(key.key_hash)), "sk": text(keys.KEY_SK)},
+        )
+    ]
+    dynamodb.client().transact_write_items(TransactItems=items)
+    return key.model_copy(update={"status": "revoked"})
+
+
+def touch_key(key: ApiKeyRecord, when: str) -> None:
+    """Record when a key was last used (best effort; the authorizer calls it once per cache fill)."""
+    for pk, sk in (
+        (keys.key_lookup_pk(key.key_hash), keys.KEY_SK),
+        (keys.developer_pk(key.developer_id), keys.key_listing_sk(key.key_id)),
+    ):
+        dynamodb.accounts_call(
+            "update_item",
+            Key={"pk": text(pk), "sk": text(sk)},
+            UpdateExpression="SET lastUsedAt = :t",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":t": text(when)},
+        )
+
+
+def _plan_item(plan: Plan) -> Item:
+    metrics: dict[str, Any] = {
+        name: {"limit": limit.limit, "enforcement": limit.enforcement} for name, limit in plan.metrics.items()
+    }
+    item: Item = {
+        "pk": text(keys.plan_pk(plan.name)),
+        "sk": text(keys.PLAN_SK),
+        "kind": text("plan"),
+        "name": text(plan.name),
+        "metrics": to_av(metrics),
+    }
+    if plan.requests_per_minute is not None:
+        item["requestsPerMinute"] = number(plan.requests_per_minute)
+    return item
+
+
+def _plan(item: dict[str, Any]) -> Plan:
+    metrics = {
+        name: MetricLimit(
+            limit=Decimal(value["M"]["limit"]["N"]) if "N" in value["M"]["limit"] else None,
+            enforcement=value["M"]["enforcement"]["S"],
+        )
+        for name, value in item.get("metrics", {"M": {}})["M"].items()
+    }
+    rpm = item.get("requestsPerMinute")
+    return Plan(name=item["name"]["S"], metrics=metrics, requests_per_minute=int(rpm["N"]) if rpm else None)
+
+
+def put_plan(plan: Plan) -> None:
+    dynamodb.accounts_call("put_item", Item=_plan_item(plan))
+
+
+def get_plan(name: str) -> Plan | None:
+    answer = dynamodb.accounts_call(
+        "get_item", Key={"pk": text(keys.plan_pk(name)), "sk": text(keys.PLAN_SK)}, ConsistentRead=True
+    )
+    item = answer.get("Item")
+    return _plan(item) if item else None
+
+
+def list_plans() -> list[Plan]:
+    return [_plan(item) for item in _by_kind("plan")]

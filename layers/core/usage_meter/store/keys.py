@@ -1,0 +1,97 @@
+"""Every key of every table, in one place.
+
+UsageTable (pk, sk strings):
+    pk = "DEV#<developerId>"
+    sk = "D#<YYYY-MM-DD>#<metric>"   day counter; carries activeDay = "<day>#<shard>" (ActivityIndex)
+    sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
+    sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
+    sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
+                                     of the month's day counters (consumed, events, days with
+                                     usage), closed (the month has ended), rolledUpAt
+IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
+AccountsTable:
+    pk = "DEV#<developerId>", sk = "PROFILE"       developer profile (kind = "developer")
+    pk = "DEV#<developerId>", sk = "KEY#<keyId>"   a key as its developer lists it (no plaintext)
+    pk = "KEY#<sha256(key)>", sk = "KEY"           the authorizer's lookup item
+    pk = "PLAN#<name>",       sk = "PLAN"          a plan (kind = "plan")
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from usage_meter.models.records import CounterScope
+
+DEVELOPER_PREFIX = "DEV#"
+PROFILE_SK = "PROFILE"
+KEY_SK = "KEY"
+KEY_LISTING_PREFIX = "KEY#"
+PLAN_SK = "PLAN"
+ACTIVITY_SHARDS = 8
+_SCOPE_PREFIX: dict[CounterScope, str] = {"day": "D", "month": "M", "minute": "R"}
+MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def developer_pk(developer_id: str) -> str:
+    return f"{DEVELOPER_PREFIX}{developer_id}"
+
+
+def developer_of_pk(pk: str) -> str:
+    return pk.removeprefix(DEVELOPER_PREFIX)
+
+
+def counter_sk(scope: CounterScope, key: str, metric: str) -> str:
+    return f"{_SCOPE_PREFIX[scope]}#{key}#{metric}"
+
+
+def minute_key(moment: datetime) -> str:
+    """The minute a rate counter covers (UTC, to the minute)."""
+    return moment.strftime(MINUTE_FORMAT)
+
+
+def activity_shard(developer_id: str) -> int:
+    """Which of the ActivityIndex shards of a day a developer is listed under (stable, spread)."""
+    return int(hashlib.sha256(developer_id.encode()).hexdigest()[:8], 16) % ACTIVITY_SHARDS
+
+
+def activity_key(day: str, developer_id: str) -> str:
+    return f"{day}#{activity_shard(developer_id)}"
+
+
+def activity_shard_key(day: str, shard: int) -> str:
+    return f"{day}#{shard}"
+
+
+def idempotency_pk(developer_id: str, idempotency_key: str) -> str:
+    return f"{developer_id}#{idempotency_key}"
+
+
+def key_lookup_pk(key_hash: str) -> str:
+    return f"{KEY_LISTING_PREFIX}{key_hash}"
+
+
+def key_listing_sk(key_id: str) -> str:
+    return f"{KEY_LISTING_PREFIX}{key_id}"
+
+
+def plan_pk(name: str) -> str:
+    return f"PLAN#{name}"
+
+
+def summary_sk(month: str, metric: str) -> str:
+    return f"S#{month}#{metric}"
+
+
+def summary_range(month: str) -> tuple[str, str]:
+    """The sk range holding every metric's summary of one month."""
+    return f"S#{month}#", f"S#{month}#~"
+
+
+def counter_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
+    """The sk range holding every metric's counters from `first` to `last` (inclusive)."""
+    return f"{_SCOPE_PREFIX[scope]}#{first}#", f"{_SCOPE_PREFIX[scope]}#{last}#~"
+
+
+def scope_of_sk(sk: str) -> CounterScope:
+    return next(scope for scope, prefix in _SCOPE_PREFIX.items() if sk.startswith(f"{prefix}#"))
