@@ -4,10 +4,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usage_meter.domain.auth import authorize
-from usage_meter.settings import settings
 
 logger = Logger()
-settings()  # cold start fails here, naming any variable the template did not set
 
 
 @logger.inject_lambda_context(log_event=False)  # the event holds the key: never log it

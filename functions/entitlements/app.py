@@ -6,11 +6,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usage_meter.http import entitlements
 from usage_meter.http.resolver import make_resolver
-from usage_meter.settings import settings
 
 logger = Logger()
 tracer = Tracer()
-settings()  # cold start fails here, naming any variable the template did not set
 app = make_resolver()
 app.include_router(entitlements.router)
 

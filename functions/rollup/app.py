@@ -13,11 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usage_meter.domain import rollup
 from usage_meter.models.records import RollupRequest
-from usage_meter.settings import settings
 
 logger = Logger()
 metrics = Metrics()
-settings()  # cold start fails here, naming any variable the template did not set
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -6,12 +6,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usage_meter.http import track
 from usage_meter.http.resolver import make_resolver
-from usage_meter.settings import settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-settings()  # cold start fails here, naming any variable the template did not set
 app = make_resolver()
 app.include_router(track.router)
 
