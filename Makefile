@@ -10,12 +10,13 @@ BOOT_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3
 # `sam build` needs a python3.13 on PATH: the venv's own interpreter provides it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install dev rollup test lint typecheck unit integration validate build openapi bench clean
+.PHONY: help install dev rollup test lint typecheck unit integration engine e2e validate build openapi bench clean
 
 help:
 	@echo "make dev        run the whole service locally (DynamoDB Local + gateway on 127.0.0.1:3000)"
 	@echo "make rollup     run the rollup function once against the local data (DATE=YYYY-MM-DD: that month)"
 	@echo "make test       lint, type-check and run every test tier"
+	@echo "make unit       one tier: unit (and the client's) | make integration | make engine | make e2e"
 	@echo "make validate   sam validate --lint"
 	@echo "make build      sam build (the layer and every function)"
 	@echo "make openapi    regenerate openapi.json from the code"
@@ -30,15 +31,32 @@ $(BIN)/.installed: pyproject.toml layers/core/requirements.txt clients/python/py
 
 install: $(BIN)/.installed
 
+# The complexity gate, as Powertools gates its own code: no function above grade C, modules
+# averaging B at most, the whole code averaging A.
+COMPLEXITY_PATHS := layers admin tools functions clients/python/src
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/xenon --max-absolute C --max-modules B --max-average A $(COMPLEXITY_PATHS)
 
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
-	$(BIN)/pytest
+# One tier each; `make test` runs them all, in this order, after lint and type-check.
+unit: install
+	$(BIN)/pytest tests/unit clients/python/tests
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+engine: install
+	$(BIN)/pytest tests/engine
+
+e2e: install
+	$(BIN)/pytest tests/e2e
+
+test: lint typecheck unit integration engine e2e
 
 validate: install
 	$(BIN)/sam validate --lint

@@ -285,18 +285,7 @@ def error_from_response(response: httpx.Response) -> UsageMeterError:
     """The typed error for a non-2xx answer, from its status and the body's `error.code`."""
     status = response.status_code
     body = _body(response)
-    error = body.get("error") if isinstance(body, dict) else None
-    code = _DEFAULT_CODES.get(status, "server_error" if status >= 500 else f"http_{status}")
-    message = response.reason_phrase or f"HTTP {status}"
-    details: list[Any] | None = None
-    if isinstance(error, dict):
-        code = str(error.get("code") or code)
-        message = str(error.get("message") or message)
-        details = error.get("details") if isinstance(error.get("details"), list) else None
-    elif isinstance(body, dict) and isinstance(body.get("message"), str):
-        message = body["message"]  # API Gateway's own answers: {"message": "..."}
-    elif response.text:
-        message = response.text[:500]
+    code, message, details = _error_fields(response, body)
     common: dict[str, Any] = {
         "status": status,
         "code": code,
@@ -307,22 +296,52 @@ def error_from_response(response: httpx.Response) -> UsageMeterError:
     if status == 429:
         if code != "limit_exceeded":
             return RateLimitError(message, **common)
-        usage = None
-        if isinstance(body, dict) and isinstance(body.get("usage"), dict):
-            try:
-                usage = UsageSnapshot.model_validate(body["usage"])
-            except pydantic.ValidationError:
-                usage = None
-        return LimitExceededError(message, retry_after=retry_after(response), usage=usage, **common)
+        return LimitExceededError(message, retry_after=retry_after(response), usage=_usage(body), **common)
+    return _error_class(status)(message, **common)
+
+
+def _error_fields(response: httpx.Response, body: Any) -> tuple[str, str, list[Any] | None]:
+    """Code, message and details of an error answer: the service's `error` object, API
+    Gateway's `{"message": ...}`, or else the status and the raw text."""
+    status = response.status_code
+    error = body.get("error") if isinstance(body, dict) else None
+    code = _default_code(status)
+    message = response.reason_phrase or f"HTTP {status}"
+    if isinstance(error, dict):
+        details = error.get("details") if isinstance(error.get("details"), list) else None
+        return str(error.get("code") or code), str(error.get("message") or message), details
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return code, body["message"], None  # API Gateway's own answers: {"message": "..."}
+    if response.text:
+        return code, response.text[:500], None
+    return code, message, None
+
+
+def _default_code(status: int) -> str:
+    """The code of an error answer that names none."""
+    return _DEFAULT_CODES.get(status, "server_error" if status >= 500 else f"http_{status}")
+
+
+def _usage(body: Any) -> UsageSnapshot | None:
+    """The usage a limit_exceeded answer carries, when it is there and well formed."""
+    if not (isinstance(body, dict) and isinstance(body.get("usage"), dict)):
+        return None
+    try:
+        return UsageSnapshot.model_validate(body["usage"])
+    except pydantic.ValidationError:
+        return None
+
+
+def _error_class(status: int) -> type[UsageMeterError]:
+    """The error type of a status the answer's code does not refine."""
     cls = _BY_STATUS.get(status)
-    if cls is None:
-        if status >= 500:
-            cls = InternalServerError
-        elif status >= 400:
-            cls = BadRequestError
-        else:
-            cls = UsageMeterError
-    return cls(message, **common)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return InternalServerError
+    if status >= 400:
+        return BadRequestError
+    return UsageMeterError
 
 
 def connection_error(exc: httpx.TransportError) -> UsageMeterError:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import date, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -22,7 +23,7 @@ from usage_meter.domain.periods import (
 )
 from usage_meter.domain.plans import metric_limit, percentage_used, remaining
 from usage_meter.errors import ValidationFailed
-from usage_meter.models.accounts import Identity
+from usage_meter.models.accounts import Identity, Plan
 from usage_meter.models.records import Counter
 from usage_meter.models.timestamps import format_instant
 from usage_meter.models.wire import (
@@ -73,49 +74,20 @@ def current_usage(
     resolve = DeveloperResolver(identity)
     target = resolve(developer_id)
     now = clock.now()
-    today = now.date()
-    if period and (start_date or end_date):
-        raise ValidationFailed("use either period or startDate/endDate", code="invalid_range")
-
+    asked = _asked_period(now, period, start_date, end_date)
     billing = month_period(now)
     billing_counters = counter_store.month_counters(target, billing.key)
-    selected: Period
-    counters: list[Counter]
-    if start_date or end_date:
-        first, last = _date_range(start_date, end_date, today)
-        selected = range_period(first, last)
-        counters = counter_store.day_counters(target, day_key(first), day_key(last))
-    elif period in ("day", "week"):
-        selected = day_period(now) if period == "day" else week_period(now)
-        counters = counter_store.day_counters(target, day_key(selected.first_day), day_key(selected.last_day))
-    else:
-        selected = billing
-        counters = billing_counters
+    selected = asked or billing
+    counters = (
+        billing_counters
+        if asked is None
+        else counter_store.day_counters(target, day_key(asked.first_day), day_key(asked.last_day))
+    )
 
     plan = resolve.plan(target)
-    consumed: dict[str, Decimal] = defaultdict(Decimal)
-    total = 0
-    for counter in counters:
-        if metric and counter.metric != metric:
-            continue
-        consumed[counter.metric] += counter.consumed
-        total += counter.events
-    for name in [metric] if metric else (plan.metrics if plan else []):
-        consumed.setdefault(name, Decimal(0))
+    expected = [metric] if metric else (plan.metrics if plan else [])
+    consumed, total = _sum_counters(counters, metric, expected)
     in_billing = {c.metric: c.consumed for c in billing_counters}
-
-    def usage_of(name: str) -> MetricUsage:
-        # limits are per billing period: remaining and percentage always describe it
-        allowance = metric_limit(plan, name)
-        limit = allowance.limit if allowance else None
-        used = in_billing.get(name, Decimal(0))
-        return MetricUsage(
-            consumed=consumed[name],
-            limit=limit,
-            remaining=remaining(limit, used),
-            percentage_used=percentage_used(limit, used),
-        )
-
     minute = counter_store.minute_counter(target, store_keys.minute_key(now))
     developer = resolve.developer(target)
     return CurrentUsageResponse(
@@ -124,13 +96,61 @@ def current_usage(
         period=PeriodOut(
             key=selected.key, start=format_instant(selected.start), end=format_instant(selected.end)
         ),
-        metrics={name: usage_of(name) for name in sorted(consumed)},
+        metrics={
+            name: _metric_usage(plan, name, consumed[name], in_billing.get(name, Decimal(0)))
+            for name in sorted(consumed)
+        },
         total_requests=total,
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
         rate_limit=RateLimit(
             requests_per_minute=plan.requests_per_minute if plan else None,
             current_minute_usage=minute.events if minute else 0,
         ),
+    )
+
+
+def _asked_period(
+    now: datetime, period: PeriodName | None, start_date: date | None, end_date: date | None
+) -> Period | None:
+    """The range a reader asked for: a date range, today or this week; None for the billing period."""
+    if period and (start_date or end_date):
+        raise ValidationFailed("use either period or startDate/endDate", code="invalid_range")
+    if start_date or end_date:
+        return range_period(*_date_range(start_date, end_date, now.date()))
+    if period == "day":
+        return day_period(now)
+    if period == "week":
+        return week_period(now)
+    return None
+
+
+def _sum_counters(
+    counters: list[Counter], metric: str | None, expected: Iterable[str]
+) -> tuple[dict[str, Decimal], int]:
+    """Consumption per metric (only `metric` when given) and the events behind it; every
+    expected metric is present, zero when unused."""
+    consumed: dict[str, Decimal] = defaultdict(Decimal)
+    total = 0
+    for counter in counters:
+        if metric and counter.metric != metric:
+            continue
+        consumed[counter.metric] += counter.consumed
+        total += counter.events
+    for name in expected:
+        consumed.setdefault(name, Decimal(0))
+    return consumed, total
+
+
+def _metric_usage(plan: Plan | None, name: str, consumed: Decimal, used_in_billing: Decimal) -> MetricUsage:
+    """One metric's usage; limits are per billing period, so remaining and percentage always
+    describe it, whatever range `consumed` covers."""
+    allowance = metric_limit(plan, name)
+    limit = allowance.limit if allowance else None
+    return MetricUsage(
+        consumed=consumed,
+        limit=limit,
+        remaining=remaining(limit, used_in_billing),
+        percentage_used=percentage_used(limit, used_in_billing),
     )
 
 
@@ -173,15 +193,7 @@ def usage_history(
     One paginated Query over the developer's day counters covers the whole range.
     """
     target = DeveloperResolver(identity)(developer_id)
-    today = clock.now().date()
-    if days is not None and (start_date or end_date):
-        raise ValidationFailed("use either days or startDate/endDate", code="invalid_range")
-    if start_date or end_date:
-        first, last = _date_range(start_date, end_date, today)
-    else:
-        span = DEFAULT_HISTORY_DAYS if days is None else days
-        first, last = today - timedelta(days=span - 1), today
-
+    first, last = _history_range(days, start_date, end_date, clock.now().date())
     per_step: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     events: dict[str, int] = defaultdict(int)
     seen: set[str] = {metric} if metric else set()
@@ -207,3 +219,15 @@ def usage_history(
         for step in steps
     ]
     return HistoryResponse(developer_id=target, granularity=granularity, entries=entries)
+
+
+def _history_range(
+    days: int | None, start_date: date | None, end_date: date | None, today: date
+) -> tuple[date, date]:
+    """The inclusive range of a history: the dates given, or the last `days` (default 30)."""
+    if days is not None and (start_date or end_date):
+        raise ValidationFailed("use either days or startDate/endDate", code="invalid_range")
+    if start_date or end_date:
+        return _date_range(start_date, end_date, today)
+    span = DEFAULT_HISTORY_DAYS if days is None else days
+    return today - timedelta(days=span - 1), today
