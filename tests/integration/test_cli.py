@@ -105,6 +105,7 @@ def test_developers_create_generates_an_id(stack: Stack, run: Run, freeze: Freez
         "name": {"S": "Carol"},
         "plan": {"S": "free"},
         "createdAt": {"S": NOON_TEXT},
+        "planHistory": {"L": [{"M": {"plan": {"S": "free"}, "since": {"S": NOON_TEXT}}}]},
     }
     # two generated ids differ
     code, again, _ = run("developers", "create", "--name", "Carol")
@@ -124,6 +125,7 @@ def test_developers_create_with_id_and_plan_as_json(stack: Stack, run: Run, free
         "name": "Carol Jones",
         "plan": "enterprise",
         "created_at": NOON_TEXT,
+        "plan_history": [{"plan": "enterprise", "since": NOON_TEXT}],
     }
     assert profile(stack, "dev_carol") is not None
     assert profile(stack, "dev_carol")["plan"] == {"S": "enterprise"}  # type: ignore[index]
@@ -156,6 +158,7 @@ def test_developers_list(stack: Stack, run: Run) -> None:
         "name": "Zed Z.",
         "plan": "free",
         "created_at": seeded["dev_zed"].created_at,
+        "plan_history": [{"plan": "free", "since": seeded["dev_zed"].created_at}],
     }
 
 

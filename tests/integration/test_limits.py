@@ -27,6 +27,7 @@ from integration.conftest import Stack
 Freeze = Callable[[datetime], None]
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
 NOW_TEXT = "2026-11-25T15:30:00.000Z"
+CAPPED_SINCE = datetime(2026, 10, 1, tzinfo=UTC)
 SECONDS_TO_DECEMBER = 5 * 86_400 + 8 * 3_600 + 30 * 60  # 2026-11-25T15:30Z -> 2026-12-01T00:00Z
 NOVEMBER = {"periodStart": "2026-11-01T00:00:00Z", "periodEnd": "2026-12-01T00:00:00Z"}
 DECEMBER = {"periodStart": "2026-12-01T00:00:00Z", "periodEnd": "2027-01-01T00:00:00Z"}
@@ -50,10 +51,12 @@ def set_plan(developer: str, plan: str) -> None:
 
 @pytest.fixture
 def capped(stack: Stack, freeze: Freeze) -> Stack:
-    """dev_alice on "capped": api_calls 10 hard, tokens 10 soft, storage_gb unlimited, 42/min."""
-    freeze(NOW)
+    """dev_alice on "capped" since October 1: api_calls 10 hard, tokens 10 soft, storage_gb
+    unlimited, 42/min (so October and November are both judged by it)."""
+    freeze(CAPPED_SINCE)
     put_plan("capped", "api_calls=10:hard", "tokens=10:soft", "storage_gb=unlimited", rpm=42)
     set_plan("dev_alice", "capped")
+    freeze(NOW)
     return stack
 
 
@@ -511,6 +514,50 @@ def test_plan_change_applies_on_the_next_request(capped: Stack) -> None:
     assert statuses(accepted) == ["recorded"]
     assert accepted.json()["usage"] == usage_block(9, 100, 91)
     assert month_counter(capped, "2026-11") == (Decimal(9), 2)
+
+
+def test_backdated_event_is_judged_by_the_plan_of_its_own_period(capped: Stack, freeze: Freeze) -> None:
+    """An upgrade does not reopen a closed month: November was full on "capped" (10, hard); an
+    upgrade on December 5 to a plan of 1,000 does not let an event stamped November 30 in."""
+    put_plan("big", "api_calls=1000:hard")
+    freeze(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    assert send(capped, event(10)).status == 200
+    freeze(datetime(2026, 12, 5, 10, 0, tzinfo=UTC))
+    set_plan("dev_alice", "big")
+
+    late = send(
+        capped,
+        event(500, key="jan-31-style", timestamp="2026-11-30T23:00:00Z", developerId="dev_alice"),
+        auth=SERVICE,
+    )
+    assert late.status == 429
+    assert late.json() == {"error": OVER_10, "usage": usage_block(10, 10, 0)}
+    assert month_counter(capped, "2026-11") == (Decimal(10), 1)
+    assert record_keys(capped) == []
+
+    batch = send(
+        capped,
+        event(timestamp="2026-11-29T00:00:00Z", developerId="dev_alice"),
+        event(500, developerId="dev_alice"),
+        auth=SERVICE,
+    )
+    assert statuses(batch) == ["limit_exceeded", "recorded"]  # December is on "big"
+    assert month_counter(capped, "2026-11") == (Decimal(10), 1)
+    assert month_counter(capped, "2026-12") == (Decimal(500), 1)
+    assert capped.current().json()["plan"] == "big"
+
+
+def test_plan_history_is_kept_with_its_dates(capped: Stack, freeze: Freeze) -> None:
+    freeze(datetime(2026, 12, 5, 10, 0, tzinfo=UTC))
+    set_plan("dev_alice", "pro")
+    developer = accounts.get_developer("dev_alice")
+    assert [(a.plan, a.since) for a in developer.plan_history][-2:] == [
+        ("capped", "2026-10-01T00:00:00.000Z"),
+        ("pro", "2026-12-05T10:00:00.000Z"),
+    ]
+    assert developer.plan == "pro"
+    assert developer.plan_at_end_of(datetime(2026, 12, 1, tzinfo=UTC)) == "capped"  # November
+    assert developer.plan_at_end_of(datetime(2027, 1, 1, tzinfo=UTC)) == "pro"  # December
 
 
 def test_plan_edit_with_plans_put_applies_on_the_next_request(capped: Stack) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from usage_meter.domain import clock
 from usage_meter.domain.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
 from usage_meter.errors import NotFound, ValidationFailed
-from usage_meter.models.accounts import ApiKeyRecord, Developer, Plan, Role
+from usage_meter.models.accounts import ApiKeyRecord, Developer, Plan, PlanAssignment, Role
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN
 from usage_meter.store import accounts as account_store
@@ -81,8 +81,13 @@ def create_developer(name: str, plan: str = DEFAULT_PLAN, developer_id: str | No
     if not re.fullmatch(DEVELOPER_ID_PATTERN, new_id):
         raise ValidationFailed(f"invalid developer id {new_id!r}", code="invalid_developer_id")
     try:
+        created_at = format_timestamp(clock.now())
         developer = Developer(
-            developer_id=new_id, name=name, plan=plan, created_at=format_timestamp(clock.now())
+            developer_id=new_id,
+            name=name,
+            plan=plan,
+            created_at=created_at,
+            plan_history=[PlanAssignment(plan=plan, since=created_at)],
         )
     except ValidationError as exc:
         fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -99,8 +104,11 @@ def get_developer(developer_id: str) -> Developer:
 
 
 def set_plan(developer_id: str, plan: str) -> Developer:
+    """Move a developer to `plan` from now on; earlier billing periods keep the plan they had."""
     _require_plan(plan)
-    account_store.set_developer_plan(developer_id, plan)
+    account_store.set_developer_plan(
+        developer_id, PlanAssignment(plan=plan, since=format_timestamp(clock.now()))
+    )
     return get_developer(developer_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,14 +59,16 @@ class DeveloperResolver:
             self._developers[developer_id] = account_store.get_developer(developer_id)
         return self._developers[developer_id]
 
-    def plan(self, developer_id: str) -> Plan | None:
-        """The developer's plan as of this request (a plan change applies to the next request)."""
+    def plan(self, developer_id: str, period_end: datetime | None = None) -> Plan | None:
+        """The developer's plan as of this request (a plan change applies to the next request);
+        with `period_end`, the plan of the billing period ending then (see Developer.plan_at_end_of)."""
         developer = self.developer(developer_id)
         if developer is None:
             return None
-        if developer.plan not in self._plans:
-            self._plans[developer.plan] = get_plan(developer.plan)
-        return self._plans[developer.plan]
+        name = developer.plan if period_end is None else developer.plan_at_end_of(period_end)
+        if name not in self._plans:
+            self._plans[name] = get_plan(name)
+        return self._plans[name]
 
     def __call__(self, requested: str | None) -> str:
         """Developer keys act for themselves only (naming another developer is 403, never a

@@ -19,7 +19,7 @@ from usage_meter import jsonutil
 from usage_meter.domain.commit import Outcomes, error_detail
 from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.packing import PendingEvent
-from usage_meter.domain.periods import BACKDATE_WINDOW, FUTURE_TOLERANCE
+from usage_meter.domain.periods import BACKDATE_WINDOW, FUTURE_TOLERANCE, month_period
 from usage_meter.domain.plans import metric_limit
 from usage_meter.errors import (
     Busy,
@@ -117,7 +117,8 @@ class Intake:
         # the plan is read after the key is claimed: if the read fails, a later item with the
         # same key still compares against this one instead of taking its place
         try:
-            event.allowance = metric_limit(self.resolve.plan(event.developer_id), event.metric)
+            plan = self.resolve.plan(event.developer_id, month_period(event.event_time).end)
+            event.allowance = metric_limit(plan, event.metric)
         except UsageMeterError as exc:
             if self.single:
                 raise

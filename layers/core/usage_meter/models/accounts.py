@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from usage_meter.models.timestamps import parse_rfc3339
 from usage_meter.models.wire import DeveloperId
 
 Role = Literal["developer", "service"]
@@ -25,13 +27,34 @@ KeyStatus = Literal["active", "revoked"]
 Enforcement = Literal["soft", "hard"]
 
 
+class PlanAssignment(BaseModel):
+    """A developer's plan from `since` on (until the next assignment)."""
+
+    plan: str
+    since: str  # RFC 3339, as format_timestamp writes it
+
+
 class Developer(BaseModel):
-    """A customer of the API provider; usage is counted per developer."""
+    """A customer of the API provider; usage is counted per developer.
+
+    `plan` is the current plan; `plan_history` every assignment, oldest first, so that an event
+    backdated into an earlier billing period is judged by the plan of that period.
+    """
 
     developer_id: DeveloperId
     name: str = Field(min_length=1, max_length=200)
     plan: str
     created_at: str
+    plan_history: list[PlanAssignment] = Field(default_factory=list)
+
+    def plan_at_end_of(self, period_end: datetime) -> str:
+        """The plan that applies to a billing period ending at `period_end` (exclusive): the last
+        one assigned before its end. An upgrade on Feb 10 applies to February, never to January;
+        a period before the developer existed gets the first plan."""
+        applying = [a.plan for a in self.plan_history if parse_rfc3339(a.since) < period_end]
+        if applying:
+            return applying[-1]
+        return self.plan_history[0].plan if self.plan_history else self.plan
 
 
 class ApiKeyRecord(BaseModel):

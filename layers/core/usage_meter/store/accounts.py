@@ -9,13 +9,17 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from usage_meter.errors import Busy, Conflict, NotFound
-from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan
+from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan, PlanAssignment
 from usage_meter.settings import settings
 from usage_meter.store import dynamodb, keys
 from usage_meter.store.dynamodb import Item, number, text, to_av
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
+
+
+def _assignment(assignment: PlanAssignment) -> AttributeValueTypeDef:
+    return {"M": {"plan": text(assignment.plan), "since": text(assignment.since)}}
 
 
 def _developer_item(developer: Developer) -> Item:
@@ -27,15 +31,21 @@ def _developer_item(developer: Developer) -> Item:
         "name": text(developer.name),
         "plan": text(developer.plan),
         "createdAt": text(developer.created_at),
+        "planHistory": {"L": [_assignment(a) for a in developer.plan_history]},
     }
 
 
 def _developer(item: dict[str, Any]) -> Developer:
+    history = [
+        PlanAssignment(plan=entry["M"]["plan"]["S"], since=entry["M"]["since"]["S"])
+        for entry in item.get("planHistory", {}).get("L", [])
+    ]
     return Developer(
         developer_id=item["developerId"]["S"],
         name=item["name"]["S"],
         plan=item["plan"]["S"],
         created_at=item["createdAt"]["S"],
+        plan_history=history,
     )
 
 
@@ -84,15 +94,21 @@ def list_developers() -> list[Developer]:
     return [_developer(item) for item in _by_kind("developer")]
 
 
-def set_developer_plan(developer_id: str, plan: str) -> None:
+def set_developer_plan(developer_id: str, assignment: PlanAssignment) -> None:
+    """Move a developer to a plan from `assignment.since` on: the current plan and the history
+    change in one write, so the two never disagree."""
     try:
         dynamodb.client().update_item(
             TableName=settings().accounts_table,
             Key={"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.PROFILE_SK)},
-            UpdateExpression="SET #p = :p",
+            UpdateExpression="SET #p = :p, #h = list_append(if_not_exists(#h, :none), :entry)",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#p": "plan"},
-            ExpressionAttributeValues={":p": text(plan)},
+            ExpressionAttributeNames={"#p": "plan", "#h": "planHistory"},
+            ExpressionAttributeValues={
+                ":p": text(assignment.plan),
+                ":none": {"L": []},
+                ":entry": {"L": [_assignment(assignment)]},
+            },
         )
     except ClientError as exc:
         if dynamodb.is_condition_failure(exc):
