@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
 
 from usage_meter.errors import Busy
 from usage_meter.jsonutil import number_text
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 Item = dict[str, "AttributeValueTypeDef"]
+LOCAL_REGION = "us-east-1"
+NOT_CONFIGURED = (NoRegionError, NoCredentialsError, PartialCredentialsError)
+"""botocore errors that mean this process was never given a region or credentials: said as
+such (they are not an unreachable DynamoDB, and retrying will not help)."""
 
 RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
@@ -46,7 +56,8 @@ def client() -> DynamoDBClient:
     cfg = settings()
     return boto3.client(
         "dynamodb",
-        region_name=cfg.region,
+        # DynamoDB Local ignores the region, but botocore needs one to sign
+        region_name=cfg.region or (LOCAL_REGION if cfg.endpoint_url else None),
         endpoint_url=cfg.endpoint_url,
         # at most 3 tries of at most 1 + 2 s: a stuck call gives up (503) inside the 10 s
         # function timeout instead of being killed by it
@@ -126,6 +137,8 @@ def call(table: str, operation: str, **kwargs: Any) -> Any:
     except ClientError as exc:
         if error_code(exc) in RETRYABLE_ERRORS:
             raise Busy("DynamoDB is throttling; retry shortly") from exc
+        raise
+    except NOT_CONFIGURED:
         raise
     except BotoCoreError as exc:  # timeouts, connection errors
         raise Busy("DynamoDB could not be reached; retry shortly") from exc

@@ -125,6 +125,8 @@ def commit_events(
         if code in RETRYABLE_ERRORS:
             raise CommitCancelled({}, retryable=True) from exc
         raise
+    except dynamodb.NOT_CONFIGURED:
+        raise
     except BotoCoreError as exc:  # connection errors after botocore's own retries
         raise Busy("DynamoDB could not be reached; retry with the same idempotency key") from exc
 
