@@ -39,6 +39,10 @@ from usage_meter.store import keys as store_keys
 
 MAX_RANGE_DAYS = 366
 DEFAULT_HISTORY_DAYS = 30
+FIRST_DATE = date(1970, 1, 1)
+LAST_DATE = date(9998, 12, 31)
+"""The dates a range may name: any usage there is, with room to spare, and far enough from
+datetime's year 9999 that no period arithmetic (the day after endDate) can overflow."""
 
 PeriodName = Literal["day", "week", "month"]
 Granularity = Literal["day", "month"]
@@ -49,6 +53,10 @@ def _date_range(start_date: date | None, end_date: date | None, today: date) -> 
     if start_date is None:
         raise ValidationFailed("endDate needs a startDate", code="invalid_range")
     last = end_date or today
+    if not FIRST_DATE <= start_date <= LAST_DATE or not FIRST_DATE <= last <= LAST_DATE:
+        raise ValidationFailed(
+            f"dates must be from {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}", code="invalid_range"
+        )
     if last < start_date:
         raise ValidationFailed("endDate is before startDate", code="invalid_range")
     if (last - start_date).days + 1 > MAX_RANGE_DAYS:

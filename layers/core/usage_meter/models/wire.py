@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from usage_meter import jsonutil
 from usage_meter.models.timestamps import parse_rfc3339
@@ -24,6 +25,7 @@ from usage_meter.models.timestamps import parse_rfc3339
 METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 DEVELOPER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_QUANTITY = Decimal(10) ** 12
+QUANTITY_PLACES = 9
 MAX_BATCH = 100
 MAX_METADATA_BYTES = 2048
 MAX_IDEMPOTENCY_KEY = 255
@@ -36,9 +38,17 @@ def _number_only(value: Any) -> Any:
     """Quantities are JSON numbers: refuse strings and booleans pydantic would coerce."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError("quantity must be a JSON number")
-    if isinstance(value, float):  # only when a caller bypassed jsonutil.loads
-        return Decimal(repr(value))
-    return Decimal(value)
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if number.is_finite() and number and number.adjusted() < -QUANTITY_PLACES:
+        # pydantic counts decimal places after normalize(), which flushes 1e-999999999 to 0
+        # in the default context: the quantity would pass and reach DynamoDB. Below 1e-9, a
+        # non-zero number has more than 9 places whatever its exponent.
+        raise PydanticCustomError(
+            "decimal_max_places",
+            "Decimal input should have no more than {decimal_places} decimal places",
+            {"decimal_places": QUANTITY_PLACES},
+        )
+    return number
 
 
 def _depth(value: Any) -> int:
@@ -63,7 +73,7 @@ def _rfc3339(value: Any) -> Any:
 Quantity = Annotated[
     Decimal,
     BeforeValidator(_number_only),
-    Field(gt=0, le=MAX_QUANTITY, decimal_places=9, allow_inf_nan=False),
+    Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
     WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1e12, "multipleOf": 1e-9}),
 ]
 Timestamp = Annotated[
@@ -111,7 +121,7 @@ class UsageEventIn(ApiModel):
         try:
             size = len(jsonutil.dumps(value).encode())
         except (TypeError, ValueError) as exc:
-            raise ValueError("metadata must be plain JSON") from exc
+            raise ValueError(f"metadata must be plain JSON ({exc})") from exc
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
         return value
