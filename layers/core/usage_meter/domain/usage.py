@@ -21,6 +21,7 @@ from usage_meter.domain.periods import (
     week_period,
 )
 from usage_meter.domain.plans import metric_limit, percentage_used, remaining
+from usage_meter.domain.ratelimit import rate_report
 from usage_meter.errors import ValidationFailed
 from usage_meter.models.accounts import Identity
 from usage_meter.models.records import Counter
@@ -32,10 +33,8 @@ from usage_meter.models.wire import (
     HistoryResponse,
     MetricUsage,
     PeriodOut,
-    RateLimit,
 )
 from usage_meter.store import counters as counter_store
-from usage_meter.store import keys as store_keys
 
 MAX_RANGE_DAYS = 366
 DEFAULT_HISTORY_DAYS = 30
@@ -64,8 +63,14 @@ def _date_range(start_date: date | None, end_date: date | None, today: date) -> 
     return start_date, last
 
 
+def resolver(caller: Identity | DeveloperResolver) -> DeveloperResolver:
+    """The request's resolver: a router keeps one to reuse what a read already resolved (the
+    developer, the plan) for the answer's rate headers; other callers pass the identity."""
+    return caller if isinstance(caller, DeveloperResolver) else DeveloperResolver(caller)
+
+
 def current_usage(
-    identity: Identity,
+    caller: Identity | DeveloperResolver,
     *,
     developer_id: str | None = None,
     metric: str | None = None,
@@ -78,7 +83,7 @@ def current_usage(
     The billing period reads the month counters (one Query); other ranges sum day counters
     (one Query). Both strongly consistent, so a track followed by a read sees the event.
     """
-    resolve = DeveloperResolver(identity)
+    resolve = resolver(caller)
     target = resolve(developer_id)
     now = clock.now()
     today = now.date()
@@ -124,7 +129,6 @@ def current_usage(
             percentage_used=percentage_used(limit, used),
         )
 
-    minute = counter_store.minute_counter(target, store_keys.minute_key(now))
     developer = resolve.developer(target)
     return CurrentUsageResponse(
         developer_id=target,
@@ -135,16 +139,15 @@ def current_usage(
         metrics={name: usage_of(name) for name in sorted(consumed)},
         total_requests=total,
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
-        rate_limit=RateLimit(
-            requests_per_minute=plan.requests_per_minute if plan else None,
-            current_minute_usage=minute.events if minute else 0,
-        ),
+        rate_limit=rate_report(plan, target, now),
     )
 
 
-def entitlement(identity: Identity, metric: str, *, developer_id: str | None = None) -> EntitlementResponse:
+def entitlement(
+    caller: Identity | DeveloperResolver, metric: str, *, developer_id: str | None = None
+) -> EntitlementResponse:
     """May the developer use `metric` now? False outside the plan or when a hard limit is used up."""
-    resolve = DeveloperResolver(identity)
+    resolve = resolver(caller)
     target = resolve(developer_id)
     now = clock.now()
     billing = month_period(now)
@@ -167,7 +170,7 @@ def entitlement(identity: Identity, metric: str, *, developer_id: str | None = N
 
 
 def usage_history(
-    identity: Identity,
+    caller: Identity | DeveloperResolver,
     *,
     developer_id: str | None = None,
     metric: str | None = None,
@@ -180,7 +183,7 @@ def usage_history(
 
     One paginated Query over the developer's day counters covers the whole range.
     """
-    target = DeveloperResolver(identity)(developer_id)
+    target = resolver(caller)(developer_id)
     today = clock.now().date()
     if days is not None and (start_date or end_date):
         raise ValidationFailed("use either days or startDate/endDate", code="invalid_range")

@@ -214,6 +214,17 @@ class RateLimit(ApiModel):
     current_minute_usage: int
 
 
+class RateStatus(BaseModel):
+    """What the RateLimit-* headers of a developer-scoped answer say: the plan's requests per
+    minute, what is left of them in the current UTC minute, and seconds until it starts over."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int
+    remaining: int
+    reset: int
+
+
 class CurrentUsageResponse(ApiModel):
     developer_id: str
     plan: str | None
