@@ -4,8 +4,9 @@ would turn into a 500. Found this way: timestamps past datetime's range once in 
 longer than int() converts, exponents past Decimal's range, quantities whose decimal places
 pydantic miscounts, and numbers rounded to the context precision when written back.
 
-Examples: PROPERTY_EXAMPLES (default 100 per test); derandomized unless PROPERTY_SEED names a
-seed (README, "Tests"), so CI replays the same inputs and a long run can try others.
+Examples: PROPERTY_EXAMPLES (default 100 per test), the same ones every run unless
+PROPERTY_SEED names a seed or PROPERTY_RANDOM asks for new ones (as test_properties.py), so
+CI replays the same inputs and a long run can try others (README, "Tests").
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "100"))
 SEED = os.environ.get("PROPERTY_SEED")
+RANDOM = bool(os.environ.get("PROPERTY_RANDOM"))
 
 
 def long_mode(test: F) -> F:
     """The examples and seed of a run (see the module docstring)."""
     configured = settings(
         max_examples=EXAMPLES,
-        derandomize=SEED is None,
+        derandomize=SEED is None and not RANDOM,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )(test)
