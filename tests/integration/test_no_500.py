@@ -46,6 +46,10 @@ BAD_EVENTS: dict[str, tuple[str, str]] = {
         "quantity",
     ),
     "quantity-exponent-pydantic-flushes-to-0": ("{" + HEAD + ', "quantity": 1e-999999999}', "quantity"),
+    "quantity-of-61-places-pydantic-rounds-to-0": (
+        "{" + HEAD + ', "quantity": 1.' + "0" * 59 + "1}",
+        "quantity",
+    ),
     "metadata-exponent-past-decimal": (
         "{" + HEAD + ', "quantity": 1, "metadata": {"x": 1.5e99999999999999999999}}',
         "metadata",

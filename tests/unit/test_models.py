@@ -88,6 +88,8 @@ def test_quantity_accepted(value: Any, expected: Decimal) -> None:
         # pydantic's own count normalizes in the context, which flushes these to 0 places
         (Decimal("1E-999999999"), "decimal_max_places"),
         (Decimal("7.5E-999999999999999999"), "decimal_max_places"),
+        # ... or rounds to 60 digits: 61 places, read as 0
+        (Decimal("1." + "0" * 59 + "1"), "decimal_max_places"),
         (Decimal("7" * 4301), "less_than_equal"),
         (Decimal("NaN"), "finite_number"),
         (Decimal("Infinity"), "finite_number"),

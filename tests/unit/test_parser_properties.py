@@ -300,6 +300,27 @@ def test_near_valid_events_are_valid_or_refused(body: dict[str, Any]) -> None:
 
 
 @long_mode
+@given(
+    st.integers(min_value=1, max_value=10**12 - 1),
+    st.integers(min_value=0, max_value=80),
+    st.integers(min_value=1, max_value=9),
+    st.integers(min_value=0, max_value=40),
+)
+def test_a_quantity_is_accepted_exactly_when_it_has_at_most_9_places(
+    whole: int, zeros: int, last: int, trailing_zeros: int
+) -> None:
+    """whole.(zeros)last(trailing zeros): zeros + 1 places, whatever the digits past the
+    context's precision (pydantic's own count rounds there)."""
+    quantity = Decimal(f"{whole}.{'0' * zeros}{last}{'0' * trailing_zeros}")
+    if zeros + 1 > 9:
+        with pytest.raises(ValidationError) as refused:
+            UsageEventIn.model_validate({"metric": "m", "quantity": quantity})
+        assert [e["type"] for e in refused.value.errors()] == ["decimal_max_places"]
+    else:
+        assert UsageEventIn.model_validate({"metric": "m", "quantity": quantity}).quantity == quantity
+
+
+@long_mode
 @given(json_text(NUMBER_TEXT), st.sampled_from(["quantity", "metadata"]))
 def test_an_event_parsed_from_json_text_is_valid_or_refused(text: str, field: str) -> None:
     value = jsonutil.loads(text)

@@ -34,15 +34,27 @@ MAX_METADATA_DEPTH = 32
 EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
 
 
+def decimal_places(number: Decimal) -> int:
+    """Places after the point once trailing zeros are dropped, counted exactly (1.50 -> 1).
+
+    pydantic counts after normalize(), which rounds to the context's precision (60 digits)
+    and flushes tiny numbers to 0: 1.(59 zeros)1 and 1e-999999999 would pass as 0 places,
+    then reach DynamoDB (38 digits at most) and answer 500.
+    """
+    _, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing))
+
+
 def _number_only(value: Any) -> Any:
-    """Quantities are JSON numbers: refuse strings and booleans pydantic would coerce."""
+    """Quantities are JSON numbers: refuse strings and booleans pydantic would coerce, and
+    more than 9 places (counted exactly, see decimal_places)."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError("quantity must be a JSON number")
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if number.is_finite() and number and number.adjusted() < -QUANTITY_PLACES:
-        # pydantic counts decimal places after normalize(), which flushes 1e-999999999 to 0
-        # in the default context: the quantity would pass and reach DynamoDB. Below 1e-9, a
-        # non-zero number has more than 9 places whatever its exponent.
+    if decimal_places(number) > QUANTITY_PLACES:
         raise PydanticCustomError(
             "decimal_max_places",
             "Decimal input should have no more than {decimal_places} decimal places",
