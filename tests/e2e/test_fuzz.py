@@ -9,11 +9,17 @@ the service or of the document: fix that, never loosen the checks.
 Bounded and reproducible: a fixed number of examples per operation, a per-request timeout
 and a per-case deadline, derandomized generation with a fixed seed and no example database,
 so CI replays the same requests every run.
+
+Long mode (opt-in): FUZZ_EXAMPLES sets the examples per operation and key (default 100),
+FUZZ_SEED another seed, so a run explores requests CI never sends, e.g.
+`FUZZ_EXAMPLES=1000 FUZZ_SEED=7 .venv/bin/pytest tests/e2e/test_fuzz.py --hypothesis-show-statistics`
+(the statistics give the examples run per test).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from datetime import timedelta
 from typing import Any
@@ -33,13 +39,14 @@ from usage_meter_local.template import ROOT
 
 pytestmark = pytest.mark.e2e
 
-MAX_EXAMPLES = 100  # per operation and key, in the fuzzing phase
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))  # per operation and key, fuzzing phase
+SEED = int(os.environ.get("FUZZ_SEED", "20261125"))
 REQUEST_TIMEOUT = 10.0  # seconds, one request
 DEADLINE = timedelta(seconds=15)  # one generated case: its request and the checks
 
 CONFIG = schemathesis.Config.from_dict(
     {
-        "seed": 20261125,
+        "seed": SEED,
         "generation": {
             "mode": "all",  # valid inputs and invalid ones
             "max-examples": MAX_EXAMPLES,

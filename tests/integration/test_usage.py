@@ -184,12 +184,27 @@ def test_history_is_isolated_per_developer(seeded: Stack) -> None:
 
 
 def test_history_of_90_days_is_one_query(seeded: Stack) -> None:
-    """A long history is one Query per counter shard (here: one), never one call per day."""
+    """A long history is one Query per counter shard (here: one), never one call per day; the
+    rate headers add the same three calls to any history (profile, plan, minute counter)."""
     from usage_meter.store import dynamodb as store_db
 
-    calls: list[str] = []
-    store_db.client().meta.events.register(
-        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
-    )
+    calls: list[tuple[str, str]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name == "Query":  # which counters: the sk prefix of the range's low end
+            calls.append((model.name, params["ExpressionAttributeValues"][":lo"]["S"][:2]))
+        else:
+            calls.append((model.name, params["Key"]["pk"]["S"]))
+
+    store_db.client().meta.events.register("before-parameter-build.dynamodb.*", record)
     assert seeded.history(days="90").status == 200
-    assert calls == ["Query"]
+    assert sorted(calls) == [
+        ("GetItem", "DEV#dev_alice"),  # the developer's profile: its plan
+        ("GetItem", "PLAN#pro"),
+        ("Query", "D#"),  # the day counters of all 90 days
+        ("Query", "R#"),  # the minute counter
+    ]
+    ninety = list(calls)
+    calls.clear()
+    assert seeded.history(days="1").status == 200
+    assert calls == ninety

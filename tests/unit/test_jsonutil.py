@@ -32,6 +32,28 @@ def test_loads_keeps_integers_as_int() -> None:
     assert type(parsed["n"]) is int
 
 
+@pytest.mark.parametrize("digits", ["7" * 4301, "-" + "9" * 10_000])
+def test_integers_longer_than_int_converts_are_exact_decimals(digits: str) -> None:
+    """int() refuses more than 4,300 digits with a ValueError json.loads let through (a 500)."""
+    parsed = jsonutil.loads('{"n": [' + digits + "]}")
+    (number,) = parsed["n"]
+    assert type(number) is Decimal
+    assert number == Decimal(digits)
+    assert type(jsonutil.loads("7" * 4300)) is int  # up to the limit, still an int
+
+
+@pytest.mark.parametrize(
+    "text", ["1e99999999999999999999", "-1.5E+99999999999999999999", "1e-99999999999999999999"]
+)
+def test_numbers_past_decimals_range_parse_to_out_of_range(text: str) -> None:
+    """Valid JSON no Decimal holds: a value every field rule refuses, not a parse error (which
+    would sink a whole batch) nor InvalidOperation (a 500)."""
+    (parsed,) = jsonutil.loads("[" + text + "]")
+    assert parsed is jsonutil.OUT_OF_RANGE
+    with pytest.raises(ValueError, match="non-finite"):
+        jsonutil.dumps({"x": parsed})
+
+
 def test_decimal_arithmetic_after_loads_is_exact() -> None:
     a, b = jsonutil.loads("[0.1, 0.2]")
     assert a + b == Decimal("0.3")
@@ -73,6 +95,9 @@ def test_loads_accepts_bytes() -> None:
         (Decimal("-0"), "0"),
         (Decimal("0.000"), "0"),
         (Decimal("-12.3400"), "-12.34"),
+        # more digits than the context's precision (60): once rounded by normalize()
+        (Decimal("1." + "1" * 70), "1." + "1" * 70),
+        (Decimal("-" + "9" * 40 + "." + "9" * 30 + "000"), "-" + "9" * 40 + "." + "9" * 30),
     ],
 )
 def test_number_text_has_no_exponent_and_no_trailing_zeros(value: Decimal, text: str) -> None:

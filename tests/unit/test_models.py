@@ -85,6 +85,12 @@ def test_quantity_accepted(value: Any, expected: Decimal) -> None:
         (Decimal("1E+309"), "less_than_equal"),
         (Decimal("0.0000000001"), "decimal_max_places"),
         (Decimal("1.0000000001"), "decimal_max_places"),
+        # pydantic's own count normalizes in the context, which flushes these to 0 places
+        (Decimal("1E-999999999"), "decimal_max_places"),
+        (Decimal("7.5E-999999999999999999"), "decimal_max_places"),
+        # ... or rounds to 60 digits: 61 places, read as 0
+        (Decimal("1." + "0" * 59 + "1"), "decimal_max_places"),
+        (Decimal("7" * 4301), "less_than_equal"),
         (Decimal("NaN"), "finite_number"),
         (Decimal("Infinity"), "finite_number"),
         (Decimal("-Infinity"), "finite_number"),
@@ -137,7 +143,19 @@ def test_idempotency_key_refused(key: Any, error_type: str) -> None:
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["2026-11-25", "2026-11-25T10:00:00", "2026-13-01T00:00:00Z", "soon", 1795600000, 1795600000.5],
+    [
+        "2026-11-25",
+        "2026-11-25T10:00:00",
+        "2026-13-01T00:00:00Z",
+        "soon",
+        1795600000,
+        1795600000.5,
+        # valid RFC 3339 texts of instants past datetime's range once in UTC (were OverflowError)
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:00:00+23:59",
+        "2026-11-25T10:00:00\N{ARABIC-INDIC DIGIT ZERO}Z",
+        "\N{FULLWIDTH DIGIT TWO}026-11-25T10:00:00Z",
+    ],
 )
 def test_timestamp_refused(timestamp: Any) -> None:
     assert refusal(event(timestamp=timestamp)) == [(("timestamp",), "value_error")]

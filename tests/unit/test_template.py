@@ -120,3 +120,46 @@ def test_dashboard_body_is_json_once_substituted() -> None:
     widgets = json.loads(body)["widgets"]
     titles = {w["properties"]["title"] for w in widgets}
     assert {"Events", "API", "Rollup"} <= titles
+
+
+def test_stage_throttling_is_set_from_parameters_with_safe_defaults() -> None:
+    template = load()
+    parameters = template["Parameters"]
+    route_settings = template["Resources"]["UsageApi"]["Properties"]["DefaultRouteSettings"]
+    assert route_settings == {
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+    }
+    for name, default in (("ApiThrottlingRateLimit", 500), ("ApiThrottlingBurstLimit", 1000)):
+        assert parameters[name]["Type"] == "Number"
+        assert parameters[name]["Default"] == default
+        assert parameters[name]["MinValue"] == 1  # 0 would refuse every request
+        # far below the account's default stage limits (10,000/s, burst 5,000)
+        assert default <= 5000
+
+
+RESERVED_CONCURRENCY = {
+    "TrackFunction": "TrackReservedConcurrency",
+    "CurrentFunction": "ReadReservedConcurrency",
+    "HistoryFunction": "ReadReservedConcurrency",
+    "EntitlementsFunction": "ReadReservedConcurrency",
+    "AuthorizerFunction": "AuthorizerReservedConcurrency",
+}
+
+
+@pytest.mark.parametrize(("function", "parameter"), RESERVED_CONCURRENCY.items())
+def test_reserved_concurrency_is_a_parameter_unreserved_by_default(function: str, parameter: str) -> None:
+    template = load()
+    setting = FUNCTIONS[function]["Properties"]["ReservedConcurrentExecutions"]
+    condition, reserved, otherwise = setting["Fn::If"]
+    assert reserved == {"Ref": parameter}
+    assert otherwise == {"Ref": "AWS::NoValue"}  # the default: no reservation at all
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "-1"]}]}
+    declared = template["Parameters"][parameter]
+    assert (declared["Type"], declared["Default"], declared["MinValue"]) == ("Number", -1, -1)
+
+
+def test_functions_without_a_reserved_concurrency_parameter_reserve_none() -> None:
+    for name, function in FUNCTIONS.items():
+        if name not in RESERVED_CONCURRENCY:
+            assert "ReservedConcurrentExecutions" not in function["Properties"], name

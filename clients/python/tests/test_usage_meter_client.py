@@ -445,3 +445,92 @@ def test_async_errors_are_typed() -> None:
                 await client.entitlements.check("a")
 
     asyncio.run(scenario())
+
+
+# ---- the event's time ------------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+BATCH_OF_TWO = {
+    "results": [{"index": 0, "status": "recorded"}, {"index": 1, "status": "recorded"}],
+    "recorded": 2,
+    "duplicates": 0,
+    "rejected": 0,
+}
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The client's clock: the first element is "now" (move it by assigning to clock[0])."""
+    moments = [T0]
+    monkeypatch.setattr("usage_meter_client._models.now", lambda: moments[0], raising=False)
+    return moments
+
+
+def sent_times(script: Script) -> list[str]:
+    times = []
+    for request in script.requests:
+        body = json.loads(request.content)
+        times.extend(event["timestamp"] for event in body.get("events", [body]))
+    return times
+
+
+def test_an_event_without_a_timestamp_is_stamped_when_created(clock: list[datetime]) -> None:
+    event = UsageEvent("api_calls", 1, idempotency_key="k-1")
+    clock[0] = T0 + timedelta(days=36)  # sent (again) much later
+    assert event.timestamp == T0
+    assert UsageEvent("api_calls", 1).timestamp == T0 + timedelta(days=36)
+    assert UsageEvent("api_calls", 1, timestamp="2026-11-01T00:00:00Z").timestamp == "2026-11-01T00:00:00Z"
+
+
+def test_track_stamps_the_time_of_the_call_and_retries_keep_it(
+    make: Callable[..., UsageMeter], clock: list[datetime], sleeps: list[float]
+) -> None:
+    client = make(error(503, "temporarily_unavailable"), answer(200, TRACKED))
+    client.usage.track("api_calls", 1)
+    assert sent_times(script_of(client)) == ["2026-11-25T10:00:00.123456+00:00"] * 2
+    assert len(sleeps) == 1
+
+
+def test_a_batch_stamps_its_events_created_then_and_its_dicts_now(
+    make: Callable[..., UsageMeter], clock: list[datetime]
+) -> None:
+    early = UsageEvent("a", 1, idempotency_key="early")
+    clock[0] = T0 + timedelta(minutes=3)
+    client = make(answer(200, BATCH_OF_TWO))
+    client.usage.track_batch([early, {"metric": "b", "quantity": 1}])
+    assert sent_times(script_of(client)) == [
+        "2026-11-25T10:00:00.123456+00:00",
+        "2026-11-25T10:03:00.123456+00:00",
+    ]
+
+
+def test_a_resent_event_carries_its_first_time(
+    make: Callable[..., UsageMeter], clock: list[datetime]
+) -> None:
+    """What makes a late resend refused (too old) instead of counted again by the service."""
+    event = UsageEvent("api_calls", 1, idempotency_key="invoice-42")
+    client = make(answer(200, BATCH_OF_TWO))
+    client.usage.track_batch([event])
+    clock[0] = T0 + timedelta(days=36)
+    client.usage.track_batch([event])
+    assert sent_times(script_of(client)) == ["2026-11-25T10:00:00.123456+00:00"] * 2
+
+
+def test_async_track_and_batch_stamp_the_event_time(clock: list[datetime]) -> None:
+    script = Script(answer(200, TRACKED), answer(200, BATCH_OF_TWO))
+    early = UsageEvent("a", 1)
+
+    async def scenario() -> None:
+        clock[0] = T0 + timedelta(seconds=30)
+        async with AsyncUsageMeter(
+            api_key=KEY, base_url=BASE, transport=httpx.MockTransport(script)
+        ) as client:
+            await client.usage.track("api_calls", 1)
+            await client.usage.track_batch([early, {"metric": "b", "quantity": 1}])
+
+    asyncio.run(scenario())
+    assert sent_times(script) == [
+        "2026-11-25T10:00:30.123456+00:00",
+        "2026-11-25T10:00:00.123456+00:00",
+        "2026-11-25T10:00:30.123456+00:00",
+    ]

@@ -79,20 +79,32 @@ class Busy(UsageMeterError):
     code = "temporarily_unavailable"
 
 
+MAX_REPORTED_ERRORS = 10
+MAX_FIELD_NAME = 64
+"""An answer reports at most this many field errors, each field name cut to this length: the
+names come from the client (an unknown key of a megabyte, or a million unknown keys), and an
+answer that echoed them whole would grow past Lambda's 6 MB response limit (a 5xx)."""
+
+
+def _field(loc: Iterable[object], skip: Container[object]) -> str:
+    parts = (str(part) for part in loc if part not in skip)
+    return ".".join(p if len(p) <= MAX_FIELD_NAME else f"{p[:MAX_FIELD_NAME]}..." for p in parts) or "body"
+
+
 def describe_validation(
     errors: Iterable[Mapping[str, Any]], *, skip: Container[object] = ()
 ) -> tuple[str, list[dict[str, Any]]]:
     """Pydantic's (or the resolver's) validation errors as our message and details list: one
-    home for turning field errors into text, with the field paths (minus `skip` parts)."""
+    home for turning field errors into text, with the field paths (minus `skip` parts), at
+    most MAX_REPORTED_ERRORS of them."""
+    every = list(errors)
     details = [
-        {
-            "field": ".".join(str(part) for part in e.get("loc", ()) if part not in skip) or "body",
-            "message": e.get("msg", ""),
-            "type": e.get("type", ""),
-        }
-        for e in errors
+        {"field": _field(e.get("loc", ()), skip), "message": e.get("msg", ""), "type": e.get("type", "")}
+        for e in every[:MAX_REPORTED_ERRORS]
     ]
     message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+    if len(every) > MAX_REPORTED_ERRORS:
+        message += f"; and {len(every) - MAX_REPORTED_ERRORS} more errors"
     return message, details
 
 

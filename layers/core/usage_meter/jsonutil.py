@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 _encode_str = json.encoder.encode_basestring_ascii
@@ -13,10 +13,41 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse JSON keeping every non-integer number as an exact Decimal; NaN/Infinity are refused."""
+OUT_OF_RANGE = Decimal("NaN")
+"""What a JSON number no Decimal can hold parses to (1e99999999999999999999: an exponent past
+decimal.MAX_EMAX). Valid JSON, so not a parse error that would sink a whole batch; not finite,
+so every field rule refuses it (a quantity must be finite, metadata must be writable)."""
+
+
+def _decimal(text: str) -> Decimal:
+    """A non-integer number, exactly; OUT_OF_RANGE when its exponent is past what Decimal holds."""
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return Decimal(text)
+    except InvalidOperation:
+        return OUT_OF_RANGE
+
+
+def _integer(text: str) -> int | Decimal:
+    """An integer as int, or as an exact Decimal when it is longer than Python converts.
+
+    int() refuses more than sys.get_int_max_str_digits() digits (4,300 by default) with a
+    ValueError that json.loads would let through: a valid JSON body would answer 500. As a
+    Decimal it stays exact and is refused, or kept, by the field rules like any big number.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON keeping every non-integer number as an exact Decimal; NaN/Infinity are refused.
+
+    Integers stay int unless too long for int() (see _integer); whatever the numbers, a valid
+    JSON text parses and an invalid one raises JSONDecodeError, nothing else.
+    """
+    try:
+        return json.loads(text, parse_float=_decimal, parse_int=_integer, parse_constant=_reject_constant)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text if isinstance(text, str) else "", 0) from None
 
@@ -39,12 +70,15 @@ def loads_object(text: str | bytes) -> Any:
 def number_text(value: Decimal) -> str:
     """A Decimal as a JSON number without exponent or trailing zeros (1.50 -> 1.5, 1E+2 -> 100)."""
     if not value.is_finite():
-        raise ValueError("non-finite number")
+        raise ValueError("a non-finite number (NaN, an infinity, or one past Decimal's range)")
     if not -40 <= value.adjusted() <= 40:
         # far outside any quantity: keep the exponent (1E+300), never write 300 digits (or a
         # billion, for 1e999999999 in someone's metadata); adjusted() needs no context
         return str(value)
-    text = format(value.normalize(), "f")
+    # normalize() rounds to its context's precision: give it every digit the value has, so
+    # that 1.(70 digits) in someone's metadata is written as sent, not rounded to 60
+    exact = Context(prec=max(len(value.as_tuple().digits), 1))
+    text = format(value.normalize(exact), "f")
     return "0" if text in ("-0", "0") else text
 
 

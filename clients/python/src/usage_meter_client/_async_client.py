@@ -200,7 +200,10 @@ class AsyncUsage:
         developer_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> TrackResult:
-        """Record one event; counted once per idempotency key (one is generated when not given)."""
+        """Record one event; counted once per idempotency key (one is generated when not given).
+
+        Without `timestamp` the event is stamped with the time of this call (see UsageEvent).
+        """
         event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
         return await self._client._call(track_request(event), TrackResult)
 

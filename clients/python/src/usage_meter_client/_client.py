@@ -215,6 +215,7 @@ class Usage:
 
         Raises `LimitExceededError` when a hard limit would be passed (nothing is counted).
         `result.status` is "recorded", or "duplicate" when the key was already counted.
+        Without `timestamp` the event is stamped with the time of this call (see UsageEvent).
         """
         event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
         return self._client._call(track_request(event), TrackResult)

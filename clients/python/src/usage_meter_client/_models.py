@@ -177,9 +177,20 @@ class Entitlement(ApiObject):
 Quantity = Decimal | int | float | str
 
 
+def now() -> dt.datetime:
+    """The client's clock, UTC (one place, so tests can move it)."""
+    return dt.datetime.now(dt.UTC)
+
+
 @dataclass(frozen=True)
 class UsageEvent:
-    """One event for `track_batch`. Without an idempotency key the client generates one per call."""
+    """One event for `track_batch`. Without an idempotency key the client generates one per call.
+
+    Without a timestamp it is stamped with the time it is created: every send of this event
+    then carries the same time, so a resend within the 35-day backdating window is a
+    duplicate of the first, and a later one is refused as too old. Left to the service, the
+    time would be that of each send, and a resend after the key's 36 days would count again.
+    """
 
     metric: str
     quantity: Quantity
@@ -187,6 +198,10 @@ class UsageEvent:
     timestamp: dt.datetime | str | None = None
     developer_id: str | None = None
     metadata: Mapping[str, Any] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.timestamp is None:
+            object.__setattr__(self, "timestamp", now())
 
 
 def to_decimal(quantity: Quantity) -> Decimal:

@@ -22,6 +22,7 @@ from usage_meter.domain.periods import (
     week_period,
 )
 from usage_meter.domain.plans import metric_limit, percentage_used, remaining
+from usage_meter.domain.ratelimit import rate_report
 from usage_meter.errors import ValidationFailed
 from usage_meter.models.accounts import Identity, Plan
 from usage_meter.models.records import Counter
@@ -33,13 +34,15 @@ from usage_meter.models.wire import (
     HistoryResponse,
     MetricUsage,
     PeriodOut,
-    RateLimit,
 )
 from usage_meter.store import counters as counter_store
-from usage_meter.store import keys as store_keys
 
 MAX_RANGE_DAYS = 366
 DEFAULT_HISTORY_DAYS = 30
+FIRST_DATE = date(1970, 1, 1)
+LAST_DATE = date(9998, 12, 31)
+"""The dates a range may name: any usage there is, with room to spare, and far enough from
+datetime's year 9999 that no period arithmetic (the day after endDate) can overflow."""
 
 PeriodName = Literal["day", "week", "month"]
 Granularity = Literal["day", "month"]
@@ -50,6 +53,10 @@ def _date_range(start_date: date | None, end_date: date | None, today: date) -> 
     if start_date is None:
         raise ValidationFailed("endDate needs a startDate", code="invalid_range")
     last = end_date or today
+    if not FIRST_DATE <= start_date <= LAST_DATE or not FIRST_DATE <= last <= LAST_DATE:
+        raise ValidationFailed(
+            f"dates must be from {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}", code="invalid_range"
+        )
     if last < start_date:
         raise ValidationFailed("endDate is before startDate", code="invalid_range")
     if (last - start_date).days + 1 > MAX_RANGE_DAYS:
@@ -57,8 +64,14 @@ def _date_range(start_date: date | None, end_date: date | None, today: date) -> 
     return start_date, last
 
 
+def resolver(caller: Identity | DeveloperResolver) -> DeveloperResolver:
+    """The request's resolver: a router keeps one to reuse what a read already resolved (the
+    developer, the plan) for the answer's rate headers; other callers pass the identity."""
+    return caller if isinstance(caller, DeveloperResolver) else DeveloperResolver(caller)
+
+
 def current_usage(
-    identity: Identity,
+    caller: Identity | DeveloperResolver,
     *,
     developer_id: str | None = None,
     metric: str | None = None,
@@ -71,7 +84,7 @@ def current_usage(
     The billing period reads the month counters (one Query); other ranges sum day counters
     (one Query). Both strongly consistent, so a track followed by a read sees the event.
     """
-    resolve = DeveloperResolver(identity)
+    resolve = resolver(caller)
     target = resolve(developer_id)
     now = clock.now()
     asked = _asked_period(now, period, start_date, end_date)
@@ -88,7 +101,6 @@ def current_usage(
     expected = [metric] if metric else (plan.metrics if plan else [])
     consumed, total = _sum_counters(counters, metric, expected)
     in_billing = {c.metric: c.consumed for c in billing_counters}
-    minute = counter_store.minute_counter(target, store_keys.minute_key(now))
     developer = resolve.developer(target)
     return CurrentUsageResponse(
         developer_id=target,
@@ -102,10 +114,7 @@ def current_usage(
         },
         total_requests=total,
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
-        rate_limit=RateLimit(
-            requests_per_minute=plan.requests_per_minute if plan else None,
-            current_minute_usage=minute.events if minute else 0,
-        ),
+        rate_limit=rate_report(plan, target, now),
     )
 
 
@@ -154,9 +163,11 @@ def _metric_usage(plan: Plan | None, name: str, consumed: Decimal, used_in_billi
     )
 
 
-def entitlement(identity: Identity, metric: str, *, developer_id: str | None = None) -> EntitlementResponse:
+def entitlement(
+    caller: Identity | DeveloperResolver, metric: str, *, developer_id: str | None = None
+) -> EntitlementResponse:
     """May the developer use `metric` now? False outside the plan or when a hard limit is used up."""
-    resolve = DeveloperResolver(identity)
+    resolve = resolver(caller)
     target = resolve(developer_id)
     now = clock.now()
     billing = month_period(now)
@@ -179,7 +190,7 @@ def entitlement(identity: Identity, metric: str, *, developer_id: str | None = N
 
 
 def usage_history(
-    identity: Identity,
+    caller: Identity | DeveloperResolver,
     *,
     developer_id: str | None = None,
     metric: str | None = None,
@@ -192,7 +203,7 @@ def usage_history(
 
     One paginated Query over the developer's day counters covers the whole range.
     """
-    target = DeveloperResolver(identity)(developer_id)
+    target = resolver(caller)(developer_id)
     first, last = _history_range(days, start_date, end_date, clock.now().date())
     per_step: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     events: dict[str, int] = defaultdict(int)

@@ -8,6 +8,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from usage_meter.domain import clock
+from usage_meter.domain.ratelimit import status_of
 from usage_meter.domain.usage import current_usage
 from usage_meter.http.resolver import (
     DeveloperIdQuery,
@@ -17,6 +19,7 @@ from usage_meter.http.resolver import (
     caller,
     json_response,
     ok_responses,
+    rate_headers,
 )
 from usage_meter.models.wire import CurrentUsageResponse
 
@@ -46,4 +49,5 @@ def get_current(
         start_date=start_date,
         end_date=end_date,
     )
-    return json_response(200, answer.wire())
+    # the headers say what the body's rateLimit says
+    return json_response(200, answer.wire(), headers=rate_headers(status_of(answer.rate_limit, clock.now())))

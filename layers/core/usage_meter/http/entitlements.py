@@ -8,8 +8,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from usage_meter.domain.identity import DeveloperResolver
+from usage_meter.domain.ratelimit import rate_status
 from usage_meter.domain.usage import entitlement
-from usage_meter.http.resolver import DeveloperIdQuery, caller, json_response, ok_responses
+from usage_meter.http.resolver import DeveloperIdQuery, caller, json_response, ok_responses, rate_headers
 from usage_meter.models.wire import METRIC_PATTERN, EntitlementResponse
 
 router = APIGatewayHttpRouter()
@@ -26,5 +28,7 @@ def get_entitlement(
     metric: Annotated[str, Path(pattern=METRIC_PATTERN)],
     developer_id: DeveloperIdQuery = None,
 ) -> Response[str]:
-    answer = entitlement(caller(router), metric, developer_id=developer_id)
-    return json_response(200, answer.wire())
+    resolve = DeveloperResolver(caller(router))
+    answer = entitlement(resolve, metric, developer_id=developer_id)
+    status = rate_status(resolve, resolve(developer_id))  # resolved already: no read
+    return json_response(200, answer.wire(), headers=rate_headers(status))

@@ -8,6 +8,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from usage_meter.domain.identity import DeveloperResolver
+from usage_meter.domain.ratelimit import rate_status
 from usage_meter.domain.usage import usage_history
 from usage_meter.http.resolver import (
     DeveloperIdQuery,
@@ -17,6 +19,7 @@ from usage_meter.http.resolver import (
     caller,
     json_response,
     ok_responses,
+    rate_headers,
 )
 from usage_meter.models.wire import HistoryResponse
 
@@ -37,8 +40,9 @@ def get_history(
     end_date: EndDateQuery = None,
     granularity: Annotated[Literal["day", "month"], Query()] = "day",
 ) -> Response[str]:
+    resolve = DeveloperResolver(caller(router))
     answer = usage_history(
-        caller(router),
+        resolve,
         developer_id=developer_id,
         metric=metric,
         days=days,
@@ -46,4 +50,4 @@ def get_history(
         end_date=end_date,
         granularity=granularity,
     )
-    return json_response(200, answer.wire())
+    return json_response(200, answer.wire(), headers=rate_headers(rate_status(resolve, answer.developer_id)))

@@ -26,7 +26,7 @@ from usage_meter import jsonutil
 from usage_meter.domain.identity import authorizer_context, identity_from_authorizer
 from usage_meter.errors import UsageMeterError, describe_validation, validation_failed
 from usage_meter.models.accounts import Identity
-from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse
+from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse, RateStatus
 
 logger = Logger(child=True)
 
@@ -47,8 +47,38 @@ _ERRORS: dict[int | HTTPStatus, Any] = {
 }
 
 
+_RATE_HEADERS: dict[str, str] = {
+    "Limit": "The plan's requestsPerMinute",
+    "Remaining": "What is left of it in the current UTC minute (events recorded count against it)",
+    "Reset": "Seconds until the current minute ends and Remaining starts over (1-60)",
+}
+RATE_HEADER_NAMES = tuple(f"{twin}RateLimit-{name}" for twin in ("", "X-") for name in _RATE_HEADERS)
+
+
+def rate_headers(status: RateStatus | None) -> dict[str, str] | None:
+    """RateLimit-Limit/-Remaining/-Reset and their X-RateLimit-* twins (same values); none for
+    a plan without requestsPerMinute."""
+    if status is None:
+        return None
+    values = {"Limit": status.limit, "Remaining": status.remaining, "Reset": status.reset}
+    return {f"{twin}RateLimit-{name}": str(values[name]) for twin in ("", "X-") for name in _RATE_HEADERS}
+
+
 def ok_responses(model: type[BaseModel], description: str) -> dict[int | HTTPStatus, Any]:
-    return {200: {"description": description, "content": {JSON: {"model": model}}}, **_ERRORS}
+    """A developer-scoped route's answers: the 200 (with the rate headers) and every error."""
+    headers = {
+        f"{twin}RateLimit-{name}": {
+            "description": f"{text}{' (twin of RateLimit-' + name + ')' if twin else ''}. Absent when "
+            "the plan states no requestsPerMinute (or a track request names several developers)",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+        for twin in ("", "X-")
+        for name, text in _RATE_HEADERS.items()
+    }
+    return {
+        200: {"description": description, "headers": headers, "content": {JSON: {"model": model}}},
+        **_ERRORS,
+    }
 
 
 def json_response(

@@ -8,8 +8,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from usage_meter.domain.ratelimit import track_rate_status
 from usage_meter.domain.tracking import track
-from usage_meter.http.resolver import JSON, caller, json_response, ok_responses
+from usage_meter.http.resolver import JSON, caller, json_response, ok_responses, rate_headers
 from usage_meter.models.wire import ErrorResponse, TrackBody, TrackResponse
 
 router = APIGatewayHttpRouter()
@@ -38,9 +39,10 @@ def post_events(
         Header(alias="idempotency-key", min_length=1, max_length=255, description="Single event only"),
     ] = None,
 ) -> Response[str]:
-    answer = track(caller(router), body, header_key=idempotency_key)
+    identity = caller(router)
+    answer = track(identity, body, header_key=idempotency_key)
     payload = answer.wire()
     payload["results"] = [r.model_dump(by_alias=True, exclude_none=True) for r in answer.results]
     if answer.usage is None:
         payload.pop("usage")
-    return json_response(200, payload)
+    return json_response(200, payload, headers=rate_headers(track_rate_status(identity, body)))

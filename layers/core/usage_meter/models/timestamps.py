@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+# [0-9], not \d: in a str pattern \d is any Unicode digit (Arabic-Indic, fullwidth, ...)
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 
 
@@ -23,7 +25,12 @@ def parse_rfc3339(text: str) -> datetime:
     offset = match.group(8).upper()
     normalized = f"{text[:19]}{fraction}{'+00:00' if offset == 'Z' else offset}"
     parsed = datetime.fromisoformat(normalized.replace("t", "T"))
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a valid RFC 3339 text for an instant after year 9999
+        # (0001-01-01T00:00:00+23:59 one before year 1): no datetime holds it
+        raise ValueError("timestamp is outside the years 0001-9999 once converted to UTC") from None
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from usage_meter import jsonutil
 from usage_meter.models.timestamps import parse_rfc3339
@@ -24,6 +25,7 @@ from usage_meter.models.timestamps import parse_rfc3339
 METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 DEVELOPER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_QUANTITY = Decimal(10) ** 12
+QUANTITY_PLACES = 9
 MAX_BATCH = 100
 MAX_METADATA_BYTES = 2048
 MAX_IDEMPOTENCY_KEY = 255
@@ -32,13 +34,33 @@ MAX_METADATA_DEPTH = 32
 EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
 
 
+def decimal_places(number: Decimal) -> int:
+    """Places after the point once trailing zeros are dropped, counted exactly (1.50 -> 1).
+
+    pydantic counts after normalize(), which rounds to the context's precision (60 digits)
+    and flushes tiny numbers to 0: 1.(59 zeros)1 and 1e-999999999 would pass as 0 places,
+    then reach DynamoDB (38 digits at most) and answer 500.
+    """
+    _, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing))
+
+
 def _number_only(value: Any) -> Any:
-    """Quantities are JSON numbers: refuse strings and booleans pydantic would coerce."""
+    """Quantities are JSON numbers: refuse strings and booleans pydantic would coerce, and
+    more than 9 places (counted exactly, see decimal_places)."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError("quantity must be a JSON number")
-    if isinstance(value, float):  # only when a caller bypassed jsonutil.loads
-        return Decimal(repr(value))
-    return Decimal(value)
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if decimal_places(number) > QUANTITY_PLACES:
+        raise PydanticCustomError(
+            "decimal_max_places",
+            "Decimal input should have no more than {decimal_places} decimal places",
+            {"decimal_places": QUANTITY_PLACES},
+        )
+    return number
 
 
 def _depth(value: Any) -> int:
@@ -63,7 +85,7 @@ def _rfc3339(value: Any) -> Any:
 Quantity = Annotated[
     Decimal,
     BeforeValidator(_number_only),
-    Field(gt=0, le=MAX_QUANTITY, decimal_places=9, allow_inf_nan=False),
+    Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
     WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1e12, "multipleOf": 1e-9}),
 ]
 Timestamp = Annotated[
@@ -111,7 +133,7 @@ class UsageEventIn(ApiModel):
         try:
             size = len(jsonutil.dumps(value).encode())
         except (TypeError, ValueError) as exc:
-            raise ValueError("metadata must be plain JSON") from exc
+            raise ValueError(f"metadata must be plain JSON ({exc})") from exc
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
         return value
@@ -202,6 +224,17 @@ class RateLimit(ApiModel):
 
     requests_per_minute: int | None
     current_minute_usage: int
+
+
+class RateStatus(BaseModel):
+    """What the RateLimit-* headers of a developer-scoped answer say: the plan's requests per
+    minute, what is left of them in the current UTC minute, and seconds until it starts over."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int
+    remaining: int
+    reset: int
 
 
 class CurrentUsageResponse(ApiModel):
