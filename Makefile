@@ -21,21 +21,21 @@ help:
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the benchmarks under bench/"
 
-# uv installs the same packages as pip in a fraction of the time: a fresh clone's install is
-# mostly download and unpack. uv comes from PyPI into the venv when it is not on PATH; pip
-# installs everything only when uv cannot be had.
-UV ?= $(shell command -v uv 2>/dev/null)
+# uv installs what pip does in a fraction of the time (a fresh clone's install is mostly
+# download and unpack). When it is not on PATH it comes from PyPI, once per user, into
+# UV_HOME; pip installs everything only when uv cannot be had.
+UV_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/usage-meter/uv
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
 
 $(BIN)/.installed: pyproject.toml layers/core/requirements.txt clients/python/pyproject.toml
 	@test -n "$(BOOT_PYTHON)" || { echo "error: no python3.11+ found; install Python 3.13 (pyenv install 3.13)"; exit 1; }
-	$(BOOT_PYTHON) -m venv $(VENV)
-	@uv="$(UV)"; \
-	if [ -z "$$uv" ] && $(BIN)/python -m pip install --quiet uv; then uv=$(BIN)/uv; fi; \
-	if [ -n "$$uv" ]; then \
-	  echo "uv pip install -e '.[dev]' -e clients/python"; \
-	  "$$uv" pip install --quiet --python $(BIN)/python -e '.[dev]' -e clients/python; \
+	@if [ -x "$(UV)" ] || $(BOOT_PYTHON) -m pip install --quiet --target "$(UV_HOME)" uv; then \
+	  echo "uv venv $(VENV) && uv pip install -e '.[dev]' -e clients/python   (uv: $(UV))"; \
+	  "$(UV)" venv --quiet --allow-existing --seed --python "$(BOOT_PYTHON)" $(VENV) && \
+	  "$(UV)" pip install --quiet --python $(BIN)/python -e '.[dev]' -e clients/python; \
 	else \
-	  echo "uv could not be installed: installing with pip (slower)"; \
+	  echo "uv could not be installed: pip installs instead (slower)"; \
+	  $(BOOT_PYTHON) -m venv $(VENV) && \
 	  $(BIN)/python -m pip install --quiet --upgrade pip && \
 	  $(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/python; \
 	fi
