@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -106,3 +112,44 @@ def test_openapi_is_public(local_stack: dict[str, Any]) -> None:
     status, body = http(local_stack, "GET", "/v1/openapi.json")
     assert status == 200
     assert "/v1/usage/events" in body["paths"]
+
+
+# ---- a burst of connections ------------------------------------------------------------------------
+
+BURST = 256
+# The kernel answers a queued connection at once; a dropped one is retried by the client's
+# kernel after 1 s (then 3 s, 7 s...). A connection not made within a second was dropped.
+CONNECT_SECONDS = 1.0
+ANSWER_SECONDS = 120.0
+
+
+def _connect_and_get(port: int, start: threading.Barrier) -> str:
+    """Connect when every client is ready, then GET the (public) OpenAPI document: "200", or
+    what went wrong."""
+    start.wait(timeout=60)
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=CONNECT_SECONDS)
+    except OSError as exc:
+        return f"connect: {exc!r}"
+    sock.settimeout(ANSWER_SECONDS)
+    connection = HTTPConnection("127.0.0.1", port)
+    connection.sock = sock
+    try:
+        connection.request("GET", "/v1/openapi.json")
+        answer = connection.getresponse()
+        answer.read()
+        return str(answer.status)
+    except OSError as exc:
+        return f"answer: {exc!r}"
+    finally:
+        connection.close()
+
+
+def test_a_burst_of_256_connections_all_get_an_answer(local_stack: dict[str, Any]) -> None:
+    """API Gateway queues a burst instead of refusing it; so must the local gateway."""
+    port = urlsplit(local_stack["base"]).port
+    assert port is not None
+    start = threading.Barrier(BURST)
+    with ThreadPoolExecutor(max_workers=BURST) as clients:
+        outcomes = Counter(clients.map(lambda _: _connect_and_get(port, start), range(BURST)))
+    assert outcomes == {"200": BURST}
