@@ -22,11 +22,27 @@ help:
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the benchmarks under bench/"
 
-$(BIN)/.installed: pyproject.toml layers/core/requirements.txt clients/python/pyproject.toml
+# uv installs what pip does in a fraction of the time (a fresh clone's install is mostly
+# download and unpack). When it is not on PATH it comes from PyPI, once per user, into
+# UV_HOME; pip installs everything only when uv cannot be had. The layer's pins constrain
+# the venv, so the tests run the boto3, pydantic and Powertools that Lambda will (uv's
+# resolver would otherwise prefer the newest boto3 over the newest SAM CLI).
+UV_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/usage-meter/uv
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
+LAYER_PINS := layers/core/requirements.txt
+
+$(BIN)/.installed: pyproject.toml $(LAYER_PINS) clients/python/pyproject.toml
 	@test -n "$(BOOT_PYTHON)" || { echo "error: no python3.11+ found; install Python 3.13 (pyenv install 3.13)"; exit 1; }
-	$(BOOT_PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/python
+	@if [ -x "$(UV)" ] || $(BOOT_PYTHON) -m pip install --quiet --target "$(UV_HOME)" uv; then \
+	  echo "uv venv $(VENV) && uv pip install -c $(LAYER_PINS) -e '.[dev]' -e clients/python   (uv: $(UV))"; \
+	  "$(UV)" venv --quiet --allow-existing --seed --python "$(BOOT_PYTHON)" $(VENV) && \
+	  "$(UV)" pip install --quiet --python $(BIN)/python -c $(LAYER_PINS) -e '.[dev]' -e clients/python; \
+	else \
+	  echo "uv could not be installed: pip installs instead (slower)"; \
+	  $(BOOT_PYTHON) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/python; \
+	fi
 	@touch $@
 
 install: $(BIN)/.installed

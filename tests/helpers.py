@@ -1,9 +1,11 @@
-"""Shared test helpers: identities, clock control and table inspection."""
+"""Shared test helpers: identities, clock control, table inspection and a shell without AWS."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 DEV_A = {"developerId": "dev_alice", "role": "developer"}
@@ -51,3 +53,20 @@ def counters(dynamodb: Any, table: str) -> dict[tuple[str, str], tuple[Decimal, 
 def minute_counters(dynamodb: Any, table: str) -> dict[tuple[str, str], int]:
     """The table's minute counters, read now (see minute_counters_in)."""
     return minute_counters_in(table_items(dynamodb, table))
+
+
+def shell_without_aws(folder: Path) -> dict[str, str]:
+    """This process's environment as a shell with no AWS set up: no region, no credentials, no
+    table names, no ~/.aws (files in `folder` that do not exist), no instance metadata lookups."""
+    tables = ("USAGE_TABLE", "IDEMPOTENCY_TABLE", "ACCOUNTS_TABLE", "DYNAMODB_ENDPOINT_URL")
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") and name not in tables
+    }
+    env.update(
+        AWS_CONFIG_FILE=str(folder / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(folder / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env

@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
+import re
 import secrets
 import string
 import urllib.error
@@ -28,27 +28,29 @@ from typing import Any
 
 import pytest
 
-from usage_meter.store import dynamodb as store_db
-from usage_meter_admin import cli
 from usage_meter_local.dev import DEMO_DEVELOPER
 
-from e2e.conftest import running_stack
+from e2e.conftest import BANNER_END, BANNER_START, admin, running_stack
 
 pytestmark = pytest.mark.e2e
 
-BANNER_START = "Usage Meter is running locally."
-BANNER_END = "Ctrl-C stops everything."
 KEY_PREFIX = "um_live_"
 METADATA = {"customer": "acme-corp", "plan": "gold", "region": "eu-west-1", "tags": ["a", "b"], "n": 3}
 
 
 @dataclass
 class Traffic:
-    log: str  # the whole log, read once the stack had stopped
+    terminal: str  # what the stack printed, read once it had stopped
+    structured: str  # its log file (.local/dev.log): every process's structured lines
     keys: list[str]  # every key sent, whatever its shape
     demo_keys: list[str]
     revoked_key_id: str
     requests: int
+
+    @property
+    def log(self) -> str:
+        """Everything the stack wrote."""
+        return self.terminal + self.structured
 
 
 def _random_key() -> str:
@@ -80,33 +82,13 @@ def _send(
         return int(error.code)
 
 
-def _admin(stack: dict[str, Any], *args: str) -> Any:
-    """The admin CLI against this stack's tables (from the `env` file it writes)."""
-    values = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (Path(stack["log"]).parent / "env").read_text().splitlines()
-        if "=" in line
-    )
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in values.items():
-            patch.setenv(name, value)
-        try:
-            with contextlib.redirect_stdout(out):
-                status = cli.main(["--endpoint-url", values["DYNAMODB_ENDPOINT_URL"], "--json", *args])
-        finally:
-            store_db.reset()  # forget the CLI's client: it points at this stack's engine
-    assert status == 0, out.getvalue()
-    return json.loads(out.getvalue())
-
-
 def _drive(stack: dict[str, Any]) -> tuple[list[str], str, int]:
     """Every kind of key through every header style; returns the keys sent, the revoked key's
     id and the number of requests. Each answer is checked, so the traffic is what it says."""
     dev, svc = stack["developerKey"], stack["serviceKey"]
-    created = _admin(stack, "keys", "create", DEMO_DEVELOPER, "--role", "service")
+    created = admin(stack, "keys", "create", DEMO_DEVELOPER, "--role", "service")
     revoked, revoked_id = created["key"], created["key_id"]
-    _admin(stack, "keys", "revoke", DEMO_DEVELOPER, revoked_id)
+    admin(stack, "keys", "revoke", DEMO_DEVELOPER, revoked_id)
     unknown = _random_key()
     malformed = ["not-a-key", KEY_PREFIX + "short", _random_key() + "X", _random_key().upper()]
     run = uuid.uuid4().hex[:8]
@@ -179,7 +161,8 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
     with running_stack(tmp_path_factory.mktemp("debug-stack"), {"POWERTOOLS_LOG_LEVEL": "DEBUG"}) as stack:
         keys, revoked_id, requests = _drive(stack)
     return Traffic(
-        log=Path(stack["log"]).read_text(),
+        terminal=Path(stack["terminal"]).read_text(),
+        structured=Path(stack["log"]).read_text(),
         keys=keys,
         demo_keys=[stack["developerKey"], stack["serviceKey"]],
         revoked_key_id=revoked_id,
@@ -238,15 +221,15 @@ def test_the_demo_keys_only_in_the_startup_banner(traffic: Traffic) -> None:
 
 def test_the_log_holds_the_handlers_structured_lines(traffic: Traffic) -> None:
     """Without these the searches above would pass on an empty log."""
-    records = _records(traffic.log)
+    records = _records(traffic.structured)
     gateway = [r for r in records if r.get("service") == "usage-meter-gateway"]
     handlers = [r for r in records if r.get("service") == "usage-meter"]
     authorizer = [r for r in handlers if r.get("function_name") == "AuthorizerFunction"]
 
-    # DEBUG is on: one gateway line per request
-    assert sum(1 for r in gateway if r.get("level") == "DEBUG" and r.get("message") == "request") >= (
-        traffic.requests
-    )
+    # one gateway line per answered request, with what the terminal line shows
+    answered = [r for r in gateway if r.get("level") == "INFO" and r.get("message") == "request"]
+    assert len(answered) >= traffic.requests
+    assert all({"method", "path", "status", "durationMs"} <= r.keys() for r in answered)
     # the authorizer logs every decision, with the reason of a refusal
     assert any(r.get("message") == "authorized" for r in authorizer)
     reasons = {r.get("reason") for r in authorizer if r.get("message") == "refused"}
@@ -263,3 +246,21 @@ def test_the_log_holds_the_handlers_structured_lines(traffic: Traffic) -> None:
         ("CurrentFunction", "developer_not_found"),
         ("TrackFunction", "idempotency_key_reused"),
     } <= refused
+
+
+REQUEST_LINE = re.compile(r"\d\d:\d\d:\d\d (?P<method>[A-Z]+) (?P<path>/\S*) (?P<status>\d{3}) \d+ ms")
+
+
+def test_the_terminal_shows_one_readable_line_per_request(traffic: Traffic) -> None:
+    lines = [REQUEST_LINE.fullmatch(line) for line in traffic.terminal.splitlines()]
+    requests = [(m["method"], m["path"], m["status"]) for m in lines if m is not None]
+    assert len(requests) == traffic.requests
+    assert {
+        ("POST", "/v1/usage/events", "200"),
+        ("GET", "/v1/usage/history", "200"),
+        ("GET", "/v1/usage", "404"),
+        ("GET", "/v1/usage", "401"),
+        ("POST", "/v1/usage/events", "415"),
+    } <= set(requests)
+    assert _records(traffic.terminal) == []  # no JSON: that is in the log file
+    assert "logs            .local/dev.log" in traffic.terminal  # the banner says where

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from usage_meter.store import dynamodb as store_db
-from usage_meter_admin import cli
 from usage_meter_client import (
     APIConnectionError,
     APITimeoutError,
@@ -45,6 +41,8 @@ from usage_meter_client import (
     ValidationError,
 )
 from usage_meter_local.dynamodb_local import free_port
+
+from e2e.conftest import admin
 
 pytestmark = pytest.mark.e2e
 
@@ -75,40 +73,13 @@ def service(local_stack: dict[str, Any]) -> Iterator[UsageMeter]:
 # ---- a developer on a tiny hard-limit plan, made with the admin CLI ----------------------
 
 
-def _stack_env(local_stack: dict[str, Any]) -> dict[str, str]:
-    """The `env` file the local stack writes next to its data folder (`export NAME=value` lines)."""
-    env_file = Path(local_stack["log"]).parent / "env"
-    values: dict[str, str] = {}
-    for line in env_file.read_text().splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        if name:
-            values[name.strip()] = value.strip()
-    return values
-
-
-def _admin(endpoint: str, *args: str) -> Any:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = cli.main(["--endpoint-url", endpoint, "--json", *args])
-    assert status == 0, out.getvalue()
-    return json.loads(out.getvalue())
-
-
 @pytest.fixture(scope="module")
 def tiny(local_stack: dict[str, Any]) -> dict[str, str]:
     """A fresh developer on a plan allowing 3 api_calls (hard), with a developer key."""
-    env = _stack_env(local_stack)
     plan = f"sdk-tiny-{uuid.uuid4().hex[:8]}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("USAGE_TABLE", "IDEMPOTENCY_TABLE", "ACCOUNTS_TABLE", "DYNAMODB_ENDPOINT_URL"):
-            patch.setenv(name, env[name])
-        endpoint = env["DYNAMODB_ENDPOINT_URL"]
-        try:
-            _admin(endpoint, "plans", "put", plan, "--metric", "api_calls=3:hard")
-            developer = _admin(endpoint, "developers", "create", "--name", "SDK limits", "--plan", plan)
-            key = _admin(endpoint, "keys", "create", developer["developer_id"])["key"]
-        finally:
-            store_db.reset()  # forget the CLI's DynamoDB client: it points at the stack's engine
+    admin(local_stack, "plans", "put", plan, "--metric", "api_calls=3:hard")
+    developer = admin(local_stack, "developers", "create", "--name", "SDK limits", "--plan", plan)
+    key = admin(local_stack, "keys", "create", developer["developer_id"])["key"]
     return {"developer_id": developer["developer_id"], "key": key, "base": local_stack["base"]}
 
 

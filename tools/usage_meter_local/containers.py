@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from usage_meter_local.invoke import Answer, LocalApi
+from usage_meter_local.output import line_buffered
 
 _api: LocalApi | None = None
 
@@ -23,6 +24,7 @@ def _start_container(environment: dict[str, str]) -> None:
     global _api
     # a terminal's Ctrl-C reaches the whole process group: the parent decides when to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    line_buffered()  # stdout is the stack's log file: each line lands as it is written
     os.environ.update(environment)
     from usage_meter.store import dynamodb as store_db
 

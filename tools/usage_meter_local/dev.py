@@ -1,8 +1,10 @@
 """`make dev`: the whole service on this machine.
 
 DynamoDB Local (data under .local/dynamodb), the tables of template.yaml, a demo developer
-with a developer key and a service key, and the gateway on 127.0.0.1:3000. Ctrl-C stops
-everything it started; the next run reuses the data and the demo keys.
+with a developer key and a service key, and the gateway on 127.0.0.1:3000. The terminal
+shows the banner and one line per request; the structured logs go to .local/dev.log, and
+.local/env says where the stack serves (for `source`, `make rollup` and `usage-meter
+--local`). Ctrl-C stops everything it started; the next run reuses the data and the keys.
 
 `python -m usage_meter_local.dev rollup [--date YYYY-MM-DD]` runs the rollup function once
 against that data (with the scheduled event, or on demand for one date's month).
@@ -20,11 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from usage_meter_local import envfile
+from usage_meter_local.banner import DEMO_DEVELOPER, DEMO_PLAN, Served, banner
 from usage_meter_local.containers import ContainerPool
-from usage_meter_local.dynamodb_local import DATA_DIR, DynamoDBLocal, DynamoDBLocalError, local_client
+from usage_meter_local.dynamodb_local import (
+    DATA_DIR,
+    LOCAL_AWS_ENVIRONMENT,
+    DynamoDBLocal,
+    DynamoDBLocalError,
+    local_client,
+)
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.gateway import make_server, serve_in_background
 from usage_meter_local.handlers import load_handler
+from usage_meter_local.output import StackOutput, logging_to
 from usage_meter_local.template import (
     ROOT,
     Schedule,
@@ -37,23 +48,22 @@ from usage_meter_local.template import (
 
 LOCAL = ROOT / ".local"
 KEYS_FILE = LOCAL / "demo-keys.json"
-DEMO_DEVELOPER = "dev_demo"
+LOG_NAME = "dev.log"
+DEFAULT_PORT, DEFAULT_DYNAMODB_PORT = 3000, 8000
 TABLE_NAMES = {logical_id: f"usage-meter-local-{logical_id}" for logical_id in table_logical_ids()}
+TABLE_VARIABLES = ("USAGE_TABLE", "IDEMPOTENCY_TABLE", "ACCOUNTS_TABLE")
 
 
 def environment(endpoint_url: str, function: str = "TrackFunction") -> dict[str, str]:
     """The functions' environment from template.yaml, pointed at DynamoDB Local."""
     env = function_environment(function, TABLE_NAMES)
+    env.update(LOCAL_AWS_ENVIRONMENT)
     env.update(
         {
             "DYNAMODB_ENDPOINT_URL": endpoint_url,
-            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            # the logs (and EMF metrics) go to .local/dev.log, not to the terminal
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
             "KEY_CACHE_SECONDS": "60",
         }
     )
@@ -67,7 +77,7 @@ def seed_demo(keys_file: Path = KEYS_FILE) -> dict[str, str]:
 
     accounts.seed_default_plans()
     if account_store.get_developer(DEMO_DEVELOPER) is None:
-        accounts.create_developer("Demo developer", "pro", DEMO_DEVELOPER)
+        accounts.create_developer("Demo developer", DEMO_PLAN, DEMO_DEVELOPER)
     if keys_file.exists():
         keys: dict[str, str] = json.loads(keys_file.read_text())
         stored = [account_store.get_key(accounts.hash_key(k)) for k in keys.values()]
@@ -83,102 +93,121 @@ def seed_demo(keys_file: Path = KEYS_FILE) -> dict[str, str]:
     return keys
 
 
-def _banner(keys: dict[str, str], port: int, endpoint_url: str, data_dir: Path) -> str:
-    base = f"http://127.0.0.1:{port}"
-    return f"""
-Usage Meter is running locally.
-  API             {base}   (routes and authorizer from template.yaml)
-  DynamoDB Local  {endpoint_url}   (data in {data_dir}/)
-  developer       {DEMO_DEVELOPER} (plan pro)
-  developer key   {keys["developerKey"]}
-  service key     {keys["serviceKey"]}
-
-Try:
-  curl -s -X POST {base}/v1/usage/events -H 'Authorization: Bearer {keys["developerKey"]}' \\
-       -H 'Content-Type: application/json' \\
-       -d '{{"metric": "api_calls", "quantity": 1, "idempotencyKey": "first"}}'
-  curl -s {base}/v1/usage -H 'X-API-Key: {keys["developerKey"]}'
-  curl -s '{base}/v1/usage/history?days=7' -H 'X-API-Key: {keys["developerKey"]}'
-Admin CLI: .venv/bin/usage-meter --endpoint-url {endpoint_url} developers list
-  (with USAGE_TABLE/IDEMPOTENCY_TABLE/ACCOUNTS_TABLE set as in .local/env)
-Ctrl-C stops everything.
-"""
-
-
-def _write_env_file(env: dict[str, str], folder: Path) -> None:
-    names = ("USAGE_TABLE", "IDEMPOTENCY_TABLE", "ACCOUNTS_TABLE", "DYNAMODB_ENDPOINT_URL")
-    (folder / "env").write_text("".join(f"export {k}={env[k]}\n" for k in names))
-
-
 def run(
     port: int, dynamodb_port: int, containers: int, ready_file: Path | None = None, data_dir: Path = DATA_DIR
 ) -> int:
+    """Serve until Ctrl-C or SIGTERM; the stack's files live beside `data_dir`."""
+    with logging_to(data_dir.parent / LOG_NAME) as output:
+        engine = DynamoDBLocal(port=dynamodb_port, db_path=data_dir)
+        try:
+            engine.start()
+        except DynamoDBLocalError as exc:
+            output.say(f"error: {exc}")
+            return 1
+        try:
+            return _serve(output, engine, port, containers, ready_file)
+        finally:
+            engine.stop()
+
+
+def _serve(
+    output: StackOutput, engine: DynamoDBLocal, port: int, containers: int, ready_file: Path | None
+) -> int:
     started = time.monotonic()
-    engine = DynamoDBLocal(port=dynamodb_port, db_path=data_dir)
+    assert engine.db_path is not None
+    folder = engine.db_path.parent
+    env = environment(engine.endpoint_url)
+    os.environ.update(env)
+    create_tables(engine.client(), TABLE_NAMES)
+    served = Served(
+        port=port,
+        endpoint_url=engine.endpoint_url,
+        data_dir=engine.db_path,
+        env_file=folder / envfile.LOCATION.name,
+        log_file=output.log_file,
+        keys=seed_demo(folder / KEYS_FILE.name),
+    )
+    pool = ContainerPool(containers, env)
     try:
-        engine.start()
-    except DynamoDBLocalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    pool: ContainerPool | None = None
-    try:
-        env = environment(engine.endpoint_url)
-        os.environ.update(env)
-        create_tables(engine.client(), TABLE_NAMES)
-        keys = seed_demo(data_dir.parent / "demo-keys.json")
-        _write_env_file(env, data_dir.parent)
-        pool = ContainerPool(containers, env)
         pool.warm()
-        server = make_server(pool, port=port)
+        try:
+            server = make_server(pool, port=port, on_request=output.request)
+        except OSError as exc:
+            output.say(f"error: the gateway cannot listen on 127.0.0.1:{port} ({exc.strerror}); try PORT=…")
+            return 1
         serve_in_background(server)
-        print(_banner(keys, port, engine.endpoint_url, data_dir), flush=True)
-        print(f"(ready in {time.monotonic() - started:.1f} s)", flush=True)
-        if ready_file is not None:
-            ready_file.write_text(json.dumps({"port": port, **keys}))
-        stop = threading.Event()
-        # Ctrl-C and SIGTERM both end the stack (SIGINT explicitly: a shell that started us in
-        # the background leaves it ignored)
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        for schedule in schedules():
-            os.environ.update(environment(engine.endpoint_url, schedule.function))
-            threading.Thread(
-                target=_run_on_schedule, args=(schedule, stop), name=schedule.function, daemon=True
-            ).start()
-            print(
-                f"{schedule.function} runs every {schedule.expression} (make rollup runs it now)", flush=True
-            )
+        _announce(output, served, env, started, ready_file)
+        stop = _stop_on_signals()
+        _start_schedules(output, engine.endpoint_url, stop)
         while not stop.wait(0.5):  # short waits keep the main thread responsive to signals
             pass
-        print("stopping…", flush=True)
+        output.say("stopping…")
         server.shutdown()
         return 0
     finally:
-        if pool is not None:
-            pool.close()
-        engine.stop()
+        pool.close()
 
 
-def _run_on_schedule(schedule: Schedule, stop: threading.Event) -> None:
+def _announce(
+    output: StackOutput, served: Served, env: dict[str, str], started: float, ready_file: Path | None
+) -> None:
+    """Write the env file (the stack now answers), print the banner, tell the tests."""
+    dynamodb_port = served.endpoint_url.rsplit(":", 1)[1]
+    envfile.write(
+        served.env_file,
+        {
+            **{name: env[name] for name in TABLE_VARIABLES},
+            "DYNAMODB_ENDPOINT_URL": served.endpoint_url,
+            "PORT": str(served.port),
+            "DYNAMODB_PORT": dynamodb_port,
+        },
+    )
+    output.say(banner(served))
+    output.say(f"(ready in {time.monotonic() - started:.1f} s)")
+    if ready_file is not None:
+        ready_file.write_text(json.dumps({"port": served.port, **served.keys}))
+
+
+def _stop_on_signals() -> threading.Event:
+    """Ctrl-C and SIGTERM both end the stack (SIGINT explicitly: a shell that started us in
+    the background leaves it ignored)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+def _start_schedules(output: StackOutput, endpoint_url: str, stop: threading.Event) -> None:
+    for schedule in schedules():
+        os.environ.update(environment(endpoint_url, schedule.function))
+        threading.Thread(
+            target=_run_on_schedule, args=(schedule, stop, output), name=schedule.function, daemon=True
+        ).start()
+        output.say(f"{schedule.function} runs every {schedule.expression} (make rollup runs it now)")
+
+
+def _run_on_schedule(schedule: Schedule, stop: threading.Event, output: StackOutput) -> None:
     """What EventBridge does for a `rate(...)` schedule: invoke the function every interval."""
     handler = load_handler(*function_code(schedule.function))
     event: dict[str, Any] = json.loads((ROOT / "events" / "rollup-schedule.json").read_text())
     while not stop.wait(schedule.seconds):
         try:
             report = handler(event, LambdaContext(schedule.function))
-            print(f"{schedule.function}: {json.dumps(report)}", flush=True)
+            print(json.dumps({"function": schedule.function, "report": report}), flush=True)  # the log
+            output.say(f"{schedule.function} ran (its report is in {output.log_file.name})")
         except Exception as exc:  # EventBridge would retry; locally the next tick does
-            print(f"{schedule.function} failed: {exc}", file=sys.stderr, flush=True)
+            output.say(f"{schedule.function} failed: {exc}")
 
 
-def run_rollup(dynamodb_port: int, on: str | None = None) -> int:
+def run_rollup(dynamodb_port: int | None, on: str | None = None) -> int:
     """Invoke the rollup function once against the local data: with the scheduled-event
-    sample, or with `{"date": on}` (that date's whole month), as an on-demand run would."""
-    engine = DynamoDBLocal(port=dynamodb_port, db_path=DATA_DIR)
-    endpoint_url = f"http://127.0.0.1:{dynamodb_port}"
-    reuse = _answers(endpoint_url)
-    if not reuse:
-        engine.start()
+    sample, or with `{"date": on}` (that date's whole month), as an on-demand run would.
+
+    It uses the running stack's engine (its port from .local/env unless one is given), or
+    starts one on the same data for the run."""
+    port = dynamodb_port or _running_dynamodb_port() or DEFAULT_DYNAMODB_PORT
+    endpoint_url = f"http://127.0.0.1:{port}"
+    engine = None if _answers(endpoint_url) else DynamoDBLocal(port=port, db_path=DATA_DIR).start()
     try:
         os.environ.update(environment(endpoint_url, "RollupFunction"))
         create_tables(local_client(endpoint_url), TABLE_NAMES)  # a fresh checkout has none yet
@@ -189,13 +218,18 @@ def run_rollup(dynamodb_port: int, on: str | None = None) -> int:
         print(json.dumps(handler(event, LambdaContext("RollupFunction")), indent=2))
         return 0
     finally:
-        if not reuse:
+        if engine is not None:
             engine.stop()
 
 
-def _answers(endpoint_url: str) -> bool:
-    from usage_meter_local.dynamodb_local import local_client
+def _running_dynamodb_port() -> int | None:
+    """The DynamoDB Local port `make dev` last served on (from .local/env), if any."""
+    path = LOCAL / envfile.LOCATION.name
+    text = envfile.read(path).get("DYNAMODB_PORT", "") if path.is_file() else ""
+    return int(text) if text.isdigit() else None
 
+
+def _answers(endpoint_url: str) -> bool:
     try:
         local_client(endpoint_url, timeout=1, max_attempts=1).list_tables(Limit=1)
     except Exception:
@@ -203,11 +237,21 @@ def _answers(endpoint_url: str) -> bool:
     return True
 
 
+def _env_port(variable: str) -> int | None:
+    text = os.environ.get(variable, "").strip()
+    return int(text) if text else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run Usage Meter locally.")
     parser.add_argument("command", nargs="?", choices=["serve", "rollup"], default="serve")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
-    parser.add_argument("--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", "8000")))
+    parser.add_argument("--port", type=int, default=_env_port("PORT") or DEFAULT_PORT)
+    parser.add_argument(
+        "--dynamodb-port",
+        type=int,
+        default=_env_port("DYNAMODB_PORT"),
+        help=f"default {DEFAULT_DYNAMODB_PORT}; rollup: the running stack's (from .local/env)",
+    )
     parser.add_argument(
         "--containers", type=int, default=4, help="handler processes (warm Lambda containers)"
     )
@@ -217,7 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "rollup":
         return run_rollup(args.dynamodb_port, args.date)
-    return run(args.port, args.dynamodb_port, args.containers, args.ready_file, args.data_dir.resolve())
+    return run(
+        args.port,
+        args.dynamodb_port or DEFAULT_DYNAMODB_PORT,
+        args.containers,
+        args.ready_file,
+        args.data_dir.resolve(),
+    )
 
 
 if __name__ == "__main__":

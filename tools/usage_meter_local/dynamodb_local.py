@@ -39,6 +39,15 @@ NPM_VERSION = "10.3.0"
 INSTALL_DIR = ROOT / ".local" / "node"
 DATA_DIR = ROOT / ".local" / "dynamodb"
 HOST = "127.0.0.1"
+# DynamoDB Local accepts any credentials and region (-sharedDb makes them all see the same
+# tables): everything local uses these fixed ones, so real credentials never go to it.
+LOCAL_REGION = "us-east-1"
+LOCAL_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # not a secret: DynamoDB Local ignores it
+    "AWS_REGION": LOCAL_REGION,
+    "AWS_DEFAULT_REGION": LOCAL_REGION,
+}
 
 
 class DynamoDBLocalError(RuntimeError):
@@ -123,9 +132,9 @@ def local_client(endpoint_url: str, *, timeout: float = 5, max_attempts: int = 4
     return boto3.client(
         "dynamodb",
         endpoint_url=endpoint_url,
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local ignores credentials
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION,
+        aws_access_key_id=LOCAL_AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
         config=Config(
             connect_timeout=timeout,
             read_timeout=timeout,

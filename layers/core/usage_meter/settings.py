@@ -61,6 +61,12 @@ def _count(name: str) -> int | None:
     return int(text) if text else None
 
 
+def region() -> str | None:
+    """The AWS region: Lambda sets AWS_REGION, a shell often only AWS_DEFAULT_REGION. Needs no
+    table name, so the admin CLI can read a stack's outputs before it knows the tables."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """Settings of this process, read once; tests clear the cache after changing the environment."""
@@ -71,7 +77,7 @@ def settings() -> Settings:
     return Settings(
         **tables,
         endpoint_url=os.environ.get("DYNAMODB_ENDPOINT_URL") or None,
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        region=region(),
         key_cache_seconds=max(
             0.0, min(_number("KEY_CACHE_SECONDS", MAX_KEY_CACHE_SECONDS), MAX_KEY_CACHE_SECONDS)
         ),

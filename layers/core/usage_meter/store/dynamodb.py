@@ -24,7 +24,7 @@ from botocore.exceptions import (
 
 from usage_meter.errors import Busy
 from usage_meter.jsonutil import number_text
-from usage_meter.settings import settings
+from usage_meter.settings import region, settings
 from usage_meter.store import keys
 
 if TYPE_CHECKING:
@@ -177,6 +177,6 @@ def idempotency_call(operation: str, **kwargs: Any) -> Any:
 
 def stack_outputs(stack_name: str) -> dict[str, str]:
     """A deployed stack's outputs (the admin CLI reads table names from them)."""
-    cloudformation = boto3.client("cloudformation", region_name=settings().region)
+    cloudformation = boto3.client("cloudformation", region_name=region())
     stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", []) if "OutputKey" in o}
