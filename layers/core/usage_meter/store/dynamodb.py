@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 Item = dict[str, "AttributeValueTypeDef"]
-LOCAL_REGION = "us-east-1"
 NOT_CONFIGURED = (NoRegionError, NoCredentialsError, PartialCredentialsError)
 """botocore errors that mean this process was never given a region or credentials: said as
 such (they are not an unreachable DynamoDB, and retrying will not help)."""
@@ -56,8 +55,7 @@ def client() -> DynamoDBClient:
     cfg = settings()
     return boto3.client(
         "dynamodb",
-        # DynamoDB Local ignores the region, but botocore needs one to sign
-        region_name=cfg.region or (LOCAL_REGION if cfg.endpoint_url else None),
+        region_name=cfg.region,
         endpoint_url=cfg.endpoint_url,
         # at most 3 tries of at most 1 + 2 s: a stuck call gives up (503) inside the 10 s
         # function timeout instead of being killed by it
