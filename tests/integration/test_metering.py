@@ -298,7 +298,7 @@ def test_metering_failure_never_breaks_the_response(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("DynamoDB unreachable")
 
-    monkeypatch.setattr(metering, "track", unavailable)
+    monkeypatch.setattr(metering.decorator, "track", unavailable)
     original = json_response({"ok": True})
     answer = invoke(meter(metric="api_calls")(returning(original)), request())
 
@@ -408,7 +408,7 @@ def test_track_metrics_still_recorded_through_the_same_path(
         calls.append((identity, body))
         return real_track(identity, body, **kwargs)
 
-    monkeypatch.setattr(metering, "track", spy)
+    monkeypatch.setattr(metering.decorator, "track", spy)
     invoke(meter(metric="api_calls")(returning(json_response({}))), request())
 
     ((identity, body),) = calls
