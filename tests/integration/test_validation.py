@@ -478,6 +478,8 @@ REFUSED_CURRENT: dict[str, tuple[dict[str, str], int, str, str | None]] = {
     "end-words": ({"startDate": "2026-11-01", "endDate": "today"}, 422, "validation_error", "endDate"),
     "period-and-range": ({"period": "day", "startDate": "2026-11-01"}, 422, "invalid_range", None),
     "metric-pattern": ({"metric": "1emails"}, 422, "validation_error", "metric"),
+    "metric-trailing-newline": ({"metric": "emails\n"}, 422, "validation_error", "metric"),
+    "developer-id-trailing-newline": ({"developerId": "dev_alice\n"}, 422, "validation_error", "developerId"),
     "developer-id-of-another": ({"developerId": "dev_bob"}, 403, "forbidden", None),
 }
 
@@ -495,6 +497,8 @@ REFUSED_HISTORY: dict[str, tuple[dict[str, str], int, str, str | None]] = {
     "start-compact": ({"startDate": "20261101"}, 422, "validation_error", "startDate"),
     "days-and-start": ({"days": "7", "startDate": "2026-11-01"}, 422, "invalid_range", None),
     "granularity-week": ({"granularity": "week"}, 422, "validation_error", "granularity"),
+    "metric-trailing-newline": ({"metric": "emails\n"}, 422, "validation_error", "metric"),
+    "developer-id-trailing-newline": ({"developerId": "dev_alice\n"}, 422, "validation_error", "developerId"),
     "developer-id-of-another": ({"developerId": "dev_bob"}, 403, "forbidden", None),
 }
 
@@ -529,6 +533,13 @@ def test_service_key_read_without_developer_id(seeded: tuple[Stack, Any], read: 
     stack, before = seeded
     answer = stack.current(auth=SERVICE) if read == "current" else stack.history(auth=SERVICE)
     assert_error(answer, 422, "developer_id_required")
+    assert tables(stack) == before
+
+
+@pytest.mark.parametrize("metric", ["emails%0A", "emails%0D%0A", "%0Aemails", "1emails"])
+def test_entitlement_metric_must_match_whole(seeded: tuple[Stack, Any], metric: str) -> None:
+    stack, before = seeded
+    assert_error(stack.call("GET", f"/v1/entitlements/{metric}"), 422, "validation_error", "metric")
     assert tables(stack) == before
 
 

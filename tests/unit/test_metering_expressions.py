@@ -194,9 +194,15 @@ def test_bad_configurations(mode: metering.Mode, expression: str | None, message
         Meter(metric="m", mode=mode, expression=expression)
 
 
-def test_bad_metric_and_mode() -> None:
+@pytest.mark.parametrize("metric", ["9tokens", "tokens\n", "tokens\r\n", "\ntokens", "tokens x", ""])
+def test_bad_metric_is_refused_when_applied(metric: str) -> None:
+    """The whole name must match: `re.match` with `$` let "tokens\\n" through, and the track
+    path then refused every event, so nothing was ever recorded and nothing said why."""
     with pytest.raises(MeteringConfigError, match="does not match"):
-        Meter(metric="9tokens")
+        Meter(metric=metric)
+
+
+def test_bad_mode() -> None:
     with pytest.raises(MeteringConfigError, match="is not one of"):
         Meter(metric="m", mode="tokens")  # type: ignore[arg-type]
 

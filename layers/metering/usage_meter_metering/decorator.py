@@ -35,7 +35,6 @@ from usage_meter_metering.expressions import (
 logger = Logger()
 
 SLOW_EVALUATION_SECONDS = 0.010
-_METRIC = re.compile(METRIC_PATTERN)
 
 # What a failed evaluation means, by the engine's exception type: logged instead of the
 # exception's message, which may quote values of the response.
@@ -79,7 +78,7 @@ class Meter:
         statuses: Container[int] = range(200, 300),
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        if not isinstance(metric, str) or not _METRIC.match(metric):
+        if not isinstance(metric, str) or not re.fullmatch(METRIC_PATTERN, metric):
             raise MeteringConfigError(f"metric {metric!r} does not match {METRIC_PATTERN}")
         if mode not in MODES:
             raise MeteringConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}")
