@@ -383,14 +383,27 @@ def test_authorizer_resolves_developer_and_role(
     }
 
 
-def test_developer_key_tracks_and_reads_its_own_usage(stack: Stack, freeze: Freeze) -> None:
+def test_developer_key_reads_its_own_usage_and_cannot_track(stack: Stack, freeze: Freeze) -> None:
     freeze(NOON)
     key = accounts.create_key("dev_alice").key
+    service = accounts.create_key("dev_provider", "service").key
 
-    tracked = track(stack, bearer(key), {"metric": "api_calls", "quantity": 3, "idempotencyKey": "e1"})
+    for refused in (
+        track(stack, bearer(key), {"metric": "api_calls", "quantity": 3, "idempotencyKey": "e1"}),
+        track(stack, api_key(key), {"metric": "api_calls", "quantity": 2, "developerId": "dev_alice"}),
+    ):
+        assert refused.status == 403, refused.body
+        assert refused.json() == {"error": {"code": "forbidden", "message": "tracking needs a service key"}}
+    assert table_items(stack.dynamodb, stack.usage_table) == []
+
+    tracked = track(
+        stack,
+        bearer(service),
+        {"metric": "api_calls", "quantity": 3, "idempotencyKey": "e1", "developerId": "dev_alice"},
+    )
     assert tracked.status == 200, tracked.body
     assert tracked.json()["results"][0]["status"] == "recorded"
-    named = track(stack, api_key(key), {"metric": "api_calls", "quantity": 2, "developerId": "dev_alice"})
+    named = track(stack, api_key(service), {"metric": "api_calls", "quantity": 2, "developerId": "dev_alice"})
     assert named.status == 200, named.body
 
     usage = get_usage(stack, bearer(key))

@@ -107,7 +107,7 @@ def test_example_counts_calls_and_weighted_tokens(stack: Stack) -> None:
 
 
 def test_example_event_json_counts_once_however_often_invoked(stack: Stack) -> None:
-    accounts.create_developer("dev_demo", "pro", "Demo")
+    accounts.create_developer("Demo", "pro", "dev_demo")
     handler = load_handler(EXAMPLE, "app.lambda_handler")
     sample = json.loads((ROOT / EXAMPLE / "event.json").read_text())
 
@@ -313,6 +313,17 @@ def test_no_developer_records_nothing(stack: Stack, logged: list[dict[str, Any]]
     assert logged[-1]["reason"] == "no_developer"
 
 
+def test_unknown_developer_is_not_counted(stack: Stack, logged: list[dict[str, Any]]) -> None:
+    """The service side names the developer, and the track path checks that it exists."""
+    answer = invoke(
+        meter(metric="api_calls")(returning(json_response({}))),
+        request(auth={"developerId": "dev_nobody", "role": "developer"}),
+    )
+    assert answer["statusCode"] == 200
+    assert counters(stack.dynamodb, stack.usage_table) == {}
+    assert (logged[-1]["reason"], logged[-1]["code"]) == ("rejected", "developer_not_found")
+
+
 def test_hard_limit_refusal_is_logged_and_the_response_stands(
     stack: Stack, logged: list[dict[str, Any]]
 ) -> None:
@@ -412,8 +423,9 @@ def test_track_metrics_still_recorded_through_the_same_path(
     invoke(meter(metric="api_calls")(returning(json_response({}))), request())
 
     ((identity, body),) = calls
-    assert (identity.developer_id, identity.role) == ("dev_alice", "developer")
+    assert identity.role == "service"  # the provider's own function: the service side
     (item,) = body.events
+    assert item["developerId"] == "dev_alice"
     assert item["metric"] == "api_calls"
     assert item["quantity"] == 1
     assert item["idempotencyKey"].endswith(":api_calls")

@@ -94,9 +94,9 @@ Usage Meter is running locally.
   service key     {keys["serviceKey"]}
 
 Try:
-  curl -s -X POST {base}/v1/usage/events -H 'Authorization: Bearer {keys["developerKey"]}' \\
+  curl -s -X POST {base}/v1/usage/events -H 'Authorization: Bearer {keys["serviceKey"]}' \\
        -H 'Content-Type: application/json' \\
-       -d '{{"metric": "api_calls", "quantity": 1, "idempotencyKey": "first"}}'
+       -d '{{"developerId": "{DEMO_DEVELOPER}", "metric": "api_calls", "quantity": 1, "idempotencyKey": "first"}}'
   curl -s {base}/v1/usage -H 'X-API-Key: {keys["developerKey"]}'
   curl -s '{base}/v1/usage/history?days=7' -H 'X-API-Key: {keys["developerKey"]}'
 Admin CLI: .venv/bin/usage-meter --endpoint-url {endpoint_url} developers list

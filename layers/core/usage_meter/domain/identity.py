@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from usage_meter.domain.plans import get_plan
 from usage_meter.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from usage_meter.models.accounts import Developer, Identity, Plan
+from usage_meter.models.accounts import Developer, Identity, Plan, Role
 from usage_meter.store import accounts as account_store
 
 _AUTH_ERRORS = {
@@ -42,6 +42,16 @@ def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
         return Identity(developer_id=context.get("developerId", ""), role=context.get("role", ""))
     except ValidationError as exc:
         raise Unauthorized("invalid authorizer context") from exc
+
+
+def require_role(identity: Identity, role: Role, action: str) -> None:
+    """Refuse `action` (403 `forbidden`) to any other role, before anything is read or written.
+
+    Tracking is the provider backend's alone (`service`): a developer key that could track
+    could skip its own usage, forge it, or take the provider's idempotency keys first.
+    """
+    if identity.role != role:
+        raise Forbidden(f"{action} needs a {role} key")
 
 
 class DeveloperResolver:
