@@ -1,10 +1,13 @@
 """Metering a provider's own API: `@meter` wraps an API Gateway-backed Lambda handler.
 
-The decorated handler runs first and its response goes back untouched; then the request is
-metered through the same exactly-once path as POST /v1/usage/events (`tracking.track`), with
-the API Gateway request id in the idempotency key, so a retried invocation of one request is
-counted once. Metering never raises into the handler: a failure records nothing and logs a
-structured warning.
+A request the authorizer refused (no key, a malformed, unknown or revoked one) or that names
+no developer is answered 401 before the handler runs: the Usage Meter authorizer never denies
+at API Gateway, it passes `authError` on. Otherwise the decorated handler runs and its
+response goes back untouched; then the request is metered through the same exactly-once path
+as POST /v1/usage/events (`tracking.track`, as the provider's service identity naming the
+developer), with the API Gateway request id in the idempotency key, so a retried invocation
+of one request is counted once. Metering never raises into the handler: a failure records
+nothing and logs a structured warning.
 
 Modules: `expressions` (CEL compile and evaluate, quantities), `exchange` (the request and
 response as an expression sees them), `decorator` (`Meter`, `meter`).
@@ -44,6 +47,8 @@ from usage_meter_metering.decorator import (
     SLOW_EVALUATION_SECONDS,
     DeveloperSource,
     Meter,
+    authenticated,
+    caller,
     developer_from_authorizer,
     logger,
     meter,
@@ -86,6 +91,8 @@ __all__ = [
     "MeteringConfigError",
     "Mode",
     "Skip",
+    "authenticated",
+    "caller",
     "code_only",
     "compile_expression",
     "developer_from_authorizer",

@@ -13,11 +13,11 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools import Logger
 
 from usage_meter import jsonutil
-from usage_meter.domain.identity import authorizer_context
+from usage_meter.domain.identity import authorizer_context, authorizer_refusal
 from usage_meter.domain.tracking import track
-from usage_meter.errors import UsageMeterError
+from usage_meter.errors import Unauthorized, UsageMeterError
 from usage_meter.models.accounts import Identity
-from usage_meter.models.wire import METRIC_PATTERN, EventBatchIn
+from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, EventBatchIn
 from usage_meter_metering.errors import MeteringConfigError, Skip
 from usage_meter_metering.exchange import MAX_BODY_BYTES, Event, Exchange, response_status
 from usage_meter_metering.expressions import (
@@ -63,10 +63,49 @@ def developer_from_authorizer(event: Event) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def refusal_answer(error: UsageMeterError) -> dict[str, Any]:
+    """A refusal as the function's answer to API Gateway (payload 2.0), in the same error body
+    as Usage Meter's own API: {"error": {"code", "message"}}."""
+    return {
+        "statusCode": error.status,
+        "headers": {"content-type": "application/json"},
+        "body": jsonutil.dumps({"error": {"code": error.code, "message": error.message}}),
+        "isBase64Encoded": False,
+    }
+
+
 def _request_id(event: Event) -> str | None:
     context = event.get("requestContext")
     value = context.get("requestId") if isinstance(context, Mapping) else None
     return value if isinstance(value, str) and value else None
+
+
+def caller(event: Any, developer: DeveloperSource = developer_from_authorizer) -> str:
+    """The developer a request is for, as its authorizer vouched (or the `developer` source
+    says). Unauthorized (401) when the authorizer refused the key (`authError`: missing,
+    malformed, unknown or revoked), or there is no developer or a malformed id: the wrappers
+    ask this before the handler runs, so an anonymous caller is never served."""
+    if not isinstance(event, Mapping):
+        raise Unauthorized("not an API Gateway request")
+    refusal = authorizer_refusal(authorizer_context(event))
+    if refusal is not None:
+        raise refusal
+    try:
+        developer_id = developer(event)
+    except Exception as exc:  # the provider's own source failed: refuse, never serve
+        raise Unauthorized("the request's developer could not be read") from exc
+    if not developer_id:
+        default = developer is developer_from_authorizer
+        raise Unauthorized("missing API key" if default else "no developer for this request")
+    if not isinstance(developer_id, str) or re.fullmatch(DEVELOPER_ID_PATTERN, developer_id) is None:
+        raise Unauthorized("malformed developer id")
+    return developer_id
+
+
+def _refused(error: Unauthorized, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Log a refusal (never the key: only the reason) and answer it."""
+    logger.info("request refused", extra={**fields, "reason": "unauthorized", "detail": error.message})
+    return refusal_answer(error)
 
 
 class Meter:
@@ -106,6 +145,10 @@ class Meter:
                 "POWERTOOLS_METRICS_NAMESPACE is not set: the service's metrics cannot be published",
                 extra={"metric": metric},
             )
+
+    def caller(self, event: Any) -> str:
+        """The developer a request is for (see `caller`, with this meter's developer source)."""
+        return caller(event, self.developer)
 
     def quantity(self, event: Event, response: Any) -> Decimal:
         """What one request counts for; Skip when it counts for nothing."""
@@ -153,9 +196,10 @@ class Meter:
             if status not in self.statuses:
                 logger.debug("status not metered", extra={**fields, "status": status})
                 return None
-            developer_id = self.developer(event)
-            if not developer_id:
-                raise Skip("no_developer")
+            try:
+                developer_id = self.caller(event)
+            except Unauthorized as exc:
+                raise Skip("no_developer") from exc
             fields["developerId"] = developer_id
             if request_id is None:
                 raise Skip("no_request_id")
@@ -202,11 +246,12 @@ class Meter:
     def wrap(self, handler: H) -> H:
         @functools.wraps(handler)
         def metered(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                self.caller(event)
+            except Unauthorized as refused:
+                return _refused(refused, self._fields())
             response = handler(event, context, *args, **kwargs)
-            if isinstance(event, Mapping):
-                self.record(event, response)
-            else:
-                logger.warning("usage not metered", extra={**self._fields(), "reason": "event_not_a_mapping"})
+            self.record(event, response)
             return response
 
         metered.meter = self  # type: ignore[attr-defined]
@@ -227,7 +272,9 @@ def meter(
     metric          the metric to record (e.g. "api_calls", "tokens")
     mode            "request" (default: 1 per request), "bytes", "response_field", "sse", "custom"
     expression      a CEL expression over the mode's variables (see the module docstring)
-    developer       callable(event) -> developer id; default: the authorizer context's developerId
+    developer       callable(event) -> developer id; default: the authorizer context's developerId.
+                    A request without one (or refused by the authorizer) is answered 401 and
+                    the handler does not run
     statuses        response status codes that are metered; default: 2xx
     max_body_bytes  bodies larger than this are not read for respBody/sseEvents/allData
 
@@ -243,3 +290,25 @@ def meter(
         max_body_bytes=max_body_bytes,
     )
     return config.wrap
+
+
+def authenticated(*, developer: DeveloperSource | None = None) -> Callable[[H], H]:
+    """Refuse (401) what `@meter` refuses, for a route of the same API that is not metered:
+    behind the Usage Meter authorizer, which never denies at API Gateway, every handler must
+    be wrapped by one or the other. Records nothing."""
+    if developer is not None and not callable(developer):
+        raise MeteringConfigError("developer must be a callable(event) -> developer id")
+    source = developer or developer_from_authorizer
+
+    def wrap(handler: H) -> H:
+        @functools.wraps(handler)
+        def guarded(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                caller(event, source)
+            except Unauthorized as refused:
+                return _refused(refused, {"handler": getattr(handler, "__name__", "handler")})
+            return handler(event, context, *args, **kwargs)
+
+        return cast(H, guarded)
+
+    return wrap

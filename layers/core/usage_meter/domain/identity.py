@@ -29,6 +29,16 @@ def authorizer_context(event: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, Mapping) else None
 
 
+def authorizer_refusal(context: Mapping[str, Any] | None) -> Unauthorized | None:
+    """The 401 for a request the authorizer refused (no key, a malformed, unknown or revoked
+    one: `authError` in its context), else None. The authorizer answers API Gateway
+    "authorized" either way, so that this 401 has the API's own error body: whatever runs
+    behind it must ask this first."""
+    if context and context.get("authError"):
+        return Unauthorized(_AUTH_ERRORS.get(str(context["authError"]), "invalid API key"))
+    return None
+
+
 def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
     """The caller as the Lambda authorizer put it in `requestContext.authorizer.lambda`.
 
@@ -36,8 +46,9 @@ def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
     """
     if not context:
         raise Unauthorized("missing API key")
-    if context.get("authError"):
-        raise Unauthorized(_AUTH_ERRORS.get(str(context["authError"]), "invalid API key"))
+    refusal = authorizer_refusal(context)
+    if refusal is not None:
+        raise refusal
     try:
         return Identity(developer_id=context.get("developerId", ""), role=context.get("role", ""))
     except ValidationError as exc:
