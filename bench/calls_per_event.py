@@ -5,8 +5,9 @@ request its DynamoDB client makes, with botocore event hooks on `usage_meter.sto
 calls by operation (before-parameter-build), transaction items, and round trips, i.e. HTTP
 requests including botocore's retries (before-send).
 
-The developer (dev_bench, with a developer key's authorizer context) is created first on a
-plan (`--plan`, default pro) with the default plans stored, as the admin CLI leaves a stack.
+The events are sent as the provider's backend sends them (a service key's authorizer
+context, each event naming `dev_bench`: only service keys track). The developer is created
+first on a (`--plan`, default pro) with the default plans stored, as the admin CLI leaves a stack.
 By default it runs in-process against moto; `--endpoint-url URL` runs the same against a
 DynamoDB endpoint such as DynamoDB Local (tables with unique names, dropped at the end) and
 also prints the ConsumedCapacity that the endpoint reports.
@@ -46,7 +47,8 @@ from usage_meter_local.template import create_tables, function_environment, tabl
 from dynamodb_cost import request_write_units, response_read_units, written_item_sizes
 from report import markdown_table, number
 
-AUTHORIZER = {"developerId": "dev_bench", "role": "developer"}
+DEVELOPER = "dev_bench"
+AUTHORIZER = {"developerId": "dev_provider", "role": "service"}
 TRACK_PATH = "/v1/usage/events"
 BATCH_SIZE = 100
 # ---- the meter: botocore hooks on the service's client -------------------------------------
@@ -147,7 +149,7 @@ def new_key() -> str:
 
 
 def event(metric: str = "api_calls", *, keyed: bool = True, at: datetime | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"metric": metric, "quantity": 1}
+    body: dict[str, Any] = {"developerId": DEVELOPER, "metric": metric, "quantity": 1}
     if keyed:
         body["idempotencyKey"] = new_key()
     if at is not None:
@@ -250,7 +252,7 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
             for table in names.values():
                 stack.callback(admin.delete_table, TableName=table)
         accounts.seed_default_plans()
-        accounts.create_developer("Benchmark", plan=plan, developer_id=AUTHORIZER["developerId"])
+        accounts.create_developer("Benchmark", plan=plan, developer_id=DEVELOPER)
         meter = Meter(store_db.client(), ask_capacity=endpoint_url is not None)
         rows = run_scenarios(meter, pinned)
     store_db.reset()

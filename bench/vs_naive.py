@@ -89,7 +89,20 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def auth(developer_id: str) -> dict[str, str]:
+    """The naive design's caller: the developer the authorizer resolved."""
     return {"developerId": developer_id, "role": "developer"}
+
+
+# this service records what the provider's backend sends with its service key (only service
+# keys track), each event naming its developer
+SERVICE_AUTH = {"developerId": "dev_provider", "role": "service"}
+
+
+def naming(body: dict[str, Any], developer_id: str) -> dict[str, Any]:
+    """The body with every event naming `developer_id`, as a service key sends it."""
+    if "events" in body:
+        return {**body, "events": [{**event, "developerId": developer_id} for event in body["events"]]}
+    return {**body, "developerId": developer_id}
 
 
 def function_timeout(logical_id: str = "TrackFunction") -> int:
@@ -303,7 +316,7 @@ def service_design() -> Design:
     api = LocalApi()
 
     def send(body: dict[str, Any], developer_id: str) -> Answer:
-        return api.call("POST", TRACK_PATH, body=body, authorizer=auth(developer_id))
+        return api.call("POST", TRACK_PATH, body=naming(body, developer_id), authorizer=SERVICE_AUTH)
 
     return Design("this service", store_db.client(), send)
 

@@ -1,7 +1,9 @@
 """An example provider API metered with `usage_meter_metering.meter`.
 
-Two handlers behind an HTTP API whose Lambda authorizer puts the calling developer in the
-authorizer context (`developerId`), as the Usage Meter authorizer does:
+Two handlers behind an HTTP API guarded by the Usage Meter authorizer, which puts the calling
+developer in the authorizer context (`developerId`), or `authError` for a missing, unknown or
+revoked key: `@meter` answers those 401 before the handler runs, so the handlers below only
+ever serve a developer with a valid key. The developer is never taken from the request itself.
 
 - `lambda_handler` (POST /v1/completions): a stand-in text completion. Every successful call
   counts 1 `api_calls`, and `tokens` weighted by model: the large model counts double.

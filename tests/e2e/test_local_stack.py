@@ -48,30 +48,19 @@ def _send(request: urllib.request.Request) -> tuple[int, Any]:
 
 
 def test_track_duplicate_current_history(local_stack: dict[str, Any]) -> None:
-    key = local_stack["developerKey"]
+    key, service = local_stack["developerKey"], local_stack["serviceKey"]
     idem = f"e2e-{uuid.uuid4()}"
+    event = {"developerId": "dev_demo", "metric": "e2e_calls", "quantity": 2, "idempotencyKey": idem}
     before = http(local_stack, "GET", "/v1/usage?metric=e2e_calls", key=key)[1]["metrics"]["e2e_calls"][
         "consumed"
     ]
 
-    status, first = http(
-        local_stack,
-        "POST",
-        "/v1/usage/events",
-        key=key,
-        body={"metric": "e2e_calls", "quantity": 2, "idempotencyKey": idem},
-    )
+    status, first = http(local_stack, "POST", "/v1/usage/events", key=service, body=event)
     assert status == 200
     assert first["results"][0]["status"] == "recorded"
     assert first["usage"]["consumed"] == before + 2
 
-    status, again = http(
-        local_stack,
-        "POST",
-        "/v1/usage/events",
-        key=key,
-        body={"metric": "e2e_calls", "quantity": 2, "idempotencyKey": idem},
-    )
+    status, again = http(local_stack, "POST", "/v1/usage/events", key=service, body=event)
     assert status == 200
     assert again["results"][0]["status"] == "duplicate"
     assert again["results"][0]["recordedAt"] == first["results"][0]["recordedAt"]
@@ -112,9 +101,25 @@ def test_developer_key_for_another_developer_is_403(local_stack: dict[str, Any])
     assert (status, body["error"]["code"]) == (403, "forbidden")
 
 
-def test_bad_input_is_4xx_never_5xx(local_stack: dict[str, Any]) -> None:
+def test_developer_key_cannot_track(local_stack: dict[str, Any]) -> None:
     key = local_stack["developerKey"]
-    status, body = http(local_stack, "POST", "/v1/usage/events", key=key, body={"metric": "x", "quantity": 0})
+    for body in (
+        {"metric": "e2e_pre_claim", "quantity": 1, "idempotencyKey": f"invoice-{uuid.uuid4()}"},
+        {"events": [{"metric": "e2e_pre_claim", "quantity": 1, "developerId": "dev_demo"}]},
+    ):
+        status, answer = http(local_stack, "POST", "/v1/usage/events", key=key, body=body)
+        assert (status, answer) == (
+            403,
+            {"error": {"code": "forbidden", "message": "tracking needs a service key"}},
+        )
+    status, current = http(local_stack, "GET", "/v1/usage?metric=e2e_pre_claim", key=key)
+    assert current["metrics"]["e2e_pre_claim"]["consumed"] == 0
+
+
+def test_bad_input_is_4xx_never_5xx(local_stack: dict[str, Any]) -> None:
+    key = local_stack["serviceKey"]
+    event = {"developerId": "dev_demo", "metric": "x", "quantity": 0}
+    status, body = http(local_stack, "POST", "/v1/usage/events", key=key, body=event)
     assert (status, body["error"]["code"]) == (422, "validation_error")
     status, body = http(local_stack, "POST", "/v1/usage/events", key=key, body={"events": [{}] * 101})
     assert (status, body["error"]["code"]) == (422, "validation_error")

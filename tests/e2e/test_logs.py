@@ -100,34 +100,43 @@ def _drive(stack: dict[str, Any]) -> tuple[list[str], str, int]:
         return {"X-API-Key": key}
 
     event = {"metric": "log_calls", "quantity": 1.5, "metadata": METADATA}
+    demo_event = {**event, "developerId": DEMO_DEVELOPER}
     expected: list[tuple[int, str, str, dict[str, str], Any]] = []
     for style in (bearer, x_api_key):
         name = style.__name__
         expected += [
-            # the developer key, on the success paths
-            (200, "POST", "/v1/usage/events", {**style(dev), "Idempotency-Key": f"{run}-{name}-1"}, event),
+            # the service key tracks for the demo developer
             (
                 200,
                 "POST",
                 "/v1/usage/events",
-                style(dev),
-                {"events": [{**event, "idempotencyKey": f"{run}-{name}-{i}"} for i in (2, 3)]},
+                {**style(svc), "Idempotency-Key": f"{run}-{name}-1"},
+                demo_event,
             ),
+            (
+                200,
+                "POST",
+                "/v1/usage/events",
+                style(svc),
+                {"events": [{**demo_event, "idempotencyKey": f"{run}-{name}-{i}"} for i in (2, 3)]},
+            ),
+            # the developer key, on the success paths
             (200, "GET", "/v1/usage?metric=log_calls", style(dev), None),
             (200, "GET", "/v1/usage/history?days=3", style(dev), None),
             (200, "GET", "/v1/entitlements/log_calls", style(dev), None),
             # and refused by the handlers
             (403, "GET", "/v1/usage?developerId=dev_other", style(dev), None),
+            (403, "POST", "/v1/usage/events", style(dev), event),  # developer keys only read
             (
                 409,
                 "POST",
                 "/v1/usage/events",
-                style(dev),
-                {**event, "quantity": 2, "idempotencyKey": f"{run}-{name}-1"},
+                style(svc),
+                {**demo_event, "quantity": 2, "idempotencyKey": f"{run}-{name}-1"},
             ),
-            (422, "POST", "/v1/usage/events", style(dev), {**event, "quantity": 0}),
+            (422, "POST", "/v1/usage/events", style(svc), {**demo_event, "quantity": 0}),
             # the service key, for the demo developer and for one that does not exist
-            (200, "POST", "/v1/usage/events", style(svc), {**event, "developerId": DEMO_DEVELOPER}),
+            (200, "POST", "/v1/usage/events", style(svc), demo_event),
             (200, "GET", f"/v1/usage/history?days=2&developerId={DEMO_DEVELOPER}", style(svc), None),
             (404, "GET", "/v1/usage?developerId=dev_nobody", style(svc), None),
             # refused by the authorizer

@@ -1,7 +1,7 @@
 """The Python SDK (clients/python) against the local stack over real HTTP.
 
-Every method, sync and async; every error type from real server answers; and the retry
-that matters: an answer lost after the server applied the event is retried with the same
+Every method, sync and async; every error type from real server answers (a developer key
+reads, only the service key tracks); and the retry that matters: an answer lost after the server applied the event is retried with the same
 (generated) idempotency key, and the event is counted once.
 """
 
@@ -66,6 +66,7 @@ def dev(local_stack: dict[str, Any]) -> Iterator[UsageMeter]:
 
 @pytest.fixture
 def service(local_stack: dict[str, Any]) -> Iterator[UsageMeter]:
+    """The provider's backend: the only kind of key that tracks."""
     with UsageMeter(api_key=local_stack["serviceKey"], base_url=local_stack["base"]) as client:
         yield client
 
@@ -75,12 +76,18 @@ def service(local_stack: dict[str, Any]) -> Iterator[UsageMeter]:
 
 @pytest.fixture(scope="module")
 def tiny(local_stack: dict[str, Any]) -> dict[str, str]:
-    """A fresh developer on a plan allowing 3 api_calls (hard), with a developer key."""
+    """A fresh developer on a plan allowing 3 api_calls (hard), with a developer key (to read)
+    and the stack's service key (to track for it)."""
     plan = f"sdk-tiny-{uuid.uuid4().hex[:8]}"
     admin(local_stack, "plans", "put", plan, "--metric", "api_calls=3:hard")
     developer = admin(local_stack, "developers", "create", "--name", "SDK limits", "--plan", plan)
     key = admin(local_stack, "keys", "create", developer["developer_id"])["key"]
-    return {"developer_id": developer["developer_id"], "key": key, "base": local_stack["base"]}
+    return {
+        "developer_id": developer["developer_id"],
+        "key": key,
+        "service_key": local_stack["serviceKey"],
+        "base": local_stack["base"],
+    }
 
 
 # ---- transports that watch or break the real HTTP exchange ---------------------------------
@@ -171,10 +178,10 @@ def test_current_usage_filters_periods_and_dates(service: UsageMeter) -> None:
     assert ranged.period.end.date() == today() + timedelta(days=1)  # end is exclusive
 
 
-def test_track_counts_exact_decimals_and_reads_back(dev: UsageMeter) -> None:
+def test_track_counts_exact_decimals_and_reads_back(dev: UsageMeter, service: UsageMeter) -> None:
     metric = unique()
-    first = dev.usage.track(metric=metric, quantity=Decimal("0.1"))
-    second = dev.usage.track(metric=metric, quantity=0.2)  # a float is sent as its repr, 0.2
+    first = service.usage.track(metric=metric, quantity=Decimal("0.1"), developer_id=DEMO)
+    second = service.usage.track(metric=metric, quantity=0.2, developer_id=DEMO)  # sent as its repr, 0.2
     assert isinstance(second, TrackResult)
     assert (first.status, second.status) == ("recorded", "recorded")
     assert second.usage is not None
@@ -199,10 +206,10 @@ def test_track_counts_exact_decimals_and_reads_back(dev: UsageMeter) -> None:
     assert history.total(metric) == Decimal("0.3")
 
 
-def test_track_with_a_key_is_counted_once(dev: UsageMeter) -> None:
+def test_track_with_a_key_is_counted_once(dev: UsageMeter, service: UsageMeter) -> None:
     metric, key = unique(), unique("key")
-    first = dev.usage.track(metric, Decimal("2.50"), idempotency_key=key)
-    again = dev.usage.track(metric, Decimal("2.5"), idempotency_key=key)
+    first = service.usage.track(metric, Decimal("2.50"), idempotency_key=key, developer_id=DEMO)
+    again = service.usage.track(metric, Decimal("2.5"), idempotency_key=key, developer_id=DEMO)
     assert (first.status, first.duplicate) == ("recorded", False)
     assert (again.status, again.duplicate) == ("duplicate", True)
     assert again.recorded_at == first.recorded_at
@@ -239,14 +246,14 @@ def test_history_ranges_and_months(dev: UsageMeter) -> None:
     assert len(default.entries) == 30
 
 
-def test_track_batch(dev: UsageMeter) -> None:
+def test_track_batch(dev: UsageMeter, service: UsageMeter) -> None:
     metric, key = unique(), unique("key")
-    batch = dev.usage.track_batch(
+    batch = service.usage.track_batch(
         [
-            UsageEvent(metric, Decimal("1.5"), idempotency_key=key),
-            {"metric": metric, "quantity": 2},
-            UsageEvent(metric, 0),  # invalid: refused alone, the others still count
-            UsageEvent(metric, Decimal("1.5"), idempotency_key=key),
+            UsageEvent(metric, Decimal("1.5"), idempotency_key=key, developer_id=DEMO),
+            {"metric": metric, "quantity": 2, "developer_id": DEMO},
+            UsageEvent(metric, 0, developer_id=DEMO),  # invalid: refused alone, the others still count
+            UsageEvent(metric, Decimal("1.5"), idempotency_key=key, developer_id=DEMO),
         ]
     )
     assert isinstance(batch, BatchResult)
@@ -296,6 +303,22 @@ def test_developer_key_for_another_developer_is_permission_denied(dev: UsageMete
         dev.usage.track(unique(), 1, developer_id="dev_other")
 
 
+def test_developer_key_cannot_track(dev: UsageMeter) -> None:
+    """Only the provider's backend tracks: a developer key is refused, single or batch, and
+    nothing is counted (it would be a way to skip, forge or pre-claim usage)."""
+    metric = unique()
+    for attempt in (
+        lambda: dev.usage.track(metric, 1, idempotency_key=unique("invoice")),
+        lambda: dev.usage.track(metric, 1, developer_id=DEMO),
+        lambda: dev.usage.track_batch([UsageEvent(metric, 1)]),
+    ):
+        with pytest.raises(PermissionDeniedError) as caught:
+            attempt()
+        assert (caught.value.status, caught.value.code) == (403, "forbidden")
+        assert caught.value.message == "tracking needs a service key"
+    assert metric not in dev.usage.current().metrics
+
+
 def test_unknown_developer_is_not_found(service: UsageMeter) -> None:
     with pytest.raises(NotFoundError) as caught:
         service.usage.current(developer_id=unique("dev_nobody"))
@@ -304,11 +327,11 @@ def test_unknown_developer_is_not_found(service: UsageMeter) -> None:
         service.entitlements.check("api_calls", developer_id=unique("dev_nobody"))
 
 
-def test_reused_key_with_another_event_is_conflict(dev: UsageMeter) -> None:
+def test_reused_key_with_another_event_is_conflict(dev: UsageMeter, service: UsageMeter) -> None:
     metric, key = unique(), unique("key")
-    dev.usage.track(metric, 1, idempotency_key=key)
+    service.usage.track(metric, 1, idempotency_key=key, developer_id=DEMO)
     with pytest.raises(ConflictError) as caught:
-        dev.usage.track(metric, 2, idempotency_key=key)
+        service.usage.track(metric, 2, idempotency_key=key, developer_id=DEMO)
     assert (caught.value.status, caught.value.code) == (409, "idempotency_key_reused")
     assert dev.usage.current(metric=metric).metrics[metric].consumed == 1
 
@@ -324,11 +347,11 @@ def test_reused_key_with_another_event_is_conflict(dev: UsageMeter) -> None:
     ],
 )
 def test_invalid_event_is_validation_error(
-    dev: UsageMeter, quantity: Decimal | int, timestamp: datetime | None, code: str
+    dev: UsageMeter, service: UsageMeter, quantity: Decimal | int, timestamp: datetime | None, code: str
 ) -> None:
     metric = unique()
     with pytest.raises(ValidationError) as caught:
-        dev.usage.track(metric, quantity, timestamp=timestamp)
+        service.usage.track(metric, quantity, timestamp=timestamp, developer_id=DEMO)
     assert (caught.value.status, caught.value.code) == (422, code)
     assert isinstance(caught.value, BadRequestError)
     assert metric not in dev.usage.current().metrics
@@ -346,12 +369,16 @@ def test_invalid_query_is_validation_error(dev: UsageMeter) -> None:
 
 def test_hard_limit_is_limit_exceeded_and_not_retried(tiny: dict[str, str]) -> None:
     transport = Recording()
-    with UsageMeter(api_key=tiny["key"], base_url=tiny["base"], transport=transport) as client:
-        assert client.usage.track("api_calls", 2).status == "recorded"
+    developer = tiny["developer_id"]
+    with (
+        UsageMeter(api_key=tiny["service_key"], base_url=tiny["base"], transport=transport) as backend,
+        UsageMeter(api_key=tiny["key"], base_url=tiny["base"]) as client,
+    ):
+        assert backend.usage.track("api_calls", 2, developer_id=developer).status == "recorded"
         assert client.entitlements.check("api_calls") is True
         sent = len(transport.requests)
         with pytest.raises(LimitExceededError) as caught:
-            client.usage.track("api_calls", 2)
+            backend.usage.track("api_calls", 2, developer_id=developer)
         assert len(transport.requests) == sent + 1  # a hard limit is not retried
         error = caught.value
         assert (error.status, error.code) == (429, "limit_exceeded")
@@ -364,7 +391,9 @@ def test_hard_limit_is_limit_exceeded_and_not_retried(tiny: dict[str, str]) -> N
             Decimal(1),
         )
         assert client.usage.current().metrics["api_calls"].consumed == 2  # nothing counted
-        assert client.usage.track("api_calls", 1).usage is not None  # the last unit still fits
+        assert (
+            backend.usage.track("api_calls", 1, developer_id=developer).usage is not None
+        )  # the last unit fits
         assert client.entitlements.check("api_calls") is False
         entitlement = client.entitlements.get("api_calls")
         assert (entitlement.has_access, entitlement.remaining) == (False, Decimal(0))
@@ -428,21 +457,21 @@ def test_lost_answer_is_retried_with_the_same_key_and_counted_once(local_stack: 
     metric = unique()
     transport = DropFirstAnswer()
     with UsageMeter(
-        api_key=local_stack["developerKey"],
+        api_key=local_stack["serviceKey"],
         base_url=local_stack["base"],
         transport=transport,
         backoff=BACKOFF,
         max_backoff=MAX_BACKOFF,
     ) as client:
-        result = client.usage.track(metric, 3)  # no key given: the client makes one
+        result = client.usage.track(metric, 3, developer_id=DEMO)  # no key given: the client makes one
         first, retry = _posted(transport.requests)
         assert first == retry
         assert first["idempotencyKey"] == result.idempotency_key
         assert json.loads(transport.dropped[0])["results"][0]["status"] == "recorded"
         assert result.status == "duplicate"  # the server had applied the first attempt
-        assert client.usage.current(metric=metric).metrics[metric].consumed == 3
+        assert client.usage.current(DEMO, metric=metric).metrics[metric].consumed == 3
     request = transport.requests[0]
-    assert request.headers["authorization"] == f"Bearer {local_stack['developerKey']}"
+    assert request.headers["authorization"] == f"Bearer {local_stack['serviceKey']}"
     assert request.headers["user-agent"].startswith("usage-meter-client/")
     assert b'"quantity":3' in request.content
 
@@ -454,14 +483,20 @@ def test_async_every_method(local_stack: dict[str, Any]) -> None:
     async def scenario() -> None:
         metric = unique()
         async with AsyncUsageMeter(
-            api_key=local_stack["developerKey"], base_url=local_stack["base"]
-        ) as client:
-            tracked = await client.usage.track(metric=metric, quantity=Decimal("0.1"))
+            api_key=local_stack["serviceKey"], base_url=local_stack["base"]
+        ) as backend:
+            tracked = await backend.usage.track(metric=metric, quantity=Decimal("0.1"), developer_id=DEMO)
             assert tracked.status == "recorded"
-            batch = await client.usage.track_batch(
-                [UsageEvent(metric, Decimal("0.2")), {"metric": metric, "quantity": 1}]
+            batch = await backend.usage.track_batch(
+                [
+                    UsageEvent(metric, Decimal("0.2"), developer_id=DEMO),
+                    {"metric": metric, "quantity": 1, "developer_id": DEMO},
+                ]
             )
             assert batch.recorded == 2
+        async with AsyncUsageMeter(
+            api_key=local_stack["developerKey"], base_url=local_stack["base"]
+        ) as client:
             current, history, entitlement, allowed = await asyncio.gather(
                 client.usage.current(metric=metric),
                 client.usage.history(days=3, metric=metric),
@@ -489,18 +524,19 @@ def test_async_errors(local_stack: dict[str, Any], tiny: dict[str, str]) -> None
         async with AsyncUsageMeter(api_key=local_stack["developerKey"], base_url=base) as client:
             with pytest.raises(PermissionDeniedError):
                 await client.usage.current(developer_id="dev_other")
-            with pytest.raises(ValidationError):
-                await client.usage.track(unique(), Decimal("-2"))
-            metric, key = unique(), unique("key")
-            await client.usage.track(metric, 1, idempotency_key=key)
-            with pytest.raises(ConflictError):
-                await client.usage.track(metric, 5, idempotency_key=key)
+            with pytest.raises(PermissionDeniedError):
+                await client.usage.track(unique(), 1)  # developer keys only read
         async with AsyncUsageMeter(api_key=local_stack["serviceKey"], base_url=base) as client:
+            with pytest.raises(ValidationError):
+                await client.usage.track(unique(), Decimal("-2"), developer_id=DEMO)
+            metric, key = unique(), unique("key")
+            await client.usage.track(metric, 1, idempotency_key=key, developer_id=DEMO)
+            with pytest.raises(ConflictError):
+                await client.usage.track(metric, 5, idempotency_key=key, developer_id=DEMO)
             with pytest.raises(NotFoundError):
                 await client.usage.history(developer_id=unique("dev_nobody"))
-        async with AsyncUsageMeter(api_key=tiny["key"], base_url=base) as client:
             with pytest.raises(LimitExceededError) as caught:
-                await client.usage.track("api_calls", 100)
+                await client.usage.track("api_calls", 100, developer_id=tiny["developer_id"])
             assert caught.value.usage is not None
             assert caught.value.usage.limit == 3
 
@@ -513,17 +549,18 @@ def test_async_lost_answer_is_counted_once(local_stack: dict[str, Any]) -> None:
 
     async def scenario() -> None:
         async with AsyncUsageMeter(
-            api_key=local_stack["developerKey"],
+            api_key=local_stack["serviceKey"],
             base_url=local_stack["base"],
             transport=transport,
             backoff=BACKOFF,
             max_backoff=MAX_BACKOFF,
         ) as client:
-            result = await client.usage.track(metric, Decimal("0.25"))
+            result = await client.usage.track(metric, Decimal("0.25"), developer_id=DEMO)
             assert result.status == "duplicate"
             first, retry = _posted(transport.requests)
             assert first == retry
             assert first["idempotencyKey"] == result.idempotency_key
-            assert (await client.usage.current(metric=metric)).metrics[metric].consumed == Decimal("0.25")
+            consumed = (await client.usage.current(DEMO, metric=metric)).metrics[metric].consumed
+            assert consumed == Decimal("0.25")
 
     asyncio.run(scenario())

@@ -16,7 +16,7 @@ from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
-from helpers import DEV_A, DEV_B, SERVICE
+from helpers import DEV_A, DEV_B, SERVICE, naming
 
 TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
 
@@ -34,7 +34,18 @@ class Stack:
     def call(self, method: str, path: str, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
         return self.api.call(method, path, authorizer=auth, **kwargs)
 
-    def track(self, body: Any, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
+    def track(
+        self,
+        body: Any,
+        *,
+        developer: str | None = "dev_alice",
+        auth: dict[str, Any] | None = SERVICE,
+        **kwargs: Any,
+    ) -> Answer:
+        """Track as the provider's backend (the service key) for `developer`, named in every
+        event that names none (see helpers.naming); developer=None sends the body as it is."""
+        if developer is not None:
+            body = naming(developer, body)
         return self.call("POST", "/v1/usage/events", body=body, auth=auth, **kwargs)
 
     def current(self, *, auth: dict[str, Any] | None = DEV_A, **query: str) -> Answer:

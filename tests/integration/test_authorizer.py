@@ -7,11 +7,13 @@ key never reaches the logs.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
 import logging
 import random
+import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from usage_meter.store import dynamodb as store_db
 from usage_meter_local.events import LambdaContext
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer
-from usage_meter_local.template import function_environment
+from usage_meter_local.template import function_environment, resources
 
 from helpers import counters, table_items
 from integration.conftest import TABLES, Stack
@@ -383,14 +385,27 @@ def test_authorizer_resolves_developer_and_role(
     }
 
 
-def test_developer_key_tracks_and_reads_its_own_usage(stack: Stack, freeze: Freeze) -> None:
+def test_developer_key_reads_its_own_usage_and_cannot_track(stack: Stack, freeze: Freeze) -> None:
     freeze(NOON)
     key = accounts.create_key("dev_alice").key
+    service = accounts.create_key("dev_provider", "service").key
 
-    tracked = track(stack, bearer(key), {"metric": "api_calls", "quantity": 3, "idempotencyKey": "e1"})
+    for refused in (
+        track(stack, bearer(key), {"metric": "api_calls", "quantity": 3, "idempotencyKey": "e1"}),
+        track(stack, api_key(key), {"metric": "api_calls", "quantity": 2, "developerId": "dev_alice"}),
+    ):
+        assert refused.status == 403, refused.body
+        assert refused.json() == {"error": {"code": "forbidden", "message": "tracking needs a service key"}}
+    assert table_items(stack.dynamodb, stack.usage_table) == []
+
+    tracked = track(
+        stack,
+        bearer(service),
+        {"metric": "api_calls", "quantity": 3, "idempotencyKey": "e1", "developerId": "dev_alice"},
+    )
     assert tracked.status == 200, tracked.body
     assert tracked.json()["results"][0]["status"] == "recorded"
-    named = track(stack, api_key(key), {"metric": "api_calls", "quantity": 2, "developerId": "dev_alice"})
+    named = track(stack, api_key(service), {"metric": "api_calls", "quantity": 2, "developerId": "dev_alice"})
     assert named.status == 200, named.body
 
     usage = get_usage(stack, bearer(key))
@@ -602,7 +617,7 @@ def test_authorizer_caches_lookups(authorize: Authorize, db_calls: DynamoCalls) 
     db_calls.clear()
 
     assert authorize({"authorization": f"Bearer {first}"})["context"]["developerId"] == "dev_alice"
-    assert db_calls.operations == ["GetItem", "UpdateItem", "UpdateItem"]  # lookup + lastUsedAt on both items
+    assert db_calls.operations == ["GetItem", "UpdateItem"]  # lookup + lastUsedAt on the lookup item
 
     db_calls.clear()
     for headers in ({"authorization": f"Bearer {first}"}, {"x-api-key": first}):
@@ -610,7 +625,7 @@ def test_authorizer_caches_lookups(authorize: Authorize, db_calls: DynamoCalls) 
     assert db_calls.operations == []
 
     assert authorize({"x-api-key": second})["context"]["developerId"] == "dev_bob"
-    assert db_calls.operations == ["GetItem", "UpdateItem", "UpdateItem"]
+    assert db_calls.operations == ["GetItem", "UpdateItem"]
     assert db_calls.calls[0][1]["Key"]["pk"] == {"S": f"KEY#{sha256(second)}"}
 
 
@@ -621,21 +636,24 @@ def key_items(
     return items[(f"KEY#{key_hash}", "KEY")], items[(f"DEV#{developer_id}", f"KEY#{key_id}")]
 
 
-def test_last_used_at_is_set_on_both_key_items(
+def test_last_used_at_is_set_on_the_lookup_item_and_listed(
     stack: Stack, freeze: Freeze, monotonic: FakeMonotonic
 ) -> None:
+    """The authorizer writes lastUsedAt on the key's lookup item only (its IAM allows no other
+    item); listing a developer's keys reads it from there."""
     freeze(NOON)
     created = accounts.create_key("dev_bob")
     record = created.record
     lookup, listing = key_items(stack, record.key_hash, "dev_bob", record.key_id)
     assert "lastUsedAt" not in lookup
-    assert "lastUsedAt" not in listing
+    assert [k.last_used_at for k in accounts.list_keys("dev_bob")] == [None]
 
     freeze(datetime(2026, 11, 10, 12, 30, 15, 250_000, tzinfo=UTC))
     assert get_usage(stack, bearer(created.key)).status == 200
 
-    lookup, listing = key_items(stack, record.key_hash, "dev_bob", record.key_id)
-    assert lookup["lastUsedAt"] == listing["lastUsedAt"] == {"S": "2026-11-10T12:30:15.250Z"}
+    lookup, listing_after = key_items(stack, record.key_hash, "dev_bob", record.key_id)
+    assert lookup["lastUsedAt"] == {"S": "2026-11-10T12:30:15.250Z"}
+    assert listing_after == listing  # the developer's item is never written by the authorizer
     assert [k.last_used_at for k in accounts.list_keys("dev_bob")] == ["2026-11-10T12:30:15.250Z"]
 
     # a later call served from the cache does not write; the next lookup does
@@ -646,8 +664,63 @@ def test_last_used_at_is_set_on_both_key_items(
     }
     monotonic.now += 61
     assert get_usage(stack, bearer(created.key)).status == 200
-    lookup, listing = key_items(stack, record.key_hash, "dev_bob", record.key_id)
-    assert lookup["lastUsedAt"] == listing["lastUsedAt"] == {"S": "2026-11-10T12:30:30.000Z"}
+    lookup, _ = key_items(stack, record.key_hash, "dev_bob", record.key_id)
+    assert lookup["lastUsedAt"] == {"S": "2026-11-10T12:30:30.000Z"}
+    assert [k.last_used_at for k in accounts.list_keys("dev_bob")] == ["2026-11-10T12:30:30.000Z"]
+
+
+def _policy_conditions() -> dict[str, dict[str, Any]]:
+    """The authorizer's DynamoDB conditions from template.yaml, by action."""
+    properties = resources("AWS::Serverless::Function")["AuthorizerFunction"]["Properties"]
+    return {
+        action: statement.get("Condition", {})
+        for policy in properties["Policies"]
+        for statement in policy["Statement"]
+        for action in statement["Action"]
+    }
+
+
+def _attribute_names(request: dict[str, Any]) -> set[str]:
+    """Every attribute a request names: its key, and the names in its expressions."""
+    names = set(request.get("Key", {}))
+    aliases = request.get("ExpressionAttributeNames", {})
+    for field_name in ("UpdateExpression", "ConditionExpression", "ProjectionExpression"):
+        expression = re.sub(r"[A-Za-z_]+\(|:\w+", " ", request.get(field_name, ""))  # functions, values
+        for word in re.findall(r"#?\w+", expression):
+            if word.startswith("#"):
+                names.add(aliases[word])
+            elif word not in {"SET", "REMOVE", "AND", "OR", "NOT"}:
+                names.add(word)
+    return names
+
+
+def test_every_authorizer_call_fits_its_least_privilege_policy(
+    authorize: Authorize, db_calls: DynamoCalls, stack: Stack, monotonic: FakeMonotonic
+) -> None:
+    """What the authorizer does is what its IAM allows: items whose partition key matches
+    dynamodb:LeadingKeys, and for writes only the attributes dynamodb:Attributes lists."""
+    conditions = _policy_conditions()
+    keys = [accounts.create_key("dev_alice"), accounts.create_key("dev_provider", "service")]
+    accounts.revoke_key("dev_alice", accounts.create_key("dev_alice").record.key_id)
+    db_calls.clear()
+    for created in keys:
+        authorize({"x-api-key": created.key})
+    authorize({"x-api-key": well_formed_key()})
+    monotonic.now += 61
+    authorize({"x-api-key": keys[0].key})
+
+    assert sorted(set(db_calls.operations)) == ["GetItem", "UpdateItem"]
+    for operation, request in db_calls.calls:
+        condition = conditions[f"dynamodb:{operation}"]
+        (leading,) = condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert fnmatch.fnmatchcase(request["Key"]["pk"]["S"], leading), request
+        if operation == "UpdateItem":
+            allowed = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+            assert _attribute_names(request) <= allowed, request
+            assert (
+                request.get("ReturnValues", "NONE")
+                in condition["StringEqualsIfExists"]["dynamodb:ReturnValues"]
+            )
 
 
 def test_a_failed_last_used_write_does_not_refuse_the_key(authorize: Authorize, stack: Stack) -> None:

@@ -163,8 +163,8 @@ def expect_track_invalid(stack: Stack, run: Callable[[], dict[str, Any]]) -> Non
 
 
 def expect_current(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
-    assert stack.track({"metric": "api_calls", "quantity": 5}, auth=DEMO).status == 200
-    assert stack.track({"metric": "tokens", "quantity": 1250.5}, auth=DEMO).status == 200
+    assert stack.track({"metric": "api_calls", "quantity": 5}, developer="dev_demo").status == 200
+    assert stack.track({"metric": "tokens", "quantity": 1250.5}, developer="dev_demo").status == 200
     assert stack.track({"metric": "api_calls", "quantity": 7}).status == 200  # someone else
     answer = to_answer(run())
     assert answer.status == 200, answer.body
@@ -190,7 +190,7 @@ def expect_history(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
             "quantity": quantity,
             "timestamp": iso(NOW - timedelta(days=days_ago)),
         }
-        assert stack.track(event, auth=DEMO).status == 200
+        assert stack.track(event, developer="dev_demo").status == 200
     answer = to_answer(run())
     assert answer.status == 200, answer.body
     body = answer.json()
@@ -218,9 +218,9 @@ def expect_docs(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
 
 
 def expect_rollup(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
-    assert stack.track({"metric": "api_calls", "quantity": 5}, auth=DEMO).status == 200
+    assert stack.track({"metric": "api_calls", "quantity": 5}, developer="dev_demo").status == 200
     late = {"metric": "tokens", "quantity": 1250.5, "timestamp": "2026-10-30T08:00:00Z"}
-    assert stack.track(late, auth=DEMO).status == 200  # backdated into a closed month
+    assert stack.track(late, developer="dev_demo").status == 200  # backdated into a closed month
     assert stack.track({"metric": "api_calls", "quantity": 7}).status == 200  # someone else
     result = run()
     assert result == {
@@ -258,7 +258,7 @@ def expect_rollup(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
 
 
 def expect_entitlements(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
-    assert stack.track({"metric": "api_calls", "quantity": 40}, auth=DEMO).status == 200
+    assert stack.track({"metric": "api_calls", "quantity": 40}, developer="dev_demo").status == 200
     answer = to_answer(run())
     assert answer.status == 200, answer.body
     assert answer.json() == {
@@ -348,6 +348,8 @@ def test_http_sample_carries_the_authorizer_its_route_has(name: str) -> None:
         assert authorizer is not None, f"{route.path} is behind {route.authorizer}"
         assert set(authorizer) == {"lambda"}
         assert authorizer["lambda"]["role"] in ("developer", "service")
+        if route.path == "/v1/usage/events":  # only the provider's backend tracks
+            assert authorizer["lambda"]["role"] == "service"
         assert authorizer["lambda"]["developerId"]
         assert {"authorization", "x-api-key"} & set(event["headers"])
 

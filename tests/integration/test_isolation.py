@@ -1,5 +1,6 @@
 """Tenant isolation through real keys and the real authorizer: a developer key never reads,
-writes or replays another developer's data, whatever developerId it names."""
+writes or replays another developer's data, whatever developerId it names, and never tracks
+(only the provider's service key does)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from usage_meter.domain import accounts, auth
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN
 from usage_meter_local.invoke import Answer
 
-from helpers import counters, table_items
+from helpers import counters, naming, table_items
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -27,6 +28,7 @@ NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 BOB_METRIC = "bob_secret_metric"
 BOB_QUANTITY = "4242.424242424"
 FORBIDDEN = {"error": {"code": "forbidden", "message": "a developer key can only act for its own developer"}}
+NO_TRACKING = {"error": {"code": "forbidden", "message": "tracking needs a service key"}}
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +39,14 @@ def _empty_key_cache() -> Iterator[None]:
 
 
 class Tenants:
-    """Alice and Bob, each with a developer key, Bob with some distinctive usage."""
+    """Alice and Bob, each with a developer key, the provider's service key, and some
+    distinctive usage of Bob's."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.alice = accounts.create_key("dev_alice").key
         self.bob = accounts.create_key("dev_bob").key
+        self.service = accounts.create_key("dev_provider", "service").key
 
     def call(self, key: str, method: str, path: str, **kwargs: Any) -> Answer:
         return self.stack.api.call(
@@ -51,6 +55,10 @@ class Tenants:
 
     def track(self, key: str, body: Any) -> Answer:
         return self.call(key, "POST", "/v1/usage/events", body=body)
+
+    def track_for(self, developer_id: str, body: Any) -> Answer:
+        """What the provider's backend tracks for a developer, with the service key."""
+        return self.track(self.service, naming(developer_id, body))
 
     def usage(self, key: str, **query: str) -> Answer:
         return self.call(key, "GET", "/v1/usage", query=query or None)
@@ -70,9 +78,12 @@ class Tenants:
 def tenants(stack: Stack, freeze: Freeze) -> Tenants:
     freeze(NOON)
     t = Tenants(stack)
-    bob = t.track(t.bob, f'{{"metric": "{BOB_METRIC}", "quantity": {BOB_QUANTITY}, "idempotencyKey": "b-1"}}')
+    bob = t.track(
+        t.service,
+        f'{{"developerId": "dev_bob", "metric": "{BOB_METRIC}", "quantity": {BOB_QUANTITY}, "idempotencyKey": "b-1"}}',
+    )
     assert bob.status == 200, bob.body
-    alice = t.track(t.alice, {"metric": "api_calls", "quantity": 1})
+    alice = t.track_for("dev_alice", {"metric": "api_calls", "quantity": 1})
     assert alice.status == 200, alice.body
     return t
 
@@ -119,59 +130,66 @@ def test_developer_key_cannot_read_another_developers_history(
     assert answer.json() == FORBIDDEN
 
 
-def test_developer_key_cannot_track_for_another_developer(stack: Stack, tenants: Tenants) -> None:
-    bob_before = tenants.counters_of("dev_bob")
-    alice_before = tenants.counters_of("dev_alice")
-    records_before = table_items(stack.dynamodb, stack.idempotency_table)
-
-    answer = tenants.track(
-        tenants.alice,
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metric": "api_calls", "quantity": 5},
+        {"metric": "api_calls", "quantity": 5, "developerId": "dev_alice", "idempotencyKey": "a-1"},
         {"metric": BOB_METRIC, "quantity": 5, "developerId": "dev_bob", "idempotencyKey": "x-1"},
-    )
-
-    assert answer.status == 403
-    assert answer.json() == FORBIDDEN
-    assert tenants.counters_of("dev_bob") == bob_before
-    assert tenants.counters_of("dev_alice") == alice_before  # never silently rewritten to Alice
-    assert table_items(stack.dynamodb, stack.idempotency_table) == records_before
-
-
-def test_batch_item_for_another_developer_is_rejected_forbidden(stack: Stack, tenants: Tenants) -> None:
-    bob_before = tenants.counters_of("dev_bob")
-
-    answer = tenants.track(
-        tenants.alice,
         {
             "events": [
                 {"metric": "api_calls", "quantity": 2, "idempotencyKey": "mine-1"},
                 {"metric": BOB_METRIC, "quantity": 7, "developerId": "dev_bob", "idempotencyKey": "theirs"},
                 {"metric": "api_calls", "quantity": 3, "developerId": "dev_alice"},
-                {"metric": "api_calls", "quantity": 1, "developerId": "DEV_BOB"},
             ]
         },
+    ],
+    ids=["own", "own-named", "another-developer", "batch"],
+)
+def test_developer_key_cannot_track(stack: Stack, tenants: Tenants, body: dict[str, Any]) -> None:
+    """Developer keys only read: any track is 403 as a whole, for herself or anyone else, single
+    or batch, and nothing lands (never silently rewritten to Alice, never partly recorded)."""
+    before = counters(stack.dynamodb, stack.usage_table)
+    records_before = table_items(stack.dynamodb, stack.idempotency_table)
+
+    answer = tenants.track(tenants.alice, body)
+
+    assert answer.status == 403
+    assert answer.json() == NO_TRACKING
+    assert counters(stack.dynamodb, stack.usage_table) == before
+    assert table_items(stack.dynamodb, stack.idempotency_table) == records_before
+
+
+def test_developer_key_cannot_pre_claim_the_providers_idempotency_key(stack: Stack, tenants: Tenants) -> None:
+    """The billing bypass: Alice, with her own key, used to take the key of the provider's next
+    event first ("invoice-42", 1 token), so that the provider's 90,000 tokens were answered 409
+    and never counted."""
+    claim = tenants.track(tenants.alice, {"metric": "tokens", "quantity": 1, "idempotencyKey": "invoice-42"})
+    assert claim.status == 403
+    assert claim.json() == NO_TRACKING
+
+    billed = tenants.track_for(
+        "dev_alice", {"metric": "tokens", "quantity": 90_000, "idempotencyKey": "invoice-42"}
     )
 
-    assert answer.status == 200
-    body = answer.json()
-    assert [r["status"] for r in body["results"]] == ["recorded", "rejected", "recorded", "rejected"]
-    assert body["results"][1] == {"index": 1, "status": "rejected", "error": FORBIDDEN["error"]}
-    assert body["results"][3] == {"index": 3, "status": "rejected", "error": FORBIDDEN["error"]}
-    assert (body["recorded"], body["duplicates"], body["rejected"]) == (2, 0, 2)
-    assert tenants.counters_of("dev_bob") == bob_before
-    assert tenants.counters_of("dev_alice")[("DEV#dev_alice", "M#2026-11#api_calls")] == (Decimal(6), 3)
-    assert not any(pk.startswith("DEV#DEV_BOB") for pk, _ in counters(stack.dynamodb, stack.usage_table))
-    assert sorted(i["pk"]["S"] for i in table_items(stack.dynamodb, stack.idempotency_table)) == [
-        "dev_alice#mine-1",
-        "dev_bob#b-1",
-    ]
+    assert billed.status == 200, billed.body
+    assert billed.json()["results"][0]["status"] == "recorded"
+    assert billed.json()["usage"]["consumed"] == 90_000
+    assert tenants.counters_of("dev_alice")[("DEV#dev_alice", "M#2026-11#tokens")] == (Decimal(90_000), 1)
+    record = next(
+        i
+        for i in table_items(stack.dynamodb, stack.idempotency_table)
+        if i["pk"]["S"] == "dev_alice#invoice-42"
+    )
+    assert record["quantity"]["N"] == "90000"
 
 
 def test_idempotency_keys_are_scoped_per_developer(stack: Stack, tenants: Tenants) -> None:
     event = {"metric": "api_calls", "quantity": 2, "idempotencyKey": "abc"}
 
-    alice_first = tenants.track(tenants.alice, event)
-    bob_first = tenants.track(tenants.bob, event)  # the very same payload and key: not Alice's replay
-    bob_other = tenants.track(tenants.bob, {**event, "quantity": 9, "idempotencyKey": "b-1x"})
+    alice_first = tenants.track_for("dev_alice", event)
+    bob_first = tenants.track_for("dev_bob", event)  # the very same payload and key: not Alice's replay
+    bob_other = tenants.track_for("dev_bob", {**event, "quantity": 9, "idempotencyKey": "b-1x"})
 
     assert alice_first.json()["results"][0]["status"] == "recorded"
     assert bob_first.status == 200
@@ -179,15 +197,15 @@ def test_idempotency_keys_are_scoped_per_developer(stack: Stack, tenants: Tenant
     assert bob_first.json()["usage"]["consumed"] == 2  # Bob's own counter, not Alice's 1 + 2
     assert bob_other.json()["results"][0]["status"] == "recorded"
 
-    alice_again = tenants.track(tenants.alice, event)
-    bob_again = tenants.track(tenants.bob, event)
+    alice_again = tenants.track_for("dev_alice", event)
+    bob_again = tenants.track_for("dev_bob", event)
     assert alice_again.json()["results"][0]["status"] == "duplicate"
     assert alice_again.json()["usage"]["consumed"] == 3
     assert bob_again.json()["results"][0]["status"] == "duplicate"
     assert bob_again.json()["usage"]["consumed"] == 11
 
     # Bob's own key "b-1" (used for his distinctive event) means nothing for Alice
-    alice_b1 = tenants.track(tenants.alice, {"metric": "api_calls", "quantity": 4, "idempotencyKey": "b-1"})
+    alice_b1 = tenants.track_for("dev_alice", {"metric": "api_calls", "quantity": 4, "idempotencyKey": "b-1"})
     assert alice_b1.status == 200
     assert alice_b1.json()["results"][0]["status"] == "recorded"
     assert BOB_QUANTITY not in alice_b1.body

@@ -21,7 +21,7 @@ from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter_admin import cli
 from usage_meter_local.invoke import Answer
 
-from helpers import DEV_A, DEV_B, SERVICE, counters, minute_counters, table_items
+from helpers import DEV_A, DEV_B, SERVICE, counters, minute_counters, naming, table_items
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -69,10 +69,11 @@ def event(
     return body
 
 
-def send(stack: Stack, *events: dict[str, Any], auth: dict[str, Any] = DEV_A) -> Answer:
-    """One event as a single track (usage block, 429), several as a batch."""
-    body = events[0] if len(events) == 1 else {"events": list(events)}
-    return stack.track(jsonutil.dumps(body), auth=auth)  # exact decimals on the wire
+def send(stack: Stack, *events: dict[str, Any], developer: str = "dev_alice") -> Answer:
+    """One event as a single track (usage block, 429), several as a batch, as the provider's
+    backend tracks them for `developer` (events naming another developer keep it)."""
+    body = naming(developer, events[0] if len(events) == 1 else {"events": list(events)})
+    return stack.track(jsonutil.dumps(body), developer=None)  # exact decimals on the wire
 
 
 def statuses(answer: Answer) -> list[str]:
@@ -283,7 +284,6 @@ def test_batch_limits_are_per_developer_and_per_period(capped: Stack) -> None:
         event(50, **bob),  # pro: 100,000
         event(4, timestamp="2026-10-23T00:00:00Z", **alice),  # October: 6 + 4 = 10
         event(1, **alice),  # November full
-        auth=SERVICE,
     )
 
     assert statuses(answer) == [
@@ -590,12 +590,12 @@ def test_plans_set_to_an_unknown_plan_changes_nothing(capped: Stack) -> None:
 
 def test_a_stored_plan_overrides_the_default_of_its_name(stack: Stack, freeze: Freeze) -> None:
     freeze(NOW)
-    assert send(stack, event(2), auth=DEV_B).json()["usage"] == usage_block(2, 100000, 99998)
+    assert send(stack, event(2), developer="dev_bob").json()["usage"] == usage_block(2, 100000, 99998)
 
     put_plan("pro", "api_calls=3:hard", rpm=5)
 
-    assert send(stack, event(), auth=DEV_B).json()["usage"] == usage_block(3, 3, 0)
-    assert send(stack, event(), auth=DEV_B).status == 429
+    assert send(stack, event(), developer="dev_bob").json()["usage"] == usage_block(3, 3, 0)
+    assert send(stack, event(), developer="dev_bob").status == 429
     body = stack.current(auth=DEV_B).json()
     assert body["metrics"] == {
         "api_calls": {"consumed": 3, "limit": 3, "remaining": 0, "percentageUsed": 100}

@@ -107,7 +107,7 @@ def test_example_counts_calls_and_weighted_tokens(stack: Stack) -> None:
 
 
 def test_example_event_json_counts_once_however_often_invoked(stack: Stack) -> None:
-    accounts.create_developer("dev_demo", "pro", "Demo")
+    accounts.create_developer("Demo", "pro", "dev_demo")
     handler = load_handler(EXAMPLE, "app.lambda_handler")
     sample = json.loads((ROOT / EXAMPLE / "event.json").read_text())
 
@@ -298,7 +298,7 @@ def test_metering_failure_never_breaks_the_response(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("DynamoDB unreachable")
 
-    monkeypatch.setattr(metering, "track", unavailable)
+    monkeypatch.setattr(metering.decorator, "track", unavailable)
     original = json_response({"ok": True})
     answer = invoke(meter(metric="api_calls")(returning(original)), request())
 
@@ -307,10 +307,88 @@ def test_metering_failure_never_breaks_the_response(
     assert logged[-1]["errorType"] == "ConnectionError"
 
 
-def test_no_developer_records_nothing(stack: Stack, logged: list[dict[str, Any]]) -> None:
-    invoke(meter(metric="api_calls")(returning(json_response({}))), request(auth=None))
+REFUSED_CALLERS: dict[str, tuple[dict[str, Any] | None, str]] = {
+    "no-authorizer-context": (None, "missing API key"),
+    "missing-key": ({"authError": "missing_key"}, "missing API key"),
+    "malformed-key": ({"authError": "malformed_key"}, "malformed API key"),
+    "unknown-key": ({"authError": "unknown_key"}, "unknown API key"),
+    "revoked-key": ({"authError": "revoked_key"}, "revoked API key"),
+    "no-developer-id": ({"role": "developer"}, "missing API key"),
+    "malformed-developer-id": ({"developerId": "dev#x", "role": "developer"}, "malformed developer id"),
+}
+
+
+@pytest.mark.parametrize(("auth", "message"), REFUSED_CALLERS.values(), ids=REFUSED_CALLERS)
+def test_refused_caller_gets_401_and_the_handler_never_runs(
+    stack: Stack, auth: dict[str, Any] | None, message: str
+) -> None:
+    """The Usage Meter authorizer never denies at API Gateway (it passes authError on, so that
+    the answer can carry the API's error body): @meter refuses before the provider's code runs."""
+    served: list[Any] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        served.append(event)
+        return json_response({"answer": "paid content"})
+
+    answer = invoke(meter(metric="api_calls")(handler), request(auth=auth))
+
+    assert answer["statusCode"] == 401
+    assert answer["headers"] == {"content-type": "application/json"}
+    assert json.loads(answer["body"]) == {"error": {"code": "unauthorized", "message": message}}
+    assert served == []
+    assert counters(stack.dynamodb, stack.usage_table) == {}
+
+
+@pytest.mark.parametrize("auth", [None, {"authError": "revoked_key"}])
+def test_example_refuses_callers_without_a_valid_key(stack: Stack, auth: dict[str, Any] | None) -> None:
+    for name, path in (
+        ("app.lambda_handler", "/v1/completions"),
+        ("app.stream_handler", "/v1/completions/stream"),
+    ):
+        handler = load_handler(EXAMPLE, name)
+        answer = invoke(handler, request(path, {"prompt": "free tokens please", "model": "large"}, auth=auth))
+        assert answer["statusCode"] == 401, name
+        assert json.loads(answer["body"])["error"]["code"] == "unauthorized"
+        assert "free" not in answer["body"]
+    assert counters(stack.dynamodb, stack.usage_table) == {}
+    assert table_items(stack.dynamodb, stack.idempotency_table) == []
+
+
+def test_authenticated_guards_an_unmetered_route_the_same_way(stack: Stack) -> None:
+    served: list[str] = []
+
+    @metering.authenticated()
+    def models(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        served.append(event["requestContext"]["authorizer"]["lambda"]["developerId"])
+        return json_response({"models": ["small", "large"]})
+
+    for auth in (None, {"authError": "unknown_key"}, {"role": "developer"}):
+        refused = invoke(models, request("/v1/models", method="GET", auth=auth))
+        assert refused["statusCode"] == 401
+        assert json.loads(refused["body"])["error"]["code"] == "unauthorized"
+    assert served == []
+
+    assert invoke(models, request("/v1/models", method="GET"))["statusCode"] == 200
+    assert served == ["dev_alice"]
+    assert counters(stack.dynamodb, stack.usage_table) == {}  # guarded, not metered
+
+
+def test_record_without_a_developer_records_nothing(stack: Stack, logged: list[dict[str, Any]]) -> None:
+    config = meter(metric="api_calls")(returning(json_response({}))).meter  # type: ignore[attr-defined]
+    assert config.record(request(auth=None), json_response({})) is None
     assert counters(stack.dynamodb, stack.usage_table) == {}
     assert logged[-1]["reason"] == "no_developer"
+
+
+def test_unknown_developer_is_not_counted(stack: Stack, logged: list[dict[str, Any]]) -> None:
+    """The service side names the developer, and the track path checks that it exists."""
+    answer = invoke(
+        meter(metric="api_calls")(returning(json_response({}))),
+        request(auth={"developerId": "dev_nobody", "role": "developer"}),
+    )
+    assert answer["statusCode"] == 200
+    assert counters(stack.dynamodb, stack.usage_table) == {}
+    assert (logged[-1]["reason"], logged[-1]["code"]) == ("rejected", "developer_not_found")
 
 
 def test_hard_limit_refusal_is_logged_and_the_response_stands(
@@ -372,16 +450,38 @@ def test_request_ids_are_scoped_per_developer(stack: Stack) -> None:
     assert usage(stack, "dev_bob", "api_calls") == (Decimal(1), 1)
 
 
+def _jwt_subject(event: dict[str, Any]) -> str | None:
+    """The subject of a JWT that API Gateway's own JWT authorizer verified (never a header the
+    caller writes)."""
+    claims = event["requestContext"].get("authorizer", {}).get("jwt", {}).get("claims", {})
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) else None
+
+
 def test_developer_from_a_callable(stack: Stack) -> None:
-    handler = meter(metric="api_calls", developer=lambda event: event["headers"].get("x-tenant"))(
-        returning(json_response({}))
-    )
+    handler = meter(metric="api_calls", developer=_jwt_subject)(returning(json_response({})))
     event = request(auth=None)
-    event["headers"]["x-tenant"] = "dev_bob"
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": "dev_bob"}, "scopes": None}}
 
-    invoke(handler, event)
+    answer = invoke(handler, event)
 
+    assert answer["statusCode"] == 200
     assert usage(stack, "dev_bob", "api_calls") == (Decimal(1), 1)
+
+
+@pytest.mark.parametrize(
+    "source", [lambda event: None, lambda event: event["no such field"], lambda event: 7]
+)
+def test_developer_callable_without_an_answer_refuses(stack: Stack, source: Any) -> None:
+    served: list[Any] = []
+    handler = meter(metric="api_calls", developer=source)(lambda event, context: served.append(event))
+
+    answer = invoke(handler, request())
+
+    assert answer["statusCode"] == 401
+    assert json.loads(answer["body"])["error"]["code"] == "unauthorized"
+    assert served == []
+    assert counters(stack.dynamodb, stack.usage_table) == {}
 
 
 def test_stacked_meters_use_one_key_per_metric(stack: Stack) -> None:
@@ -408,12 +508,13 @@ def test_track_metrics_still_recorded_through_the_same_path(
         calls.append((identity, body))
         return real_track(identity, body, **kwargs)
 
-    monkeypatch.setattr(metering, "track", spy)
+    monkeypatch.setattr(metering.decorator, "track", spy)
     invoke(meter(metric="api_calls")(returning(json_response({}))), request())
 
     ((identity, body),) = calls
-    assert (identity.developer_id, identity.role) == ("dev_alice", "developer")
+    assert identity.role == "service"  # the provider's own function: the service side
     (item,) = body.events
+    assert item["developerId"] == "dev_alice"
     assert item["metric"] == "api_calls"
     assert item["quantity"] == 1
     assert item["idempotencyKey"].endswith(":api_calls")

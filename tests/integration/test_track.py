@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from helpers import DEV_A, DEV_B, SERVICE, counters, table_items
+from usage_meter.store import dynamodb as store_db
+
+from helpers import DEV_A, counters, table_items
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -274,8 +277,8 @@ def test_expired_idempotency_record_is_replaced_not_trusted(stack: Stack, freeze
 
 
 def test_idempotency_keys_are_scoped_per_developer(stack: Stack) -> None:
-    a = stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "abc"}, auth=DEV_A)
-    b = stack.track({"metric": "api_calls", "quantity": 5, "idempotencyKey": "abc"}, auth=DEV_B)
+    a = stack.track({"metric": "api_calls", "quantity": 1, "idempotencyKey": "abc"}, developer="dev_alice")
+    b = stack.track({"metric": "api_calls", "quantity": 5, "idempotencyKey": "abc"}, developer="dev_bob")
     assert a.json()["results"][0]["status"] == "recorded"
     assert b.json()["results"][0]["status"] == "recorded"
     month = datetime.now(UTC).strftime("%Y-%m")
@@ -284,7 +287,7 @@ def test_idempotency_keys_are_scoped_per_developer(stack: Stack) -> None:
 
 
 def test_service_key_tracks_for_the_named_developer(stack: Stack) -> None:
-    answer = stack.track({"metric": "api_calls", "quantity": 2, "developerId": "dev_bob"}, auth=SERVICE)
+    answer = stack.track({"metric": "api_calls", "quantity": 2, "developerId": "dev_bob"}, developer=None)
     assert answer.status == 200
     month = datetime.now(UTC).strftime("%Y-%m")
     assert month_counter(stack, "dev_bob", month, "api_calls") == (Decimal(2), 1)
@@ -296,7 +299,7 @@ def test_service_key_tracks_for_the_named_developer(stack: Stack) -> None:
                 {"metric": "api_calls", "quantity": 1},
             ]
         },
-        auth=SERVICE,
+        developer=None,
     )
     assert [r["status"] for r in batch.json()["results"]] == ["recorded", "rejected"]
     assert batch.json()["results"][1]["error"]["code"] == "developer_id_required"
@@ -307,3 +310,36 @@ def test_missing_authorizer_context_is_401(stack: Stack) -> None:
     assert answer.status == 401
     assert answer.json() == {"error": {"code": "unauthorized", "message": "missing API key"}}
     assert table_items(stack.dynamodb, stack.usage_table) == []
+
+
+# ---- only service keys track ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metric": "api_calls", "quantity": 1},
+        {"metric": "api_calls", "quantity": 1, "idempotencyKey": "invoice-42"},
+        {"metric": "api_calls", "quantity": 1, "developerId": "dev_alice"},
+        {"events": [{"metric": "api_calls", "quantity": 1, "idempotencyKey": "invoice-42"}]},
+        {"events": [{"metric": "api_calls", "quantity": 1}, {"metric": "tokens", "quantity": 5}]},
+    ],
+    ids=["single", "single-keyed", "single-naming-itself", "batch-keyed", "batch"],
+)
+def test_developer_key_cannot_track_and_nothing_is_read_or_written(
+    stack: Stack, body: dict[str, Any]
+) -> None:
+    """Developer keys only read: tracking is refused before any DynamoDB call, for single events
+    and batches alike (a developer could otherwise skip or forge its own usage, or take the
+    provider's idempotency keys first)."""
+    calls: list[str] = []
+    client = store_db.client()
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+
+    answer = stack.track(body, auth=DEV_A, developer=None, headers={"Idempotency-Key": "invoice-43"})
+
+    assert answer.status == 403, answer.body
+    assert answer.json() == {"error": {"code": "forbidden", "message": "tracking needs a service key"}}
+    assert calls == []
+    assert table_items(stack.dynamodb, stack.usage_table) == []
+    assert table_items(stack.dynamodb, stack.idempotency_table) == []

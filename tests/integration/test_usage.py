@@ -16,11 +16,11 @@ Freeze = Callable[[datetime], None]
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # a Wednesday
 
 
-def seed(stack: Stack, events: list[tuple[str, str, Any]], auth: dict[str, str] = DEV_A) -> None:
-    """(day, metric, quantity) events at noon of each day."""
+def seed(stack: Stack, events: list[tuple[str, str, Any]], developer: str = "dev_alice") -> None:
+    """(day, metric, quantity) events of a developer at noon of each day."""
     answer = stack.track(
         {"events": [{"metric": m, "quantity": q, "timestamp": f"{d}T12:00:00Z"} for d, m, q in events]},
-        auth=auth,
+        developer=developer,
     )
     assert answer.status == 200
     assert answer.json()["recorded"] == len(events)
@@ -40,7 +40,7 @@ def seeded(stack: Stack, freeze: Freeze) -> Stack:
             ("2026-11-25", "tokens", 2.5),
         ],
     )
-    seed(stack, [("2026-11-25", "api_calls", 999)], auth=DEV_B)
+    seed(stack, [("2026-11-25", "api_calls", 999)], developer="dev_bob")
     return stack
 
 

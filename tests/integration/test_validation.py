@@ -196,12 +196,13 @@ def test_single_event_refused(api: Stack, body: Any, status: int, code: str, fie
     assert_refused(api, api.track(body), status, code, field)
 
 
-def test_developer_key_naming_another_developer_is_forbidden(api: Stack) -> None:
-    assert_refused(api, api.track(event(developerId="dev_bob")), 403, "forbidden")
+@pytest.mark.parametrize("body", [event(), event(developerId=ALICE), event(developerId="dev_bob")])
+def test_developer_key_cannot_track(api: Stack, body: dict[str, Any]) -> None:
+    assert_refused(api, api.track(body, auth=DEV_A, developer=None), 403, "forbidden")
 
 
 def test_service_key_without_developer_id(api: Stack) -> None:
-    assert_refused(api, api.track(event(), auth=SERVICE), 422, "developer_id_required")
+    assert_refused(api, api.track(event(), developer=None), 422, "developer_id_required")
 
 
 @pytest.mark.parametrize("developer_id", ["dev#alice", "", "-dev", "d" * 65])
@@ -406,7 +407,7 @@ def test_batch_with_bad_items_records_only_the_good_ones(api: Stack) -> None:
             event(quantity=0, idempotencyKey="bad-1"),
             {"metric": "sms", "quantity": 1.25, "idempotencyKey": "good-2"},
             event(unit="requests"),
-            event(developerId="dev_bob"),
+            event(developerId="dev_nobody"),
             event(timestamp=iso(NOW - timedelta(days=36))),
             event(metric="1bad"),
             event(idempotencyKey="k" * 256),
@@ -422,7 +423,7 @@ def test_batch_with_bad_items_records_only_the_good_ones(api: Stack) -> None:
         (1, "rejected", "validation_error"),
         (2, "recorded", None),
         (3, "rejected", "validation_error"),
-        (4, "rejected", "forbidden"),
+        (4, "rejected", "developer_not_found"),
         (5, "rejected", "timestamp_out_of_range"),
         (6, "rejected", "validation_error"),
         (7, "rejected", "validation_error"),
@@ -445,7 +446,7 @@ def test_batch_with_bad_items_records_only_the_good_ones(api: Stack) -> None:
 
 
 def test_batch_item_without_developer_id_under_a_service_key(api: Stack) -> None:
-    answer = api.track({"events": [event(), event(developerId=ALICE, quantity=3)]}, auth=SERVICE)
+    answer = api.track({"events": [event(), event(developerId=ALICE, quantity=3)]}, developer=None)
     assert answer.status == 200, answer.body
     result = answer.json()
     assert [(r["status"], r.get("error", {}).get("code")) for r in result["results"]] == [
@@ -456,7 +457,7 @@ def test_batch_item_without_developer_id_under_a_service_key(api: Stack) -> None
 
 
 def test_batch_of_only_bad_items_writes_nothing(api: Stack) -> None:
-    answer = api.track({"events": [event(quantity=0), event(metric=""), event(developerId="dev_bob")]})
+    answer = api.track({"events": [event(quantity=0), event(metric=""), event(developerId="dev_nobody")]})
     assert answer.status == 200, answer.body
     result = answer.json()
     assert [r["status"] for r in result["results"]] == ["rejected"] * 3
@@ -478,6 +479,8 @@ REFUSED_CURRENT: dict[str, tuple[dict[str, str], int, str, str | None]] = {
     "end-words": ({"startDate": "2026-11-01", "endDate": "today"}, 422, "validation_error", "endDate"),
     "period-and-range": ({"period": "day", "startDate": "2026-11-01"}, 422, "invalid_range", None),
     "metric-pattern": ({"metric": "1emails"}, 422, "validation_error", "metric"),
+    "metric-trailing-newline": ({"metric": "emails\n"}, 422, "validation_error", "metric"),
+    "developer-id-trailing-newline": ({"developerId": "dev_alice\n"}, 422, "validation_error", "developerId"),
     "developer-id-of-another": ({"developerId": "dev_bob"}, 403, "forbidden", None),
 }
 
@@ -495,6 +498,8 @@ REFUSED_HISTORY: dict[str, tuple[dict[str, str], int, str, str | None]] = {
     "start-compact": ({"startDate": "20261101"}, 422, "validation_error", "startDate"),
     "days-and-start": ({"days": "7", "startDate": "2026-11-01"}, 422, "invalid_range", None),
     "granularity-week": ({"granularity": "week"}, 422, "validation_error", "granularity"),
+    "metric-trailing-newline": ({"metric": "emails\n"}, 422, "validation_error", "metric"),
+    "developer-id-trailing-newline": ({"developerId": "dev_alice\n"}, 422, "validation_error", "developerId"),
     "developer-id-of-another": ({"developerId": "dev_bob"}, 403, "forbidden", None),
 }
 
@@ -529,6 +534,13 @@ def test_service_key_read_without_developer_id(seeded: tuple[Stack, Any], read: 
     stack, before = seeded
     answer = stack.current(auth=SERVICE) if read == "current" else stack.history(auth=SERVICE)
     assert_error(answer, 422, "developer_id_required")
+    assert tables(stack) == before
+
+
+@pytest.mark.parametrize("metric", ["emails%0A", "emails%0D%0A", "%0Aemails", "1emails"])
+def test_entitlement_metric_must_match_whole(seeded: tuple[Stack, Any], metric: str) -> None:
+    stack, before = seeded
+    assert_error(stack.call("GET", f"/v1/entitlements/{metric}"), 422, "validation_error", "metric")
     assert tables(stack) == before
 
 

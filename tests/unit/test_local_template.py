@@ -27,6 +27,7 @@ Resources:
         Often: {Type: Schedule, Properties: {Schedule: rate(5 minutes)}}
         Off: {Type: Schedule, Properties: {Schedule: rate(1 day), Enabled: false}}
         Cron: {Type: Schedule, Properties: {Schedule: "cron(0 * * * ? *)"}}
+        Trailing: {Type: Schedule, Properties: {Schedule: "rate(2 minutes)\\n"}}
 """
     )
     assert [(s.function, s.seconds) for s in schedules(template)] == [("A", 300)]

@@ -16,7 +16,7 @@ from usage_meter_metering import (
     Exchange,
     Meter,
     MeteringConfigError,
-    _Skip,
+    Skip,
     code_only,
     compile_expression,
     developer_from_authorizer,
@@ -50,7 +50,7 @@ def quantity(
 
 
 def skip_reason(mode: metering.Mode, expression: str | None, resp: Any) -> tuple[str, dict[str, Any]]:
-    with pytest.raises(_Skip) as caught:
+    with pytest.raises(Skip) as caught:
         quantity(mode, expression, resp)
     return caught.value.reason, caught.value.fields
 
@@ -194,9 +194,15 @@ def test_bad_configurations(mode: metering.Mode, expression: str | None, message
         Meter(metric="m", mode=mode, expression=expression)
 
 
-def test_bad_metric_and_mode() -> None:
+@pytest.mark.parametrize("metric", ["9tokens", "tokens\n", "tokens\r\n", "\ntokens", "tokens x", ""])
+def test_bad_metric_is_refused_when_applied(metric: str) -> None:
+    """The whole name must match: `re.match` with `$` let "tokens\\n" through, and the track
+    path then refused every event, so nothing was ever recorded and nothing said why."""
     with pytest.raises(MeteringConfigError, match="does not match"):
-        Meter(metric="9tokens")
+        Meter(metric=metric)
+
+
+def test_bad_mode() -> None:
     with pytest.raises(MeteringConfigError, match="is not one of"):
         Meter(metric="m", mode="tokens")  # type: ignore[arg-type]
 
@@ -257,7 +263,7 @@ def test_to_quantity(value: Any, expected: Decimal) -> None:
     ],
 )
 def test_to_quantity_refuses(value: Any, reason: str) -> None:
-    with pytest.raises(_Skip) as caught:
+    with pytest.raises(Skip) as caught:
         to_quantity(value)
     assert caught.value.reason == reason
 
@@ -321,7 +327,7 @@ def test_large_bodies_are_not_read_but_still_measured() -> None:
     assert skip_reason("response_field", "respBody.tokens", response(big))[0] == "body_too_large"
     assert quantity("bytes", None, response(big)) == len(big)
     small_limit = Meter(metric="m", mode="response_field", expression="respBody.tokens", max_body_bytes=10)
-    with pytest.raises(_Skip, match="body_too_large"):
+    with pytest.raises(Skip, match="body_too_large"):
         small_limit.quantity(event(), response('{"tokens": 5}'))
 
 
@@ -351,7 +357,7 @@ def test_body_is_parsed_only_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_slow_evaluation_is_logged_and_still_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     logged: list[dict[str, Any]] = []
-    monkeypatch.setattr(metering, "SLOW_EVALUATION_SECONDS", -1.0)
+    monkeypatch.setattr(metering.decorator, "SLOW_EVALUATION_SECONDS", -1.0)
     monkeypatch.setattr(metering.logger, "warning", lambda msg, extra=None: logged.append(extra or {}))
     assert quantity("bytes", None, response("abc")) == 3
     assert logged[0]["reason"] == "slow_evaluation"

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from usage_meter.domain.accounts import is_well_formed
+from usage_meter.models.accounts import Identity, Plan
 from usage_meter.models.wire import EventBatchIn, TrackBody, UsageEventIn
 
 
@@ -171,7 +173,9 @@ def test_developer_id_accepted(developer_id: str) -> None:
     assert UsageEventIn.model_validate(event(developerId=developer_id)).developer_id == developer_id
 
 
-@pytest.mark.parametrize("developer_id", ["", "_dev", "dev#1", "dev.alice", "dev alice", "x" * 65])
+@pytest.mark.parametrize(
+    "developer_id", ["", "_dev", "dev#1", "dev.alice", "dev alice", "x" * 65, "dev_alice\n", "\ndev_alice"]
+)
 def test_developer_id_refused(developer_id: str) -> None:
     assert refusal(event(developerId=developer_id)) == [(("developerId",), "string_pattern_mismatch")]
 
@@ -245,3 +249,25 @@ def test_track_body_tells_events_from_batches() -> None:
     assert isinstance(adapter.validate_python({"events": [event()]}), EventBatchIn)
     with pytest.raises(ValidationError):
         adapter.validate_python({"events": [event()], "metric": "x", "quantity": 1})
+
+
+# ---- every pattern that validates input matches the whole value ---------------------------------
+# ("abc\n" passes `re.match` with a `$` pattern; pydantic's patterns use the Rust engine, where `$`
+# is the end of the text, and must stay that way)
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " ", "\x00"])
+def test_patterns_refuse_a_trailing_line_break_or_junk(suffix: str) -> None:
+    assert refusal(event(metric="api_calls" + suffix)) == [(("metric",), "string_pattern_mismatch")]
+    assert refusal(event(developerId="dev_alice" + suffix)) == [(("developerId",), "string_pattern_mismatch")]
+    with pytest.raises(ValidationError):
+        Identity(developer_id="dev_alice" + suffix, role="service")
+    with pytest.raises(ValidationError):
+        Plan(name="free" + suffix)
+
+
+def test_key_shape_is_a_full_match() -> None:
+    key = "um_live_" + "A" * 32
+    assert is_well_formed(key)
+    for bad in (key + "\n", key + "\r\n", "\n" + key, key + "A", key[:-1]):
+        assert not is_well_formed(bad), repr(bad)

@@ -62,6 +62,24 @@ def test_each_function_gets_only_what_it_uses() -> None:
     assert actions_on("DocsFunction") == set()
 
 
+def test_authorizer_reads_key_lookups_and_writes_only_their_last_use() -> None:
+    """The authorizer faces every anonymous caller: its role reads only key lookup items
+    (pk KEY#<sha256>) and writes only their lastUsedAt, never a developer, plan or key listing."""
+    by_action = {action: s for s in statements("AuthorizerFunction") for action in s["Action"]}
+    assert set(by_action) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    for action, statement in by_action.items():
+        assert resource_refs(statement) == ["AccountsTable"], action
+        assert statement["Condition"]["ForAllValues:StringLike"] == {"dynamodb:LeadingKeys": ["KEY#*"]}, (
+            action
+        )
+    update = by_action["dynamodb:UpdateItem"]["Condition"]
+    assert update == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["KEY#*"]},
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": ["pk", "sk", "lastUsedAt"]},
+        "StringEqualsIfExists": {"dynamodb:ReturnValues": ["NONE"]},
+    }
+
+
 def test_only_track_writes_the_idempotency_table_and_the_rollup_never_touches_it() -> None:
     for function in FUNCTIONS:
         for statement in statements(function):

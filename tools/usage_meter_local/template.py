@@ -200,7 +200,7 @@ def function_environment(logical_id: str, refs: dict[str, str], path: Path = TEM
     return env
 
 
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -227,7 +227,7 @@ def schedules(path: Path = TEMPLATE) -> list[Schedule]:
             expression = props["Schedule"]
             if isinstance(expression, dict) and "Ref" in expression:
                 expression = params.get(expression["Ref"])
-            match = _RATE.match(str(expression))
+            match = _RATE.fullmatch(str(expression))
             if match:
                 unit = match.group(2).rstrip("s")
                 found.append(

@@ -31,6 +31,7 @@ from usage_meter_client import (
     ValidationError,
     __version__,
 )
+from usage_meter_client._models import _month_or_day
 
 KEY = "um_live_" + "a" * 32
 BASE = "https://usage.example.test"
@@ -534,3 +535,9 @@ def test_async_track_and_batch_stamp_the_event_time(clock: list[datetime]) -> No
         "2026-11-25T10:00:00.123456+00:00",
         "2026-11-25T10:00:30.123456+00:00",
     ]
+
+
+def test_only_a_whole_month_reads_as_a_month() -> None:
+    assert _month_or_day("2026-11") == "2026-11-01"
+    for other in ("2026-11\n", "2026-11-05", "x2026-11"):
+        assert _month_or_day(other) == other

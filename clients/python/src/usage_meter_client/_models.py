@@ -16,7 +16,7 @@ Enforcement = Literal["soft", "hard"]
 PeriodName = Literal["day", "week", "month"]
 Granularity = Literal["day", "month"]
 
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_MONTH = re.compile(r"\d{4}-\d{2}")
 
 
 def _camel(name: str) -> str:
@@ -26,7 +26,7 @@ def _camel(name: str) -> str:
 
 def _month_or_day(value: Any) -> Any:
     """History entries of `granularity="month"` are dated "2026-11": read as the month's first day."""
-    if isinstance(value, str) and _MONTH.match(value):
+    if isinstance(value, str) and _MONTH.fullmatch(value):
         return f"{value}-01"
     return value
 

@@ -23,7 +23,7 @@ from usage_meter.store import accounts as account_store
 
 KEY_PREFIX = "um_live_"
 KEY_BODY_LENGTH = 32
-KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[0-9A-Za-z]{{{KEY_BODY_LENGTH}}}$")
+KEY_PATTERN = re.compile(rf"{KEY_PREFIX}[0-9A-Za-z]{{{KEY_BODY_LENGTH}}}")
 DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 4
 _BASE62 = string.digits + string.ascii_letters
 
@@ -44,7 +44,7 @@ def hash_key(key: str) -> str:
 
 
 def is_well_formed(key: str) -> bool:
-    return bool(KEY_PATTERN.match(key))
+    return KEY_PATTERN.fullmatch(key) is not None
 
 
 def plans() -> list[Plan]:

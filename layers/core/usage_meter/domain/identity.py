@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from usage_meter.domain.plans import get_plan
 from usage_meter.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from usage_meter.models.accounts import Developer, Identity, Plan
+from usage_meter.models.accounts import Developer, Identity, Plan, Role
 from usage_meter.store import accounts as account_store
 
 _AUTH_ERRORS = {
@@ -30,6 +30,16 @@ def authorizer_context(event: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, Mapping) else None
 
 
+def authorizer_refusal(context: Mapping[str, Any] | None) -> Unauthorized | None:
+    """The 401 for a request the authorizer refused (no key, a malformed, unknown or revoked
+    one: `authError` in its context), else None. The authorizer answers API Gateway
+    "authorized" either way, so that this 401 has the API's own error body: whatever runs
+    behind it must ask this first."""
+    if context and context.get("authError"):
+        return Unauthorized(_AUTH_ERRORS.get(str(context["authError"]), "invalid API key"))
+    return None
+
+
 def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
     """The caller as the Lambda authorizer put it in `requestContext.authorizer.lambda`.
 
@@ -37,12 +47,23 @@ def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
     """
     if not context:
         raise Unauthorized("missing API key")
-    if context.get("authError"):
-        raise Unauthorized(_AUTH_ERRORS.get(str(context["authError"]), "invalid API key"))
+    refusal = authorizer_refusal(context)
+    if refusal is not None:
+        raise refusal
     try:
         return Identity(developer_id=context.get("developerId", ""), role=context.get("role", ""))
     except ValidationError as exc:
         raise Unauthorized("invalid authorizer context") from exc
+
+
+def require_role(identity: Identity, role: Role, action: str) -> None:
+    """Refuse `action` (403 `forbidden`) to any other role, before anything is read or written.
+
+    Tracking is the provider backend's alone (`service`): a developer key that could track
+    could skip its own usage, forge it, or take the provider's idempotency keys first.
+    """
+    if identity.role != role:
+        raise Forbidden(f"{action} needs a {role} key")
 
 
 class DeveloperResolver:

@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_meter.domain import clock
 from usage_meter.domain.commit import Outcomes, Sleeper, commit_part
-from usage_meter.domain.identity import DeveloperResolver
+from usage_meter.domain.identity import DeveloperResolver, require_role
 from usage_meter.domain.intake import Intake
 from usage_meter.domain.packing import PendingEvent, chunks
 from usage_meter.domain.periods import month_period
@@ -144,6 +144,7 @@ def track(
     Raises UsageMeterError (422/403/409/503) for a single event that fails; a batch never
     raises for a bad item, it reports it.
     """
+    require_role(identity, "service", "tracking")
     _check_header_key(body, header_key)
     if isinstance(body, EventBatchIn):
         response, _ = _run(identity, list(body.events), single=False, header_key=None, sleep=sleep)

@@ -201,6 +201,7 @@ def get_key(key_hash: str) -> ApiKeyRecord | None:
 
 
 def list_keys(developer_id: str) -> list[ApiKeyRecord]:
+    """A developer's keys, each with its last use (kept on the lookup item only: see touch_key)."""
     answer = dynamodb.accounts_call(
         "query",
         KeyConditionExpression="pk = :pk AND begins_with(sk, :k)",
@@ -210,7 +211,20 @@ def list_keys(developer_id: str) -> list[ApiKeyRecord]:
         },
         ConsistentRead=True,
     )
-    return [_key(item) for item in answer.get("Items", [])]
+    listed = [_key(item) for item in answer.get("Items", [])]
+    return [key.model_copy(update={"last_used_at": _last_used(key.key_hash)}) for key in listed]
+
+
+def _last_used(key_hash: str) -> str | None:
+    """When the key was last used, from its lookup item (one GetItem: a developer has few keys)."""
+    answer = dynamodb.accounts_call(
+        "get_item",
+        Key={"pk": text(keys.key_lookup_pk(key_hash)), "sk": text(keys.KEY_SK)},
+        ProjectionExpression="lastUsedAt",
+        ConsistentRead=True,
+    )
+    value = answer.get("Item", {}).get("lastUsedAt", {}).get("S")
+    return str(value) if value else None
 
 
 def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
@@ -242,18 +256,16 @@ def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
 
 
 def touch_key(key: ApiKeyRecord, when: str) -> None:
-    """Record when a key was last used (best effort; the authorizer calls it once per cache fill)."""
-    for pk, sk in (
-        (keys.key_lookup_pk(key.key_hash), keys.KEY_SK),
-        (keys.developer_pk(key.developer_id), keys.key_listing_sk(key.key_id)),
-    ):
-        dynamodb.accounts_call(
-            "update_item",
-            Key={"pk": text(pk), "sk": text(sk)},
-            UpdateExpression="SET lastUsedAt = :t",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":t": text(when)},
-        )
+    """Record when a key was last used, on its lookup item only (best effort; the authorizer
+    calls it once per cache fill). The authorizer's role may write nothing else: no other
+    item (its IAM allows only `KEY#` partitions) and no other attribute."""
+    dynamodb.accounts_call(
+        "update_item",
+        Key={"pk": text(keys.key_lookup_pk(key.key_hash)), "sk": text(keys.KEY_SK)},
+        UpdateExpression="SET lastUsedAt = :t",
+        ConditionExpression="attribute_exists(pk)",
+        ExpressionAttributeValues={":t": text(when)},
+    )
 
 
 def _plan_item(plan: Plan) -> Item:
