@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 DEV_A = {"developerId": "dev_alice", "role": "developer"}
 DEV_B = {"developerId": "dev_bob", "role": "developer"}
 SERVICE = {"developerId": "dev_provider", "role": "service"}
+MADE_KEY = re.compile(r"um_evt_[0-9a-f]{32}")  # the key the service gives an event sent without one
 
 
 def iso(moment: datetime) -> str:

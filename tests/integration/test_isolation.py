@@ -17,7 +17,7 @@ from usage_meter.domain import accounts, auth
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN
 from usage_meter_local.invoke import Answer
 
-from helpers import counters, table_items
+from helpers import MADE_KEY, counters, table_items
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -43,6 +43,7 @@ class Tenants:
         self.stack = stack
         self.alice = accounts.create_key("dev_alice").key
         self.bob = accounts.create_key("dev_bob").key
+        self.alice_made = ""  # the record of Alice's keyless event of the setup
 
     def call(self, key: str, method: str, path: str, **kwargs: Any) -> Answer:
         return self.stack.api.call(
@@ -74,6 +75,9 @@ def tenants(stack: Stack, freeze: Freeze) -> Tenants:
     assert bob.status == 200, bob.body
     alice = t.track(t.alice, {"metric": "api_calls", "quantity": 1})
     assert alice.status == 200, alice.body
+    t.alice_made = (
+        f"dev_alice#{alice.json()['results'][0]['idempotencyKey']}"  # the record of a keyless event
+    )
     return t
 
 
@@ -160,10 +164,11 @@ def test_batch_item_for_another_developer_is_rejected_forbidden(stack: Stack, te
     assert tenants.counters_of("dev_bob") == bob_before
     assert tenants.counters_of("dev_alice")[("DEV#dev_alice", "M#2026-11#api_calls")] == (Decimal(6), 3)
     assert not any(pk.startswith("DEV#DEV_BOB") for pk, _ in counters(stack.dynamodb, stack.usage_table))
-    assert sorted(i["pk"]["S"] for i in table_items(stack.dynamodb, stack.idempotency_table)) == [
-        "dev_alice#mine-1",
-        "dev_bob#b-1",
-    ]
+    made = body["results"][2]["idempotencyKey"]  # sent without a key: the service made one
+    assert MADE_KEY.fullmatch(made), made
+    assert sorted(i["pk"]["S"] for i in table_items(stack.dynamodb, stack.idempotency_table)) == sorted(
+        ["dev_alice#mine-1", f"dev_alice#{made}", tenants.alice_made, "dev_bob#b-1"]
+    )
 
 
 def test_idempotency_keys_are_scoped_per_developer(stack: Stack, tenants: Tenants) -> None:
@@ -195,13 +200,9 @@ def test_idempotency_keys_are_scoped_per_developer(stack: Stack, tenants: Tenant
 
     assert tenants.counters_of("dev_alice")[("DEV#dev_alice", "M#2026-11#api_calls")] == (Decimal(7), 3)
     assert tenants.counters_of("dev_bob")[("DEV#dev_bob", "M#2026-11#api_calls")] == (Decimal(11), 2)
-    assert sorted(i["pk"]["S"] for i in table_items(stack.dynamodb, stack.idempotency_table)) == [
-        "dev_alice#abc",
-        "dev_alice#b-1",
-        "dev_bob#abc",
-        "dev_bob#b-1",
-        "dev_bob#b-1x",
-    ]
+    assert sorted(i["pk"]["S"] for i in table_items(stack.dynamodb, stack.idempotency_table)) == sorted(
+        ["dev_alice#abc", "dev_alice#b-1", tenants.alice_made, "dev_bob#abc", "dev_bob#b-1", "dev_bob#b-1x"]
+    )
 
 
 TRICKY_IDS = [

@@ -38,7 +38,12 @@ def post_events(
         Header(alias="idempotency-key", min_length=1, max_length=255, description="Single event only"),
     ] = None,
 ) -> Response[str]:
-    answer = track(caller(router), body, header_key=idempotency_key)
+    answer = track(
+        caller(router),
+        body,
+        header_key=idempotency_key,
+        time_left_ms=router.lambda_context.get_remaining_time_in_millis(),
+    )
     payload = answer.wire()
     payload["results"] = [r.model_dump(by_alias=True, exclude_none=True) for r in answer.results]
     if answer.usage is None:
