@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 DEV_A = {"developerId": "dev_alice", "role": "developer"}
 DEV_B = {"developerId": "dev_bob", "role": "developer"}
 SERVICE = {"developerId": "dev_provider", "role": "service"}
+MADE_KEY = re.compile(r"um_evt_[0-9a-f]{32}")  # the key the service gives an event sent without one
 
 
 def naming(developer_id: str, body: Any) -> Any:

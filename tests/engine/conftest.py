@@ -68,9 +68,10 @@ class EngineStack:
     def track(self, body: Any, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
         return self.call("POST", "/v1/usage/events", body=as_json(body), auth=auth, **kwargs)
 
-    def containers(self, count: int, setup: Setup | None = None) -> list[Container]:
-        """`count` Lambda-like containers (forked now, before any client thread starts)."""
-        started = [Container(setup) for _ in range(count)]
+    def containers(self, count: int, setup: Setup | None = None, timeout_s: int = 10) -> list[Container]:
+        """`count` Lambda-like containers (forked now, before any client thread starts), each
+        invocation given `timeout_s` (the function's timeout)."""
+        started = [Container(setup, timeout_s) for _ in range(count)]
         self._containers.extend(started)
         return started
 

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
 from usage_meter import jsonutil
@@ -55,8 +55,9 @@ _FORK = multiprocessing.get_context("fork")
 _TIMEOUT_S = 120
 
 
-def _serve(conn: Connection, setup: Setup | None) -> None:
-    """A container's life: fresh DynamoDB client, optional setup, then one request at a time."""
+def _serve(conn: Connection, setup: Setup | None, timeout_s: int) -> None:
+    """A container's life: fresh DynamoDB client, optional setup, then one request at a time,
+    each with a Lambda context of `timeout_s`."""
     inherited = store_db.client()  # the parent's client and sockets: kept alive, never used here
     store_db.reset()
     STATS.clear()
@@ -64,7 +65,7 @@ def _serve(conn: Connection, setup: Setup | None) -> None:
         store_db.client().list_tables(Limit=1)  # a warm connection, like a container that served before
         if setup is not None:
             setup()
-        api = LocalApi()
+        api = LocalApi(timeout_s=timeout_s)
     except Exception:
         conn.send(("failed", traceback.format_exc()))
         return
@@ -85,11 +86,12 @@ def _serve(conn: Connection, setup: Setup | None) -> None:
 
 
 class Container:
-    """One execution environment: a forked process running the real handlers, one request at a time."""
+    """One execution environment: a forked process running the real handlers, one request at a
+    time, each invocation given `timeout_s` (the function's timeout in template.yaml: 10 s)."""
 
-    def __init__(self, setup: Setup | None = None) -> None:
+    def __init__(self, setup: Setup | None = None, timeout_s: int = 10) -> None:
         self._conn, child = _FORK.Pipe()
-        self._process = _FORK.Process(target=_serve, args=(child, setup), daemon=True)
+        self._process = _FORK.Process(target=_serve, args=(child, setup, timeout_s), daemon=True)
         self._process.start()
         child.close()
         self.crashes: list[str] = []
@@ -271,7 +273,8 @@ def compose(*setups: Setup) -> Setup:
 
 def count_commits() -> None:
     """Count the transactions, those DynamoDB cancelled for contention (tracking retries every one of
-    them) and those cancelled at a hard-limit ceiling."""
+    them), those cancelled at a hard-limit ceiling, and those left without a definite answer
+    (retried unchanged)."""
     real = event_store.commit_events
 
     def counting(*args: Any, **kwargs: Any) -> None:
@@ -287,6 +290,9 @@ def count_commits() -> None:
                 STATS["retryable_cancellations"] += 1
             if cancelled.over_limit:
                 STATS["ceiling_cancellations"] += 1
+            raise
+        except event_store.CommitInDoubt:
+            STATS["commits_in_doubt"] += 1
             raise
 
     event_store.commit_events = counting  # type: ignore[assignment]  # this container only
@@ -365,10 +371,98 @@ class Faults:
             STATS["conflict:TransactWriteItems"] += 1
             return _conflict(request)
         assert kind == "timeout_after_applied", kind
-        response = self._http.send(request)
-        response.content  # noqa: B018 - read it all: DynamoDB Local has answered, so it has applied it
+        response = _send_for_real(self._http, request)
         if response.status_code != 200:  # it did not apply: hand back the real answer
             STATS[f"not_applied:{operation}"] += 1
             return response
         STATS[f"timeout_after_applied:{operation}"] += 1
         raise ReadTimeoutError(endpoint_url=request.url)
+
+
+def _send_for_real(http: URLLib3Session, request: AWSPreparedRequest) -> AWSResponse:
+    """Send a request to DynamoDB Local and read all of its answer: once it has answered, it
+    has applied what it was going to apply."""
+    response = http.send(request)
+    response.content  # noqa: B018 - reads the body
+    return response
+
+
+def _token(request: AWSPreparedRequest) -> str:
+    """The ClientRequestToken of a TransactWriteItems request ("" if it has none)."""
+    return str(json.loads(request.body or b"{}").get("ClientRequestToken", ""))
+
+
+def _metrics(request: AWSPreparedRequest) -> set[str]:
+    """The metrics whose counters a TransactWriteItems request updates (the last part of a
+    counter's sort key)."""
+    items = json.loads(request.body or b"{}").get("TransactItems", [])
+    return {item["Update"]["Key"]["sk"]["S"].rsplit("#", 1)[-1] for item in items if "Update" in item}
+
+
+@dataclass
+class CommitFaults:
+    """Deterministic failures of TransactWriteItems attempts (botocore's retries are attempts too).
+
+    - `kind`, what the service gets: server_error (500 InternalServerError), in_progress (400
+      TransactionInProgressException), timeout (ReadTimeoutError), connection_error
+      (EndpointConnectionError);
+    - `applied`: each faulted attempt is first really sent to DynamoDB Local, so a write is
+      applied and only its answer is lost (an answer other than 200 is handed back as it is);
+    - `attempts`: how many attempts of each transaction (told apart by its ClientRequestToken)
+      fail (None: every one);
+    - `spare`: this many transactions (told apart by their ClientRequestToken) go through untouched;
+    - `metric`: only transactions that record this metric fail;
+    - `delay_s`: each faulted attempt takes this long first.
+
+    Every attempt's ClientRequestToken is counted in STATS as `token:<token>`.
+    """
+
+    kind: str
+    applied: bool = False
+    attempts: int | None = None
+    spare: int = 0
+    metric: str | None = None
+    delay_s: float = 0.0
+    _http: URLLib3Session = field(init=False, repr=False)
+    _spared: list[str] = field(init=False, repr=False, default_factory=list)
+
+    def install(self) -> None:
+        self._http = URLLib3Session(timeout=30)
+        # on the same event as the service's deadline hook, after it: an attempt the deadline
+        # refuses is never sent
+        store_db.client().meta.events.register("before-send.dynamodb", self._before_send)
+
+    def _strikes(self, request: AWSPreparedRequest) -> bool:
+        token = _token(request)
+        STATS[f"token:{token}"] += 1
+        if token in self._spared or (len(self._spared) < self.spare and token):
+            if token not in self._spared:
+                self._spared.append(token)
+            return False
+        if self.metric is not None and self.metric not in _metrics(request):
+            return False
+        return self.attempts is None or STATS[f"token:{token}"] <= self.attempts
+
+    def _before_send(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
+        if not event_name.endswith(".TransactWriteItems") or not self._strikes(request):
+            return None
+        STATS["faulted"] += 1
+        time.sleep(self.delay_s)
+        if self.applied:
+            response = _send_for_real(self._http, request)
+            if response.status_code != 200:
+                return response
+            STATS["applied"] += 1
+        if self.kind == "server_error":
+            return error_response(request, 500, "InternalServerError")
+        if self.kind == "in_progress":
+            return error_response(request, 400, "TransactionInProgressException")
+        if self.kind == "timeout":
+            raise ReadTimeoutError(endpoint_url=request.url)
+        assert self.kind == "connection_error", self.kind
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+
+def tokens_used(stats: Counter[str]) -> set[str]:
+    """The ClientRequestTokens of the TransactWriteItems attempts a CommitFaults saw."""
+    return {key.removeprefix("token:") for key in stats if key.startswith("token:")}

@@ -134,5 +134,6 @@ def test_counts_stay_exact_under_injected_faults(engine: EngineStack, report: Re
     report(
         f"{request_count} requests ({len(sent)} events) in {wall:.1f} s; injected {sum(injected.values())} "
         f"faults {injected}; client refusals {dict(refusals)}; attempts per request {dict(sorted(attempts_needed.items()))}; "
-        f"{stats['transactions']} transactions, {stats['retryable_cancellations']} retried cancellations"
+        f"{stats['transactions']} transactions, {stats['retryable_cancellations']} retried cancellations, "
+        f"{stats['commits_in_doubt']} retried unchanged after no definite answer"
     )

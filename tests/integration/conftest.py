@@ -19,6 +19,9 @@ from usage_meter_local.template import create_tables, function_environment, tabl
 from helpers import DEV_A, DEV_B, SERVICE, naming
 
 TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
+# moto copies a table for every item of a transaction: a 100-event batch can take seconds on a
+# busy machine, which must not decide outcomes here (the deadline is tested on DynamoDB Local)
+MOTO_TIMEOUT_S = 900
 
 
 @dataclass
@@ -68,7 +71,11 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         for identity in (DEV_A, DEV_B, SERVICE):
             accounts.create_developer(identity["developerId"], "pro", identity["developerId"])
         yield Stack(
-            LocalApi(), dynamodb, TABLES["UsageTable"], TABLES["IdempotencyTable"], TABLES["AccountsTable"]
+            LocalApi(timeout_s=MOTO_TIMEOUT_S),
+            dynamodb,
+            TABLES["UsageTable"],
+            TABLES["IdempotencyTable"],
+            TABLES["AccountsTable"],
         )
     store_db.reset()
 

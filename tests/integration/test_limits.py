@@ -21,7 +21,7 @@ from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter_admin import cli
 from usage_meter_local.invoke import Answer
 
-from helpers import DEV_A, DEV_B, SERVICE, counters, minute_counters, naming, table_items
+from helpers import DEV_A, DEV_B, MADE_KEY, SERVICE, counters, minute_counters, naming, table_items
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -210,26 +210,30 @@ def test_batch_admits_greedily_in_order(stack: Stack, freeze: Freeze, limit: int
     assert answer.status == 200
     body = answer.json()
     over = {"code": "limit_exceeded", "message": f"api_calls would pass its limit of {limit} for 2026-11"}
+    made = body["results"][3]["idempotencyKey"]  # sent without a key: the service made one
+    assert MADE_KEY.fullmatch(made), made
     assert body["results"] == [
         {"index": 0, "status": "recorded", "idempotencyKey": "b0", "recordedAt": NOW_TEXT},
         {"index": 1, "status": "limit_exceeded", "idempotencyKey": "b1", "error": over},
         {"index": 2, "status": "recorded", "idempotencyKey": "b2", "recordedAt": NOW_TEXT},
-        {"index": 3, "status": "recorded", "recordedAt": NOW_TEXT},  # not in the plan: unlimited
+        {"index": 3, "status": "recorded", "idempotencyKey": made, "recordedAt": NOW_TEXT},  # unlimited
     ]
     assert (body["recorded"], body["duplicates"], body["rejected"]) == (3, 0, 1)
     assert "usage" not in body
     assert month_counter(stack, "2026-11") == (Decimal(limit), 2 + (1 if prefill else 0))
     assert month_counter(stack, "2026-11", "tokens") == (Decimal(7), 1)
-    expected_keys = ["dev_alice#b0", "dev_alice#b2"] + (["dev_alice#prefill"] if prefill else [])
-    assert record_keys(stack) == expected_keys
+    expected_keys = ["dev_alice#b0", "dev_alice#b2", f"dev_alice#{made}"] + (
+        ["dev_alice#prefill"] if prefill else []
+    )
+    assert record_keys(stack) == sorted(expected_keys)
 
 
 def test_batch_refuses_in_batch_duplicates_of_a_refused_event_alike(capped: Stack) -> None:
-    send(capped, event(9))
+    send(capped, event(9, key="nine"))
     answer = send(capped, event(2, key="x"), event(2, key="x"), event(1, key="y"))
     assert statuses(answer) == ["limit_exceeded", "limit_exceeded", "recorded"]
     assert month_counter(capped, "2026-11") == (Decimal(10), 2)
-    assert record_keys(capped) == ["dev_alice#y"]
+    assert record_keys(capped) == ["dev_alice#nine", "dev_alice#y"]
 
 
 def test_room_proposed_for_a_reused_key_is_given_back(capped: Stack) -> None:
@@ -448,7 +452,7 @@ def test_limit_resets_when_the_period_rolls_over(capped: Stack, freeze: Freeze) 
 
 def test_backdated_event_counts_against_its_own_period(capped: Stack, freeze: Freeze) -> None:
     freeze(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
-    send(capped, event(10))
+    send(capped, event(10, key="full"))
     freeze(datetime(2026, 12, 5, 10, 0, tzinfo=UTC))
     assert capped.current().json()["metrics"]["api_calls"]["remaining"] == 10
 
@@ -461,7 +465,7 @@ def test_backdated_event_counts_against_its_own_period(capped: Stack, freeze: Fr
     assert month_counter(capped, "2026-11") == (Decimal(10), 1)
     assert month_counter(capped, "2026-12") is None
     assert day_counter(capped, "2026-11-30") is None
-    assert record_keys(capped) == []
+    assert record_keys(capped) == ["dev_alice#full"]
 
     # in a batch: the late event refused, today's recorded
     batch = send(capped, event(timestamp="2026-11-29T00:00:00Z"), event(2))

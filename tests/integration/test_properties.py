@@ -76,6 +76,7 @@ from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_table_requests, function_environment, table_logical_ids
 
 from helpers import SERVICE, counters, counters_in, iso, minute_counters_in, table_items
+from integration.conftest import MOTO_TIMEOUT_S
 
 T0 = datetime(2026, 11, 30, 23, 57, tzinfo=UTC)  # three minutes before the December period
 DEVELOPERS = ("dev_p0", "dev_p1", "dev_p2")
@@ -434,7 +435,7 @@ class FaultyClient:
 
 @lru_cache(maxsize=1)
 def local_api() -> LocalApi:
-    return LocalApi()
+    return LocalApi(timeout_s=MOTO_TIMEOUT_S)
 
 
 @dataclass

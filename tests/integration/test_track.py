@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -123,10 +124,17 @@ def test_idempotency_header_conflicts_are_refused(stack: Stack, body: dict[str, 
     assert table_items(stack.dynamodb, stack.usage_table) == []
 
 
-def test_events_without_key_are_counted_each_time(stack: Stack) -> None:
+def test_events_without_key_are_counted_each_time_with_a_key_made_for_each(stack: Stack) -> None:
+    made = []
     for _ in range(3):
-        assert stack.track({"metric": "api_calls", "quantity": 2}).status == 200
-    assert table_items(stack.dynamodb, stack.idempotency_table) == []
+        answer = stack.track({"metric": "api_calls", "quantity": 2})
+        assert answer.status == 200
+        made.append(answer.json()["results"][0]["idempotencyKey"])
+    assert all(re.fullmatch(r"um_evt_[0-9a-f]{32}", key) for key in made), made
+    assert len(set(made)) == 3
+    # each is stored as its idempotency record, like a client's key
+    records = table_items(stack.dynamodb, stack.idempotency_table)
+    assert sorted(r["pk"]["S"] for r in records) == sorted(f"dev_alice#{key}" for key in made)
     today = datetime.now(UTC).strftime("%Y-%m")
     assert month_counter(stack, "dev_alice", today, "api_calls") == (Decimal(6), 3)
 
@@ -163,7 +171,8 @@ def test_batch_results_in_order_with_duplicates_inside_and_across(stack: Stack, 
     assert (body["recorded"], body["duplicates"], body["rejected"]) == (3, 2, 1)
     assert day_counter(stack, "dev_alice", "2026-11-10", "api_calls") == (Decimal(6), 3)  # old + a + 4
     assert day_counter(stack, "dev_alice", "2026-11-10", "tokens") == (Decimal(250), 1)
-    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 3
+    assert body["results"][5]["idempotencyKey"].startswith("um_evt_")
+    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 4  # a, b, old, the made key
 
 
 def test_full_batch_splits_into_transactions_and_counts_every_event_once(stack: Stack) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from usage_meter_local.invoke import Answer
 
-from helpers import DEV_A, SERVICE, counters, iso, table_items
+from helpers import DEV_A, MADE_KEY, SERVICE, counters, iso, table_items
 from integration.conftest import Stack
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -441,8 +441,12 @@ def test_batch_with_bad_items_records_only_the_good_ones(api: Stack) -> None:
         (f"DEV#{ALICE}", "D#2026-11-25#sms"): (Decimal("1.75"), 2),
         (f"DEV#{ALICE}", "M#2026-11#sms"): (Decimal("1.75"), 2),
     }
+    made = result["results"][8]["idempotencyKey"]  # sent without a key: the service made one
+    assert MADE_KEY.fullmatch(made), made
     records = table_items(api.dynamodb, api.idempotency_table)
-    assert sorted(r["pk"]["S"] for r in records) == [f"{ALICE}#good-0", f"{ALICE}#good-2"]
+    assert sorted(r["pk"]["S"] for r in records) == sorted(
+        [f"{ALICE}#good-0", f"{ALICE}#good-2", f"{ALICE}#{made}"]
+    )
 
 
 def test_batch_item_without_developer_id_under_a_service_key(api: Stack) -> None:

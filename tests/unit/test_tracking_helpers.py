@@ -35,13 +35,15 @@ def make(
     key: str | None = None,
     developer: str = "dev_alice",
 ) -> PendingEvent:
+    """An event; without `key`, one sent without a key (the service made one for it)."""
     return PendingEvent(
         index=index,
         developer_id=developer,
         metric=metric,
         quantity=Decimal(quantity),
         event_time=when,
-        idempotency_key=key,
+        idempotency_key=key or f"um_evt_{index:032x}",
+        key_made=key is None,
         payload_hash="h",
         metadata=None,
     )
@@ -140,31 +142,28 @@ def test_100_keyed_events_on_one_counter_take_two_transactions() -> None:
     assert [transaction_cost(chunk) for chunk in chunks] == [100, 6]
 
 
-def test_unkeyed_events_on_one_counter_share_one_transaction() -> None:
-    chunks = packing.chunks([make(i) for i in range(500)])
-    assert sizes(chunks) == [500]
-    assert transaction_cost(chunks[0]) == 3  # day, month, minute
+def test_events_sent_without_a_key_count_their_record_too() -> None:
+    # the key the service made is stored like a client's: 97 records + 3 counters per transaction
+    chunks = packing.chunks([make(i) for i in range(100)])
+    assert sizes(chunks) == [97, 3]
+    assert [transaction_cost(chunk) for chunk in chunks] == [100, 6]
 
 
-def test_keyed_events_on_distinct_metrics_cost_three_items_each() -> None:
+def test_events_on_distinct_metrics_cost_three_items_each() -> None:
     # plus the developer's one minute counter per transaction
-    events = [make(i, metric=f"m{i}", key=f"k{i}") for i in range(100)]
-    assert sizes(packing.chunks(events)) == [33, 33, 33, 1]
-
-
-def test_unkeyed_events_on_distinct_metrics_cost_two_items_each() -> None:
-    # 49 x 2 + the minute counter = 99; a 50th event would make 101
-    assert sizes(packing.chunks([make(i, metric=f"m{i}") for i in range(100)])) == [49, 49, 2]
+    for key in ("k", None):
+        events = [make(i, metric=f"m{i}", key=f"{key}{i}" if key else None) for i in range(100)]
+        assert sizes(packing.chunks(events)) == [33, 33, 33, 1]
 
 
 def test_events_on_several_days_of_one_month_share_the_month_counter() -> None:
-    # 61 unkeyed events on 61 days over two months: 61 day counters + 2 month counters + 1 minute
-    start = datetime(2026, 10, 1, 12, tzinfo=UTC)
-    events = [make(i, when=start + timedelta(days=i)) for i in range(61)]
+    # 40 events on 40 days over two months: 40 records + 40 day counters + 2 month counters + 1 minute
+    start = datetime(2026, 10, 15, 12, tzinfo=UTC)
+    events = [make(i, when=start + timedelta(days=i)) for i in range(40)]
     assert {e.period for e in events} == {"2026-10", "2026-11"}
     chunks = packing.chunks(events)
-    assert sizes(chunks) == [61]
-    assert transaction_cost(chunks[0]) == 64
+    assert sizes(chunks) == [40]
+    assert transaction_cost(chunks[0]) == 83
 
 
 def test_no_events_no_transactions() -> None:
@@ -207,8 +206,7 @@ def test_chunks_never_exceed_the_transaction_limit_and_keep_order(
         assert transaction_cost([*chunk, following[0]]) > MAX_TRANSACTION_ITEMS
     # what a chunk commits is exactly its records plus its combined counters
     for chunk in chunks:
-        keyed = sum(1 for e in chunk if e.idempotency_key)
-        assert transaction_cost(chunk) == keyed + len(increments(chunk, NOW))
+        assert transaction_cost(chunk) == len(chunk) + len(increments(chunk, NOW))
 
 
 # ---- _increments -------------------------------------------------------------------------------------

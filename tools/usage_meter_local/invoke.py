@@ -40,10 +40,15 @@ def to_answer(result: dict[str, Any]) -> Answer:
 
 
 class LocalApi:
-    """The API's routes from template.yaml, each bound to its handler (loaded on first use)."""
+    """The API's routes from template.yaml, each bound to its handler (loaded on first use).
 
-    def __init__(self) -> None:
+    `timeout_s` is the time each invocation's Lambda context gives the handler (Lambda's 10 s
+    by default): the track function works to it.
+    """
+
+    def __init__(self, *, timeout_s: int = 10) -> None:
         self.routes = routes()
+        self.timeout_s = timeout_s
         self._handlers: dict[str, Handler] = {}
 
     def route(self, method: str, path: str) -> Route | None:
@@ -58,7 +63,7 @@ class LocalApi:
         return self._handlers[route.function]
 
     def invoke_event(self, route: Route, event: dict[str, Any]) -> Answer:
-        return to_answer(self.handler(route)(event, LambdaContext(route.function)))
+        return to_answer(self.handler(route)(event, LambdaContext(route.function, timeout_s=self.timeout_s)))
 
     def authorize(self, route: Route, event: dict[str, Any]) -> dict[str, Any] | None:
         """Run the route's Lambda authorizer as API Gateway does (payload 2.0, simple response).

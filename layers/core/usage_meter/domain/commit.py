@@ -3,14 +3,19 @@
 Each part commits its idempotency records and combined counter changes in one
 TransactWriteItems. A cancelled transaction says why: a key already held (a duplicate, or a
 key reused with another payload), a ceiling that would be passed (a hard limit), or
-contention; the part is then retried without what was settled, so no event is half-counted
-and none is refused while it still fits.
+contention; the part is then rebuilt without what was settled, so no event is half-counted
+and none is refused while it still fits. A transaction whose answer was lost (a timeout, a
+5xx, TransactionInProgressException) may have been applied: it is retried unchanged, with
+its ClientRequestToken and item values, so DynamoDB applies it at most once, and when no
+retry is left its outcome is read back. Every attempt keeps to the request's deadline.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from aws_lambda_powertools import Logger, Metrics
@@ -68,9 +73,8 @@ class Outcomes:
             )
 
 
-def record(e: PendingEvent, recorded_at: str, expires_at: int) -> IdempotencyRecord:
-    """The idempotency record a keyed event commits with."""
-    assert e.idempotency_key is not None
+def record(e: PendingEvent, recorded_at: str, expires_at: int, token: str) -> IdempotencyRecord:
+    """The idempotency record an event commits with, marked with its transaction's token."""
     return IdempotencyRecord(
         developer_id=e.developer_id,
         idempotency_key=e.idempotency_key,
@@ -83,6 +87,7 @@ def record(e: PendingEvent, recorded_at: str, expires_at: int) -> IdempotencyRec
         recorded_at=recorded_at,
         expires_at=expires_at,
         metadata=e.metadata,
+        commit_token=token,
     )
 
 
@@ -104,11 +109,8 @@ def refuse_over_limit(events: list[PendingEvent], outcomes: Outcomes) -> None:
     """Refuse events that do not fit their limit; a keyed one that was recorded before is a
     duplicate (its original outcome), not a refusal."""
     for event in events:
-        held = (
-            event_store.get_record(event.developer_id, event.idempotency_key)
-            if event.idempotency_key
-            else None
-        )
+        # a key the service made for this request was never held by anyone
+        held = None if event.key_made else event_store.get_record(event.developer_id, event.idempotency_key)
         if held is not None and held.expires_at >= int(clock.now().timestamp()):
             settle_duplicate(event, held, outcomes)
             continue
@@ -120,68 +122,144 @@ def refuse_over_limit(events: list[PendingEvent], outcomes: Outcomes) -> None:
         outcomes.set(event, "limit_exceeded", None, error_detail(exceeded))
 
 
+@dataclass
+class Transaction:
+    """One TransactWriteItems as built, kept unchanged (token, times, items) until its outcome
+    is known: a retry after a lost answer must be the very same request."""
+
+    admitted: list[PendingEvent]
+    refused: list[PendingEvent]  # proposed refusals at a hard limit, final once this commits
+    records: list[IdempotencyRecord]
+    changes: list[CounterIncrement]
+    token: str
+    now_epoch: int
+    recorded_at: str
+    in_doubt: bool = False  # an attempt may have been applied although no answer said so
+
+    def commit(self) -> None:
+        event_store.commit_events(
+            self.records,
+            self.changes,
+            token=self.token,
+            now_epoch=self.now_epoch,
+            updated_at=self.recorded_at,
+        )
+
+    def settle(self, outcomes: Outcomes) -> None:
+        """It was applied: its events are recorded, its proposed refusals final."""
+        for event in self.admitted:
+            outcomes.set(event, "recorded", self.recorded_at)
+        refuse_over_limit(self.refused, outcomes)
+
+
+def build(pending: list[PendingEvent], known: dict[LimitGroup, Decimal]) -> Transaction | None:
+    """The transaction of the pending events that fit their limits (None if none fits): a new
+    token, now's times."""
+    admitted, refused = admit(pending, known)
+    if not admitted:
+        return None
+    now = clock.now()
+    recorded_at = format_timestamp(now)
+    expires_at = int((now + RETENTION).timestamp())
+    token = str(uuid.uuid4())
+    return Transaction(
+        admitted=admitted,
+        refused=refused,
+        records=[record(e, recorded_at, expires_at, token) for e in admitted],
+        changes=increments(admitted, now),
+        token=token,
+        now_epoch=int(now.timestamp()),
+        recorded_at=recorded_at,
+    )
+
+
 def _learn(
     cancelled: event_store.CommitCancelled,
-    keyed: list[PendingEvent],
-    changes: list[CounterIncrement],
+    tx: Transaction,
     pending: list[PendingEvent],
     known: dict[LimitGroup, Decimal],
     outcomes: Outcomes,
+    ours: set[str],
 ) -> bool:
     """Take what a cancelled commit says: the real values of counters refused at a ceiling, and
-    the keys already held (settled and removed from `pending`). True when something was settled
-    (retry at once), False for contention (back off first)."""
+    the keys already held (settled and removed from `pending`): `recorded` when the holder is a
+    transaction of this request (`ours`: applied by an attempt whose answer was lost), else
+    the original outcome. True when something was settled (retry at once), False for
+    contention (back off first)."""
     for position, consumed in cancelled.over_limit.items():
-        change = changes[position]
+        change = tx.changes[position]
         known[(change.developer_id, change.key, change.metric)] = consumed
     for position, held in cancelled.duplicates.items():
-        event = keyed[position]
-        settle_duplicate(event, held, outcomes)
+        event = tx.admitted[position]
+        if held.commit_token in ours:
+            outcomes.set(event, "recorded", held.recorded_at)
+        else:
+            settle_duplicate(event, held, outcomes)
         pending.remove(event)
     if cancelled.duplicates:
         logger.info("duplicates peeled off", extra={"duplicates": len(cancelled.duplicates)})
     return bool(cancelled.duplicates or cancelled.over_limit)
 
 
-def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) -> None:
+def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) -> bool:
     """Commit one transaction's worth of events, peeling off duplicates and events over a hard
-    limit, and retrying contention.
+    limit, and retrying contention and lost answers; False when it could not finish (its
+    unsettled events are answered temporarily_unavailable).
 
     Refusals at a limit are settled only after the admitted events are committed: until then an
     admitted event may still turn out to be a duplicate (its room was never used) or be refused
     by DynamoDB (the counter holds more than assumed), and the events it crowded out must be
     judged again. Once a commit succeeds they are final, because counters only grow.
+    Only a cancellation (nothing applied) rebuilds the transaction; any other failure retries
+    it unchanged.
     """
     pending = list(part)
     known: dict[LimitGroup, Decimal] = {}
+    ours: set[str] = set()
+    tx: Transaction | None = None
     for attempt in range(MAX_COMMIT_ATTEMPTS):
-        admitted, refused = admit(pending, known)
-        if not admitted:
-            refuse_over_limit(refused, outcomes)
-            return
-        now = clock.now()
-        recorded_at = format_timestamp(now)
-        expires_at = int((now + RETENTION).timestamp())
-        keyed = [e for e in admitted if e.idempotency_key]
-        changes = increments(admitted, now)
+        if not event_store.time_to_commit():
+            break
+        if tx is None:
+            tx = build(pending, known)
+            if tx is None:  # nothing fits: the refusals are final
+                refuse_over_limit(pending, outcomes)
+                return True
+            ours.add(tx.token)
         try:
-            event_store.commit_events(
-                [record(e, recorded_at, expires_at) for e in keyed],
-                changes,
-                now_epoch=int(now.timestamp()),
-                updated_at=recorded_at,
-            )
+            tx.commit()
         except event_store.CommitCancelled as cancelled:
-            if not _learn(cancelled, keyed, changes, pending, known, outcomes):
+            if not _learn(cancelled, tx, pending, known, outcomes, ours):
                 logger.info("transaction contention, retrying", extra={"attempt": attempt + 1})
                 metrics.add_metric(name="TransactionConflicts", unit=MetricUnit.Count, value=1)
                 sleep(backoff(attempt))
+            tx = None
             continue
-        for event in admitted:
-            outcomes.set(event, "recorded", recorded_at)
-        refuse_over_limit(refused, outcomes)
-        return
-    logger.warning("commit attempts exhausted", extra={"events": len(pending)})
-    busy = Busy("DynamoDB kept refusing the write; retry with the same idempotency keys")
-    for event in pending:
+        except event_store.CommitInDoubt as doubt:
+            tx.in_doubt = tx.in_doubt or doubt.maybe_applied
+            logger.info("transaction outcome unknown, retrying it unchanged", extra={"in_doubt": tx.in_doubt})
+            if doubt.out_of_time:
+                break
+            sleep(backoff(attempt))
+            continue
+        tx.settle(outcomes)
+        return True
+    if tx is not None and tx.in_doubt and event_store.written_by(tx.records[0], tx.token):
+        tx.settle(outcomes)  # the answer was lost, the write was not
+        return True
+    logger.warning(
+        "commit not finished", extra={"events": len(pending), "in_doubt": bool(tx and tx.in_doubt)}
+    )
+    unavailable(pending, outcomes)
+    return False
+
+
+def unavailable(events: list[PendingEvent], outcomes: Outcomes) -> None:
+    """Answer events temporarily_unavailable: resent with the same key (the one in their
+    result, for an event sent without one) they are counted once."""
+    busy = Busy(
+        "DynamoDB did not confirm the write in time; resend with the same idempotency key "
+        "(the idempotencyKey of this result for an event sent without one)"
+    )
+    for event in events:
         outcomes.set(event, "rejected", None, error_detail(busy))

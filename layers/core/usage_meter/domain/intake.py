@@ -9,6 +9,7 @@ follows its leader's outcome and a reused key is refused. What survives is a lis
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,18 +73,29 @@ def check_time(event: UsageEventIn, now: datetime) -> datetime:
     return moment
 
 
+MADE_KEY_PREFIX = "um_evt_"
+
+
+def made_key() -> str:
+    """The key the service gives an event sent without one: random (128 bits), unguessable."""
+    return f"{MADE_KEY_PREFIX}{secrets.token_hex(16)}"
+
+
 def prepare(
     index: int, event: UsageEventIn, resolve: DeveloperResolver, now: datetime, header_key: str | None
 ) -> PendingEvent:
-    """A valid item as an event: its developer resolved, its time checked, its payload hashed."""
+    """A valid item as an event: its developer resolved, its time checked, its payload hashed,
+    its key the client's or, if it sent none, one made here."""
     developer_id = resolve(event.developer_id)
+    key = event.idempotency_key or header_key
     return PendingEvent(
         index=index,
         developer_id=developer_id,
         metric=event.metric,
         quantity=event.quantity,
         event_time=check_time(event, now),
-        idempotency_key=event.idempotency_key or header_key,
+        idempotency_key=key or made_key(),
+        key_made=key is None,
         payload_hash=payload_hash(developer_id, event),
         metadata=event.metadata,
     )
@@ -158,7 +170,7 @@ class Intake:
     def _claim(self, event: PendingEvent) -> bool:
         """Claim the event's key in this request: False for an in-batch duplicate (it follows
         its leader) or a key the request already used for another payload (refused)."""
-        if not event.idempotency_key:
+        if event.key_made:  # unique by construction
             return True
         slot = (event.developer_id, event.idempotency_key)
         leader = self.leaders.get(slot)

@@ -1,7 +1,8 @@
 """Packing events into transactions: what each event changes, combined per counter item.
 
 A transaction may touch an item once and hold at most 100 items, so the events of a batch
-are packed, in order, into parts whose idempotency records plus combined counter changes fit;
+are packed, in order, into parts whose idempotency records (one per event: an event sent
+without a key has one made by the service) plus combined counter changes fit;
 no event is ever split across two transactions. Pure functions over `PendingEvent`s: the
 tests use them as they are.
 """
@@ -35,9 +36,10 @@ class PendingEvent:
     metric: str
     quantity: Decimal
     event_time: datetime
-    idempotency_key: str | None
+    idempotency_key: str  # the client's, or one the service made (`key_made`)
     payload_hash: str
     metadata: dict[str, Any] | None
+    key_made: bool = False  # the key is the service's: the client sent none
     allowance: MetricLimit | None = None  # the plan's limit for this metric, if any
     followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
 
@@ -60,15 +62,14 @@ class PendingEvent:
 
 
 def transaction_cost(events: Sequence[PendingEvent]) -> int:
-    """Items of one transaction: records, combined day and month counters, one minute counter
-    per developer."""
-    keyed = sum(1 for e in events if e.idempotency_key)
+    """Items of one transaction: one record per event, combined day and month counters, one
+    minute counter per developer."""
     counters = (
         {("D", e.developer_id, e.day, e.metric) for e in events}
         | {("M", e.developer_id, e.period, e.metric) for e in events}
         | {("R", e.developer_id, "", "") for e in events}
     )
-    return keyed + len(counters)
+    return len(events) + len(counters)
 
 
 def chunks(events: Sequence[PendingEvent]) -> list[list[PendingEvent]]:

@@ -1,10 +1,17 @@
 """Recording usage events exactly once: the track pipeline.
 
-An event with an idempotency key commits its idempotency record and all its counter changes
-in one TransactWriteItems, or nothing. A request goes through three steps: its items are
-checked and claimed (intake), packed into transactions of at most 100 items and committed
-(packing, commit), and summarised into one result per item, in order. A single event is the
-same pipeline with one item, answered with its status and the usage block.
+Every event commits its idempotency record (with the client's key, or one the service made)
+and all its counter changes in one TransactWriteItems, or nothing. A request goes through
+three steps: its items are checked and claimed (intake), packed into transactions of at most
+100 items and committed (packing, commit), and summarised into one result per item, in
+order. A single event is the same pipeline with one item, answered with its status and the
+usage block.
+
+A request works to the deadline of its Lambda invocation: when no time is left for another
+DynamoDB attempt, it answers what it knows. A batch part that cannot be committed leaves its
+events (and those of the later parts) `temporarily_unavailable`, while the parts committed
+before it stay `recorded`: a batch answers 200 once it is past its request-level checks, and
+a 5xx means nothing of the request was counted.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_meter.domain import clock
-from usage_meter.domain.commit import Outcomes, Sleeper, commit_part
+from usage_meter.domain.commit import Outcomes, Sleeper, commit_part, unavailable
 from usage_meter.domain.identity import DeveloperResolver, require_role
 from usage_meter.domain.intake import Intake
 from usage_meter.domain.packing import PendingEvent, chunks
@@ -29,6 +36,7 @@ from usage_meter.models.accounts import Identity
 from usage_meter.models.timestamps import format_instant
 from usage_meter.models.wire import EventBatchIn, EventResult, TrackResponse, UsageBlock, UsageEventIn
 from usage_meter.store import counters as counter_store
+from usage_meter.store import dynamodb
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -103,9 +111,32 @@ def _run(
     for index, item in enumerate(items):
         intake.take(index, item)
     to_commit = intake.finish()
-    for part in chunks(to_commit):
-        commit_part(part, outcomes, sleep)
+    _commit(to_commit, outcomes, sleep, single=single)
     return _summarise([outcomes.results[i] for i in range(len(items))]), to_commit
+
+
+def _commit(events: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper, *, single: bool) -> None:
+    """Commit the events part by part, in order. Once a part cannot finish (DynamoDB kept
+    failing, or the deadline came), the later parts are not tried: their events are answered
+    temporarily_unavailable beside the recorded ones. A failure nobody foresaw still answers
+    per item once anything is recorded, since a 5xx must mean nothing was counted."""
+    parts = chunks(events)
+    for position, part in enumerate(parts):
+        try:
+            finished = commit_part(part, outcomes, sleep)
+        except Busy:
+            if single:
+                raise
+            finished = False
+        except Exception:
+            if single or not any(r.status == "recorded" for r in outcomes.results.values()):
+                raise
+            logger.exception("commit failed after part of the request was recorded")
+            finished = False
+        if not finished:
+            rest = [e for p in parts[position:] for e in p if e.index not in outcomes.results]
+            unavailable(rest, outcomes)
+            return
 
 
 def _answer_single(response: TrackResponse, event: PendingEvent) -> TrackResponse:
@@ -138,16 +169,20 @@ def track(
     *,
     header_key: str | None = None,
     sleep: Sleeper = time.sleep,
+    time_left_ms: int | None = None,
 ) -> TrackResponse:
     """Record one event or a batch; every event gets a result, in order.
 
     Raises UsageMeterError (422/403/409/503) for a single event that fails; a batch never
-    raises for a bad item, it reports it.
+    raises for a bad item, it reports it. `time_left_ms` is what the Lambda invocation has
+    left (None: no deadline); the DynamoDB work keeps a safety margin inside it.
     """
     require_role(identity, "service", "tracking")
     _check_header_key(body, header_key)
-    if isinstance(body, EventBatchIn):
-        response, _ = _run(identity, list(body.events), single=False, header_key=None, sleep=sleep)
-        return response
-    response, events = _run(identity, [body], single=True, header_key=header_key, sleep=sleep)
-    return _answer_single(response, events[0])
+    deadline = None if time_left_ms is None else dynamodb.Deadline.within(time_left_ms)
+    with dynamodb.working_to(deadline):
+        if isinstance(body, EventBatchIn):
+            response, _ = _run(identity, list(body.events), single=False, header_key=None, sleep=sleep)
+            return response
+        response, events = _run(identity, [body], single=True, header_key=header_key, sleep=sleep)
+        return _answer_single(response, events[0])

@@ -40,7 +40,12 @@ def post_events(
     ] = None,
 ) -> Response[str]:
     identity = caller(router)
-    answer = track(identity, body, header_key=idempotency_key)
+    answer = track(
+        identity,
+        body,
+        header_key=idempotency_key,
+        time_left_ms=router.lambda_context.get_remaining_time_in_millis(),
+    )
     payload = answer.wire()
     payload["results"] = [r.model_dump(by_alias=True, exclude_none=True) for r in answer.results]
     if answer.usage is None:

@@ -25,6 +25,7 @@ class IdempotencyRecord(BaseModel):
     recorded_at: str
     expires_at: int
     metadata: dict[str, Any] | None = None
+    commit_token: str | None = None  # the ClientRequestToken of the transaction that wrote it
 
 
 CounterScope = Literal["day", "month", "minute"]

@@ -1,13 +1,22 @@
-"""The one DynamoDB client of a container and the translation of its errors.
+"""The one DynamoDB client of a container, the translation of its errors, and the deadline.
 
 Every call to DynamoDB goes through this module: throttling and an unreachable DynamoDB
 (after botocore's own retries) become `Busy`, a 503 the client may retry with the same
 idempotency keys; anything else is a bug and raises.
+
+A request can work to a deadline (`working_to`): no HTTP attempt, botocore's retries
+included, starts unless it can end before the deadline, so the function answers what it
+knows instead of being killed by Lambda's timeout. The deadline lives in a context
+variable set for one invocation and reset after it, never in a module global.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -47,25 +56,86 @@ RETRYABLE_ERRORS = {
     "InternalServerError",
     "ServiceUnavailable",
 }
+# ... of which those after which a write may still have been applied (its answer was lost)
+MAYBE_APPLIED_ERRORS = {"TransactionInProgressException", "InternalServerError", "ServiceUnavailable"}
+
+
+CONNECT_TIMEOUT_S = 1
+READ_TIMEOUT_S = 2
+ATTEMPT_S = CONNECT_TIMEOUT_S + READ_TIMEOUT_S
+"""The longest one HTTP attempt can take before botocore gives up on it."""
+SAFETY_MARGIN_S = 0.5
+"""Kept free at the end of an invocation to build and send the answer."""
+COMMIT_OPERATION = "TransactWriteItems"
+
+
+class DeadlineReached(BotoCoreError):
+    """No time is left for another attempt: raised instead of sending it (never retried)."""
+
+    fmt = "no time left for another {operation} attempt before the function's deadline"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the DynamoDB work of one invocation must be over (a `time.monotonic()` value)."""
+
+    at: float
+
+    @classmethod
+    def within(cls, remaining_ms: int) -> Deadline:
+        """The deadline of a Lambda invocation with `remaining_ms` left, minus the safety margin."""
+        return cls(time.monotonic() + remaining_ms / 1000 - SAFETY_MARGIN_S)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+
+_deadline: ContextVar[Deadline | None] = ContextVar("usage_meter_dynamodb_deadline", default=None)
+
+
+@contextmanager
+def working_to(deadline: Deadline | None) -> Iterator[None]:
+    """DynamoDB calls inside the block keep to `deadline` (None: no deadline); reset after it."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_for(operation: str) -> bool:
+    """Whether one more attempt of `operation` can end before the deadline. A commit needs
+    room for two: itself and, if its answer is lost, reading back whether it was applied."""
+    deadline = _deadline.get()
+    attempts = 2 if operation == COMMIT_OPERATION else 1
+    return deadline is None or deadline.left() >= attempts * ATTEMPT_S
+
+
+def _keep_to_deadline(event_name: str, **_: Any) -> None:
+    """botocore's before-send hook: refuse an attempt (a retry too) that could outlast the deadline."""
+    operation = event_name.rsplit(".", 1)[-1]
+    if not time_for(operation):
+        raise DeadlineReached(operation=operation)
 
 
 @lru_cache(maxsize=1)
 def client() -> DynamoDBClient:
-    """One client per container; botocore's standard retry mode retries throttles and 5xx."""
+    """One client per container; botocore's standard retry mode retries throttles and 5xx,
+    each attempt kept to the deadline of the request being served."""
     cfg = settings()
-    return boto3.client(
+    made = boto3.client(
         "dynamodb",
         region_name=cfg.region,
         endpoint_url=cfg.endpoint_url,
-        # at most 3 tries of at most 1 + 2 s: a stuck call gives up (503) inside the 10 s
-        # function timeout instead of being killed by it
         config=Config(
             retries={"mode": "standard", "total_max_attempts": 3},
-            connect_timeout=1,
-            read_timeout=2,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=READ_TIMEOUT_S,
             tcp_keepalive=True,
         ),
     )
+    made.meta.events.register("before-send.dynamodb", _keep_to_deadline)
+    return made
 
 
 def reset() -> None:
@@ -138,6 +208,8 @@ def call(table: str, operation: str, **kwargs: Any) -> Any:
         raise
     except NOT_CONFIGURED:
         raise
+    except DeadlineReached as exc:
+        raise Busy("the request ran out of time waiting for DynamoDB; retry shortly") from exc
     except BotoCoreError as exc:  # timeouts, connection errors
         raise Busy("DynamoDB could not be reached; retry shortly") from exc
 

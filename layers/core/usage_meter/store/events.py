@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,16 @@ from usage_meter.models.records import CounterIncrement, IdempotencyRecord
 from usage_meter.settings import settings
 from usage_meter.store import dynamodb, keys
 from usage_meter.store.counters import increment_item
-from usage_meter.store.dynamodb import RETRYABLE_ERRORS, RETRYABLE_REASONS, Item, from_av, number, text
+from usage_meter.store.dynamodb import (
+    COMMIT_OPERATION,
+    MAYBE_APPLIED_ERRORS,
+    RETRYABLE_ERRORS,
+    RETRYABLE_REASONS,
+    Item,
+    from_av,
+    number,
+    text,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -42,6 +50,20 @@ class CommitCancelled(Exception):
         self.over_limit = over_limit or {}
 
 
+class CommitInDoubt(Exception):
+    """A TransactWriteItems got no definite answer: throttled (`maybe_applied` false), or a
+    timeout, a 5xx or TransactionInProgressException, after which it may have been applied.
+    Retry it unchanged (same ClientRequestToken, same items) or read back whether it was.
+    `out_of_time` says the deadline refused another attempt."""
+
+    def __init__(self, maybe_applied: bool, out_of_time: bool = False) -> None:
+        super().__init__(
+            f"transaction outcome unknown: maybe_applied={maybe_applied}, out_of_time={out_of_time}"
+        )
+        self.maybe_applied = maybe_applied
+        self.out_of_time = out_of_time
+
+
 def _record_item(record: IdempotencyRecord) -> Item:
     item: Item = {
         "pk": text(keys.idempotency_pk(record.developer_id, record.idempotency_key)),
@@ -56,6 +78,8 @@ def _record_item(record: IdempotencyRecord) -> Item:
         "recordedAt": text(record.recorded_at),
         "expiresAt": number(record.expires_at),
     }
+    if record.commit_token is not None:
+        item["commitToken"] = text(record.commit_token)
     if record.metadata is not None:
         # kept as JSON text: any JSON the API accepts is storable (DynamoDB's number range,
         # empty keys and nesting limits do not apply to a string)
@@ -86,6 +110,7 @@ def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
         recorded_at=plain["recordedAt"],
         expires_at=int(plain["expiresAt"]),
         metadata=_metadata(item.get("metadata")),
+        commit_token=plain.get("commitToken"),
     )
 
 
@@ -93,14 +118,16 @@ def commit_events(
     records: Sequence[IdempotencyRecord],
     increments: Sequence[CounterIncrement],
     *,
+    token: str,
     now_epoch: int,
     updated_at: str,
 ) -> None:
     """Write idempotency records and counter increments in one TransactWriteItems: all or nothing.
 
     A record is put only if its key is new or its earlier record has expired (checked here,
-    not left to TTL deletion). A fresh ClientRequestToken per call makes botocore's own
-    retries of this call (timeouts, 5xx) idempotent on DynamoDB's side for ten minutes.
+    not left to TTL deletion). `token` is the ClientRequestToken: DynamoDB applies a
+    transaction once per token (for ten minutes), so a retry of a call whose answer was lost
+    (botocore's, or the caller's after CommitInDoubt) must send the same token and items.
     """
     cfg = settings()
     items: list[TransactWriteItemTypeDef] = [
@@ -117,18 +144,35 @@ def commit_events(
     ]
     items.extend(increment_item(inc, updated_at) for inc in increments)
     try:
-        dynamodb.client().transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
+        dynamodb.client().transact_write_items(TransactItems=items, ClientRequestToken=token)
     except ClientError as exc:
         code = dynamodb.error_code(exc)
         if code == "TransactionCanceledException":
             raise _cancelled(exc, records, increments) from exc
         if code in RETRYABLE_ERRORS:
-            raise CommitCancelled({}, retryable=True) from exc
+            raise CommitInDoubt(maybe_applied=code in MAYBE_APPLIED_ERRORS) from exc
         raise
     except dynamodb.NOT_CONFIGURED:
         raise
-    except BotoCoreError as exc:  # connection errors after botocore's own retries
-        raise Busy("DynamoDB could not be reached; retry with the same idempotency key") from exc
+    except dynamodb.DeadlineReached as exc:  # an earlier attempt of this call may have been applied
+        raise CommitInDoubt(maybe_applied=True, out_of_time=True) from exc
+    except BotoCoreError as exc:  # timeouts, connection errors after botocore's own retries
+        raise CommitInDoubt(maybe_applied=True) from exc
+
+
+def time_to_commit() -> bool:
+    """Whether the deadline leaves time for one more commit attempt (and reading it back)."""
+    return dynamodb.time_for(COMMIT_OPERATION)
+
+
+def written_by(record: IdempotencyRecord, token: str) -> bool | None:
+    """Whether the transaction with `token` was applied, judged by one record it puts (a
+    transaction is all or nothing): True or False, None when DynamoDB cannot tell now."""
+    try:
+        held = get_record(record.developer_id, record.idempotency_key)
+    except Busy:
+        return None
+    return held is not None and held.commit_token == token
 
 
 def _cancelled(
