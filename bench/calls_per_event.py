@@ -196,7 +196,9 @@ def track(api: LocalApi, body: dict[str, Any], expect: str) -> None:
 
 
 def run_scenarios(meter: Meter, now: datetime) -> list[Row]:
-    api = LocalApi()
+    # a long invocation time: moto's transactions can take seconds, and the track function's
+    # deadline would then answer temporarily_unavailable; what is counted here is the work
+    api = LocalApi(timeout_s=900)
     rows = []
     for scenario in scenarios(now):
         if scenario.setup is not None:

@@ -28,6 +28,10 @@ from helpers import DEV_A
 # Lines for the "engine numbers" section at the end of the run (conflicts, events/s, ...).
 REPORT: list[str] = []
 UNLIMITED_PLAN = "engine-unlimited"
+# Lambda's longest timeout, for the containers of the concurrency tests: tens of them share two
+# cores here, and a request waiting for the CPU must not run into the function's deadline (the
+# deadline itself is tested in test_commit_outcomes.py, with the template's 10 s)
+LOADED_MACHINE_TIMEOUT_S = 900
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -68,7 +72,9 @@ class EngineStack:
     def track(self, body: Any, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
         return self.call("POST", "/v1/usage/events", body=as_json(body), auth=auth, **kwargs)
 
-    def containers(self, count: int, setup: Setup | None = None, timeout_s: int = 10) -> list[Container]:
+    def containers(
+        self, count: int, setup: Setup | None = None, timeout_s: int = LOADED_MACHINE_TIMEOUT_S
+    ) -> list[Container]:
         """`count` Lambda-like containers (forked now, before any client thread starts), each
         invocation given `timeout_s` (the function's timeout)."""
         started = [Container(setup, timeout_s) for _ in range(count)]

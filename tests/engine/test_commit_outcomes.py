@@ -84,7 +84,7 @@ def test_a_commit_whose_answer_is_lost_is_retried_unchanged_and_counts_once(
     lost it reads back what it wrote before its deadline."""
     engine.add_developers([DEVELOPER], ["m0", "m1"])
     faults = CommitFaults(kind, applied=True, attempts=lost)
-    container = engine.containers(1, faults.install)[0]
+    container = engine.containers(1, faults.install, LAMBDA_TIMEOUT_S)[0]
     sent = events(5, keyed=keyed, metrics=2)
 
     for body in (body_of(sent[:1]), body_of(sent[1:])):  # a single event, then a batch
@@ -121,7 +121,7 @@ def test_a_batch_keeps_the_parts_committed_before_one_that_fails(
     made), the rest `temporarily_unavailable` with their keys too, before the deadline. Resending
     the refused ones with those keys counts each exactly once."""
     engine.add_developers([DEVELOPER], [f"m{i}" for i in range(100)])
-    container = engine.containers(1, fault.install)[0]
+    container = engine.containers(1, fault.install, LAMBDA_TIMEOUT_S)[0]
     sent = events(100, keyed=False, metrics=100)
 
     answer, took = timed(container, {"events": sent})
@@ -143,7 +143,7 @@ def test_a_batch_keeps_the_parts_committed_before_one_that_fails(
 
     # the client resends the refused events with the keys of their results, and the whole batch
     resend = [{**sent[i], "idempotencyKey": results[i]["idempotencyKey"]} for i in refused]
-    again = track(engine.containers(1)[0], {"events": resend}, SERVICE)
+    again = track(engine.containers(1, timeout_s=LAMBDA_TIMEOUT_S)[0], {"events": resend}, SERVICE)
     assert [r["status"] for r in again.json()["results"]] == ["recorded"] * 67
     assert counters(engine.dynamodb, engine.usage_table) == expected_counters(sent)
     report(f"{fault.kind}: answered in {took:.1f} s, 33 recorded, 67 temporarily_unavailable")
@@ -160,7 +160,7 @@ def test_slow_failures_are_answered_before_the_lambda_timeout(engine: EngineStac
     (the deadline does not outlive its invocation)."""
     engine.add_developers([DEVELOPER], ["m0", "fine"])
     faults = CommitFaults("server_error", metric="m0", delay_s=1.9)
-    container = engine.containers(1, faults.install)[0]
+    container = engine.containers(1, faults.install, LAMBDA_TIMEOUT_S)[0]
 
     answer, took = timed(container, events(1, keyed=True)[0])
 

@@ -19,9 +19,11 @@ What is generated (one hypothesis example = fresh tables + 1-5 operations):
   The client resends the same body (same keys) until it gets an answer that is not 5xx and has
   no item refused as temporarily_unavailable.
 
-Unkeyed events are counted at least once by design: a resend after an applied-then-timed-out
-write counts them again. So examples with faults give every event a key; unkeyed events appear
-only in fault-free examples, where each is counted exactly once.
+Unkeyed events get a key made by the service (`um_evt_…`, in their result, stored as their
+record), but this client resends the body it sent, without that key: where a write's outcome
+stays unknown it may count them again (documented: send keys). So examples with faults give
+every event a key; unkeyed events appear only in fault-free examples, where each is counted
+exactly once and its made key is checked like a client's.
 
 The reference model keeps, per (developer, key), the first accepted payload and its recordedAt,
 and per (developer, day, metric) and (developer, month, metric) the sum and count of the
@@ -75,7 +77,7 @@ from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_table_requests, function_environment, table_logical_ids
 
-from helpers import SERVICE, counters, counters_in, iso, minute_counters_in, table_items
+from helpers import MADE_KEY, SERVICE, counters, counters_in, iso, minute_counters_in, table_items
 from integration.conftest import MOTO_TIMEOUT_S
 
 T0 = datetime(2026, 11, 30, 23, 57, tzinfo=UTC)  # three minutes before the December period
@@ -327,7 +329,7 @@ def _event(draw: st.DrawFn, caller: int, drawing: _Drawing) -> Ev:
 
 
 def _operation(draw: st.DrawFn, drawing: _Drawing) -> Op:
-    caller = draw(st.sampled_from([SERVICE_CALLER, *range(drawing.developers)]))
+    caller = draw(st.sampled_from([SERVICE_CALLER] * 3 + list(range(drawing.developers))))
     if draw(st.booleans()):
         ev = _event(draw, caller, drawing)
         return Op(caller, (ev,), single=True, header=ev.key is not None and draw(st.booleans()))
@@ -544,12 +546,13 @@ class Model:
     def month_used(self, developer: str, month: str, metric: str) -> Decimal:
         return self.counters.get((f"DEV#{developer}", f"M#{month}#{metric}"), (Decimal(0), 0))[0]
 
-    def accept(self, developer: str, ev: Ev, recorded_at: str) -> None:
+    def accept(self, developer: str, ev: Ev, recorded_at: str, key: str) -> None:
+        """An event counted under `key`: the client's, or the one the service made for it."""
         moment = T0 + timedelta(seconds=ev.offset) if ev.offset is not None else parse(recorded_at)
-        if ev.key is not None:
-            self.records[(developer, ev.key)] = Record(
-                fingerprint(developer, ev), recorded_at, ev.metric, ev.quantity, moment
-            )
+        assert (developer, key) not in self.records, f"{key} recorded twice"
+        self.records[(developer, key)] = Record(
+            fingerprint(developer, ev), recorded_at, ev.metric, ev.quantity, moment
+        )
         for sk in (f"D#{moment:%Y-%m-%d}#{ev.metric}", f"M#{moment:%Y-%m}#{ev.metric}"):
             total, events = self.counters.get((f"DEV#{developer}", sk), (Decimal(0), 0))
             self.counters[(f"DEV#{developer}", sk)] = (total + ev.quantity, events + 1)
@@ -649,6 +652,12 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
         model.seen.add(f"single event answered {answer.status}")
     if delivery.transactions > 1:
         model.seen.add("several transactions in one request")
+    if op.caller != SERVICE_CALLER and len(items) <= 100:
+        # developer keys only read: tracking with one is refused whole, before anything else
+        assert answer.status == 403, answer.body
+        assert answer.json()["error"]["code"] == "forbidden"
+        model.seen.add("developer key refused: forbidden")
+        return
     if len(items) > 100:
         assert answer.status == 422, answer.body
         assert answer.json()["error"]["code"] == "validation_error"
@@ -710,6 +719,8 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
                     assert (status, code) == ("rejected", "idempotency_key_reused"), where
                     model.seen.add("key reused with another payload")
                 continue
+        elif "index" in got:  # sent without a key: the service made one
+            assert MADE_KEY.fullmatch(got.get("idempotencyKey", "")), where
         # a new event: counted, unless a hard limit refuses it
         limit = model.hard_limit(developer, ev.metric)
         month = f"{moment:%Y-%m}"
@@ -735,7 +746,9 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
         if strict and limit is not None:
             used = model.month_used(developer, month, ev.metric)
             assert used + ev.quantity <= limit, f"accepted past the limit ({used} used of {limit}): {where}"
-        model.accept(developer, ev, got["recordedAt"])
+        model.accept(
+            developer, ev, got["recordedAt"], ev.key if ev.key is not None else got["idempotencyKey"]
+        )
 
     for developer, month, metric, quantity in refused:
         limit = model.hard_limit(developer, metric)
@@ -843,9 +856,15 @@ def run(scenario: Scenario) -> Model:
     Scenario(
         plans=("capped",),
         ops=(
-            Op(0, (Ev(quantity=Decimal(1), key="k1"),), single=True),
-            Op(0, (Ev(quantity=Decimal(1), key="k1"),), single=True),
-            Op(0, (Ev(quantity=Decimal(4), key="k1"), Ev(quantity=Decimal(3), key="k0"))),
+            Op(SERVICE_CALLER, (Ev(developer="dev_p0", quantity=Decimal(1), key="k1"),), single=True),
+            Op(SERVICE_CALLER, (Ev(developer="dev_p0", quantity=Decimal(1), key="k1"),), single=True),
+            Op(
+                SERVICE_CALLER,
+                (
+                    Ev(developer="dev_p0", quantity=Decimal(4), key="k1"),
+                    Ev(developer="dev_p0", quantity=Decimal(3), key="k0"),
+                ),
+            ),
         ),
     )
 )
@@ -856,8 +875,14 @@ def run(scenario: Scenario) -> Model:
     Scenario(
         plans=("capped",),
         ops=(
-            Op(0, (Ev(quantity=Decimal(1)),), single=True),
-            Op(0, (Ev(quantity=Decimal("5.5")), Ev(quantity=Decimal(1)))),
+            Op(SERVICE_CALLER, (Ev(developer="dev_p0", quantity=Decimal(1)),), single=True),
+            Op(
+                SERVICE_CALLER,
+                (
+                    Ev(developer="dev_p0", quantity=Decimal("5.5")),
+                    Ev(developer="dev_p0", quantity=Decimal(1)),
+                ),
+            ),
         ),
     )
 )
