@@ -23,7 +23,7 @@ from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
 from engine.support import Container, Setup, as_json
-from helpers import DEV_A
+from helpers import DEV_A, SERVICE, naming
 
 # Lines for the "engine numbers" section at the end of the run (conflicts, events/s, ...).
 REPORT: list[str] = []
@@ -69,7 +69,18 @@ class EngineStack:
     def call(self, method: str, path: str, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
         return self.api.call(method, path, authorizer=auth, **kwargs)
 
-    def track(self, body: Any, *, auth: dict[str, Any] | None = DEV_A, **kwargs: Any) -> Answer:
+    def track(
+        self,
+        body: Any,
+        *,
+        developer: str | None = "dev_alice",
+        auth: dict[str, Any] | None = SERVICE,
+        **kwargs: Any,
+    ) -> Answer:
+        """Track as the provider's backend (the service key) for `developer`, named in every
+        event that names none (see helpers.naming); developer=None sends the body as it is."""
+        if developer is not None:
+            body = naming(developer, body)
         return self.call("POST", "/v1/usage/events", body=as_json(body), auth=auth, **kwargs)
 
     def containers(

@@ -34,7 +34,7 @@ from engine.support import (
     total_stats,
     track,
 )
-from helpers import DEV_A, SERVICE, counters, iso, table_items
+from helpers import SERVICE, counters, iso, naming, table_items
 
 pytestmark = pytest.mark.engine
 
@@ -48,13 +48,14 @@ def concurrent_sends(containers: list[Container], body: dict[str, Any]) -> tuple
 
     def send(_: int, container: Container) -> None:
         barrier.wait()
-        answers.append(track(container, body, DEV_A))
+        answers.append(track(container, naming("dev_alice", body), SERVICE))
 
     return answers, run_threads(containers, send)
 
 
 def test_concurrent_duplicates_record_once(engine: EngineStack, report: Report) -> None:
     """64 clients released at once with one idempotency key and one payload: one write, 63 duplicates."""
+    engine.add_developers(["dev_alice"], ["api_calls"])  # the service key names an existing developer
     containers = engine.containers(64)
     rounds = 3
     moment = iso(datetime.now(UTC) - timedelta(minutes=1))
@@ -89,6 +90,7 @@ def test_hot_counter_is_exact(engine: EngineStack, report: Report, conflicts: st
     contention, to show that each is retried until it commits.
     """
     threads, per_thread = 16, 300
+    engine.add_developers(["dev_alice"], ["api_calls"])  # the service key names an existing developer
     setup = count_commits
     if conflicts == "injected":
         faults = Faults(rate=0.25, kinds=("conflict",), operations=("TransactWriteItems",))
@@ -101,7 +103,7 @@ def test_hot_counter_is_exact(engine: EngineStack, report: Report, conflicts: st
         for n in range(per_thread):
             key = f"t{index}-{n}"
             body = {"metric": "api_calls", "quantity": 1, "idempotencyKey": key, "timestamp": iso(moment)}
-            answer = track(container, body, DEV_A)
+            answer = track(container, naming("dev_alice", body), SERVICE)
             status = answer.json()["results"][0]["status"] if answer.status == 200 else answer.body[:200]
             statuses[(answer.status, status)] += 1
 

@@ -34,7 +34,7 @@ from engine.support import (
     total_stats,
     track,
 )
-from helpers import counters, iso, minute_counters, table_items
+from helpers import SERVICE, counters, iso, minute_counters, naming, table_items
 
 pytestmark = pytest.mark.engine
 
@@ -43,7 +43,7 @@ Report = Callable[[str], None]
 LIMIT = 1_000
 EVENTS = 2_000
 CLIENTS = 32
-CAPPED = {"developerId": "dev_capped", "role": "developer"}
+CAPPED = {"developerId": "dev_capped", "role": "developer"}  # reads; the service key tracks for it
 
 
 def capped_plan(limit: int) -> None:
@@ -75,7 +75,8 @@ def test_hard_limit_holds_under_concurrency(engine: EngineStack, report: Report)
     def send(_: int, container: Container) -> None:
         for events in drain(requests):
             single = len(events) == 1
-            answer = track(container, events[0] if single else {"events": events}, CAPPED)
+            request = naming(CAPPED["developerId"], events[0] if single else {"events": events})
+            answer = track(container, request, SERVICE)
             answered[("single" if single else "batch", answer.status)] += 1
             body = answer.json()
             if single and answer.status == 429:
@@ -110,7 +111,9 @@ def test_hard_limit_holds_under_concurrency(engine: EngineStack, report: Report)
 
     # replays: a recorded event answers duplicate, a refused one is refused again
     replayed = rng.sample(sorted(outcomes), 100)
-    answer = engine.track({"events": [sent[int(key[4:])] for key in replayed]}, auth=CAPPED)
+    answer = engine.track(
+        {"events": [sent[int(key[4:])] for key in replayed]}, developer=CAPPED["developerId"]
+    )
     assert answer.status == 200
     assert [r["status"] for r in answer.json()["results"]] == [
         "duplicate" if outcomes[key] == "recorded" else "limit_exceeded" for key in replayed
@@ -146,7 +149,7 @@ def race(
             "timestamp": moment,
         }
         barrier.wait()
-        answer = track(container, body, CAPPED)
+        answer = track(container, naming(CAPPED["developerId"], body), SERVICE)
         payload = answer.json()
         if answer.status == 200:
             seen[(200, payload["results"][0]["status"])] += 1
