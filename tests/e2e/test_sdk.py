@@ -207,13 +207,22 @@ def test_track_counts_exact_decimals_and_reads_back(dev: UsageMeter, service: Us
 
 
 def test_track_with_a_key_is_counted_once(dev: UsageMeter, service: UsageMeter) -> None:
-    metric, key = unique(), unique("key")
-    first = service.usage.track(metric, Decimal("2.50"), idempotency_key=key, developer_id=DEMO)
-    again = service.usage.track(metric, Decimal("2.5"), idempotency_key=key, developer_id=DEMO)
+    """Sent again with its key and its time: a duplicate. Each call stamps its own time when
+    none is given, so a second call with only the key is another payload (409): counted once
+    either way."""
+    metric, key, when = unique(), unique("key"), datetime.now(UTC)
+    first = service.usage.track(
+        metric, Decimal("2.50"), idempotency_key=key, timestamp=when, developer_id=DEMO
+    )
+    again = service.usage.track(
+        metric, Decimal("2.5"), idempotency_key=key, timestamp=when, developer_id=DEMO
+    )
     assert (first.status, first.duplicate) == ("recorded", False)
     assert (again.status, again.duplicate) == ("duplicate", True)
     assert again.recorded_at == first.recorded_at
     assert again.idempotency_key == key
+    with pytest.raises(ConflictError):
+        dev.usage.track(metric, Decimal("2.5"), idempotency_key=key)  # stamped now: another time
     assert dev.usage.current(metric=metric).metrics[metric].consumed == Decimal("2.5")
 
 
