@@ -222,7 +222,9 @@ def test_track_with_a_key_is_counted_once(dev: UsageMeter, service: UsageMeter) 
     assert again.recorded_at == first.recorded_at
     assert again.idempotency_key == key
     with pytest.raises(ConflictError):
-        dev.usage.track(metric, Decimal("2.5"), idempotency_key=key)  # stamped now: another time
+        service.usage.track(
+            metric, Decimal("2.5"), idempotency_key=key, developer_id=DEMO
+        )  # stamped now: another time
     assert dev.usage.current(metric=metric).metrics[metric].consumed == Decimal("2.5")
 
 
