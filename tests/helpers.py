@@ -48,12 +48,29 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 
 def counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    """Day and month counter items as {(pk, sk): (consumed, events)} (minute counters apart)."""
+    """Day and month counter items as {(pk, sk): (consumed, events)} (minute counters and the
+    metric catalog apart)."""
     return {
         (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
         for i in items
-        if not i["sk"]["S"].startswith("R#")
+        if not i["sk"]["S"].startswith(("R#", "METRIC"))
     }
+
+
+def catalogs_in(items: list[dict[str, Any]]) -> dict[str, tuple[set[str], int]]:
+    """Each developer's metric catalog as {developerId: (its metrics, its size item)}."""
+    found: dict[str, tuple[set[str], int]] = {}
+    for i in items:
+        sk = i["sk"]["S"]
+        if not sk.startswith("METRIC"):
+            continue
+        metrics, size = found.get(i["developerId"]["S"], (set(), 0))
+        if sk == "METRICS":
+            size = int(i["metrics"]["N"])
+        else:
+            metrics.add(i["metric"]["S"])
+        found[i["developerId"]["S"]] = (metrics, size)
+    return found
 
 
 def minute_counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], int]:

@@ -28,7 +28,8 @@ def plan_line(p: Plan) -> str:
         f"{metric}={'unlimited' if m.limit is None else jsonutil.number_text(m.limit)} ({m.enforcement})"
         for metric, m in sorted(p.metrics.items())
     )
-    return f"{p.name}\t{p.requests_per_minute or '-'}/min\t{limits}"
+    rate = f"{p.requests_per_minute or '-'}/min" + (" (hard)" if p.rate_ceiling is not None else "")
+    return f"{p.name}\t{rate}\t{limits}"
 
 
 def _developers_create(args: argparse.Namespace) -> None:
@@ -104,8 +105,17 @@ def parse_allowance(text: str) -> tuple[str, MetricLimit]:
 
 def _plans_put(args: argparse.Namespace) -> None:
     metrics = dict(parse_allowance(text) for text in args.metric or [])
+    if args.requests_per_minute is not None and args.requests_per_minute < 1:
+        raise CliError("--requests-per-minute must be at least 1")
+    if args.rate_enforcement == "hard" and args.requests_per_minute is None:
+        raise CliError("--rate-enforcement hard needs --requests-per-minute")
     plan = accounts.put_plan(
-        Plan(name=args.name, metrics=metrics, requests_per_minute=args.requests_per_minute)
+        Plan(
+            name=args.name,
+            metrics=metrics,
+            requests_per_minute=args.requests_per_minute,
+            rate_enforcement=args.rate_enforcement,
+        )
     )
     emit(args, plan.model_dump(), f"stored plan {plan_line(plan)}")
 
@@ -152,4 +162,12 @@ def add_plan_commands(groups: Any) -> None:
         metavar="METRIC=LIMIT[:soft|hard]",
         help="a metric's limit per billing period (hard by default) or METRIC=unlimited; repeatable",
     )
-    put.add_argument("--requests-per-minute", type=int, help="the plan's request rate (reported)")
+    put.add_argument(
+        "--requests-per-minute", type=int, help="the plan's request rate (events per UTC minute)"
+    )
+    put.add_argument(
+        "--rate-enforcement",
+        choices=["soft", "hard"],
+        default="soft",
+        help="hard: tracking past the rate is refused (429 rate_limited); soft (default): reported only",
+    )

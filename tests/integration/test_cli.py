@@ -358,6 +358,7 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
                 "tokens": {"limit": None, "enforcement": "soft"},
             },
             "requests_per_minute": 10000,
+            "rate_enforcement": "soft",
         },
         {
             "name": "free",
@@ -366,6 +367,7 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
                 "tokens": {"limit": 100000, "enforcement": "hard"},
             },
             "requests_per_minute": 60,
+            "rate_enforcement": "soft",
         },
         {
             "name": "pro",
@@ -374,6 +376,7 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
                 "tokens": {"limit": 10000000, "enforcement": "soft"},
             },
             "requests_per_minute": 1000,
+            "rate_enforcement": "soft",
         },
     ]
 

@@ -13,13 +13,26 @@ from hypothesis import strategies as st
 
 from usage_meter.domain import packing
 from usage_meter.domain.intake import payload_hash
-from usage_meter.domain.packing import MAX_TRANSACTION_ITEMS, PendingEvent, increments, transaction_cost
+from usage_meter.domain.packing import MAX_TRANSACTION_ITEMS, PendingEvent, increments
 from usage_meter.models.records import CounterIncrement
 from usage_meter.models.wire import UsageEventIn
 
 NOV_25 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 25, 10, 7, 30, tzinfo=UTC)  # when a transaction is built: its minute counter
 MINUTE = "2026-11-25T10:07"
+
+
+def in_catalog(developer_id: str, metric: str) -> bool:
+    """Every metric already in its developer's catalog: packing as the plan-declared metrics see it."""
+    return True
+
+
+def transaction_cost(events: list[PendingEvent]) -> int:
+    return packing.transaction_cost(events, in_catalog)
+
+
+def pack(events: list[PendingEvent]) -> list[list[PendingEvent]]:
+    return packing.chunks(events, in_catalog)
 
 
 def parsed(**fields: Any) -> UsageEventIn:
@@ -136,7 +149,7 @@ def sizes(chunks: list[list[PendingEvent]]) -> list[int]:
 def test_100_keyed_events_on_one_counter_take_two_transactions() -> None:
     # 97 records + day, month and minute counters = 100 items; the last 3 events go in a second one
     events = [make(i, key=f"k{i}") for i in range(100)]
-    chunks = packing.chunks(events)
+    chunks = pack(events)
     assert sizes(chunks) == [97, 3]
     assert [e.index for chunk in chunks for e in chunk] == list(range(100))
     assert [transaction_cost(chunk) for chunk in chunks] == [100, 6]
@@ -144,7 +157,7 @@ def test_100_keyed_events_on_one_counter_take_two_transactions() -> None:
 
 def test_events_sent_without_a_key_count_their_record_too() -> None:
     # the key the service made is stored like a client's: 97 records + 3 counters per transaction
-    chunks = packing.chunks([make(i) for i in range(100)])
+    chunks = pack([make(i) for i in range(100)])
     assert sizes(chunks) == [97, 3]
     assert [transaction_cost(chunk) for chunk in chunks] == [100, 6]
 
@@ -153,7 +166,7 @@ def test_events_on_distinct_metrics_cost_three_items_each() -> None:
     # plus the developer's one minute counter per transaction
     for key in ("k", None):
         events = [make(i, metric=f"m{i}", key=f"{key}{i}" if key else None) for i in range(100)]
-        assert sizes(packing.chunks(events)) == [33, 33, 33, 1]
+        assert sizes(pack(events)) == [33, 33, 33, 1]
 
 
 def test_events_on_several_days_of_one_month_share_the_month_counter() -> None:
@@ -161,13 +174,13 @@ def test_events_on_several_days_of_one_month_share_the_month_counter() -> None:
     start = datetime(2026, 10, 15, 12, tzinfo=UTC)
     events = [make(i, when=start + timedelta(days=i)) for i in range(40)]
     assert {e.period for e in events} == {"2026-10", "2026-11"}
-    chunks = packing.chunks(events)
+    chunks = pack(events)
     assert sizes(chunks) == [40]
     assert transaction_cost(chunks[0]) == 83
 
 
 def test_no_events_no_transactions() -> None:
-    assert packing.chunks([]) == []
+    assert pack([]) == []
 
 
 EVENTS = st.lists(
@@ -197,7 +210,7 @@ def test_chunks_never_exceed_the_transaction_limit_and_keep_order(
         )
         for i, (dev, metric, shift, keyed) in enumerate(spec)
     ]
-    chunks = packing.chunks(events)
+    chunks = pack(events)
     assert [e.index for chunk in chunks for e in chunk] == list(range(len(events)))
     assert all(chunk for chunk in chunks)
     assert all(transaction_cost(chunk) <= MAX_TRANSACTION_ITEMS for chunk in chunks)

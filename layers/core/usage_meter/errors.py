@@ -72,6 +72,21 @@ class LimitExceeded(UsageMeterError):
     code = "limit_exceeded"
 
 
+class RateLimited(UsageMeterError):
+    """The plan's requestsPerMinute, enforced (`rateEnforcement: hard`), is used up for this
+    minute; `requests_per_minute` lets the answer carry the rate headers (nothing remaining)."""
+
+    status = 429
+    code = "rate_limited"
+    requests_per_minute: int | None = None
+
+
+class TooManyMetrics(ValidationFailed):
+    """A developer already has the most metrics its plans do not declare."""
+
+    code = "too_many_metrics"
+
+
 class Busy(UsageMeterError):
     """DynamoDB kept refusing (throttling, contention) after our retries; safe to retry with the same key."""
 

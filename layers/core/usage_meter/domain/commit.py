@@ -1,10 +1,11 @@
-"""Committing packed events: one transaction per part, duplicates and hard limits settled.
+"""Committing packed events: one transaction per part, duplicates, limits and rates settled.
 
-Each part commits its idempotency records and combined counter changes in one
-TransactWriteItems. A cancelled transaction says why: a key already held (a duplicate, or a
-key reused with another payload), a ceiling that would be passed (a hard limit), or
-contention; the part is then rebuilt without what was settled, so no event is half-counted
-and none is refused while it still fits. A transaction whose answer was lost (a timeout, a
+Each part commits its idempotency records, combined counter changes and metric catalog
+claims in one TransactWriteItems. A cancelled transaction says why: a key already held (a
+duplicate, or a key reused with another payload), a ceiling that would be passed (a hard
+limit, an enforced rate), a catalog that is full or already holds a metric, or contention;
+the part is then rebuilt without what was settled, so no event is half-counted and none is
+refused while it still fits. A transaction whose answer was lost (a timeout, a
 5xx, TransactionInProgressException) may have been applied: it is retried unchanged, with
 its ClientRequestToken and item values, so DynamoDB applies it at most once, and when no
 retry is left its outcome is read back. Every attempt keeps to the request's deadline.
@@ -23,13 +24,31 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_meter import jsonutil
 from usage_meter.domain import clock
-from usage_meter.domain.packing import LimitGroup, PendingEvent, admit, increments
+from usage_meter.domain.packing import (
+    MAX_UNDECLARED_METRICS,
+    Known,
+    PendingEvent,
+    Refusal,
+    RefusalReason,
+    admit,
+    increments,
+    metric_claims,
+)
 from usage_meter.domain.periods import RETENTION, month_period
-from usage_meter.errors import Busy, IdempotencyKeyReused, LimitExceeded, UsageMeterError
-from usage_meter.models.records import CounterIncrement, IdempotencyRecord
+from usage_meter.errors import (
+    Busy,
+    IdempotencyKeyReused,
+    LimitExceeded,
+    RateLimited,
+    TooManyMetrics,
+    UsageMeterError,
+)
+from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import ErrorDetail, EventResult
+from usage_meter.store import catalog
 from usage_meter.store import events as event_store
+from usage_meter.store.keys import minute_key
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -105,21 +124,37 @@ def settle_duplicate(event: PendingEvent, held: IdempotencyRecord, outcomes: Out
         outcomes.set(event, "rejected", None, error_detail(reused))
 
 
-def refuse_over_limit(events: list[PendingEvent], outcomes: Outcomes) -> None:
-    """Refuse events that do not fit their limit; a keyed one that was recorded before is a
-    duplicate (its original outcome), not a refusal."""
-    for event in events:
+def _refusal(event: PendingEvent, reason: RefusalReason) -> tuple[str, UsageMeterError]:
+    """The status and error of an event that does not fit."""
+    if reason == "limit":
+        period = month_period(event.event_time)
+        limit = jsonutil.number_text(event.hard_limit or Decimal(0))
+        return "limit_exceeded", LimitExceeded(
+            f"{event.metric} would pass its limit of {limit} for {period.key}"
+        )
+    if reason == "metrics":
+        return "rejected", TooManyMetrics(
+            f"{event.developer_id} already uses {MAX_UNDECLARED_METRICS} metrics its plan does not "
+            f"declare; {event.metric} would be one more (declare it in the plan, or use a metric "
+            "already in use)"
+        )
+    return "rejected", RateLimited(
+        f"the plan allows {event.rate_ceiling} events a minute for {event.developer_id}; "
+        "retry in the next minute"
+    )
+
+
+def refuse(refused: list[Refusal], outcomes: Outcomes) -> None:
+    """Refuse events that do not fit; a keyed one that was recorded before is a duplicate (its
+    original outcome), not a refusal."""
+    for event, reason in refused:
         # a key the service made for this request was never held by anyone
         held = None if event.key_made else event_store.get_record(event.developer_id, event.idempotency_key)
         if held is not None and held.expires_at >= int(clock.now().timestamp()):
             settle_duplicate(event, held, outcomes)
             continue
-        period = month_period(event.event_time)
-        exceeded = LimitExceeded(
-            f"{event.metric} would pass its limit of {jsonutil.number_text(event.hard_limit or Decimal(0))} "
-            f"for {period.key}",
-        )
-        outcomes.set(event, "limit_exceeded", None, error_detail(exceeded))
+        status, error = _refusal(event, reason)
+        outcomes.set(event, status, None, error_detail(error))
 
 
 @dataclass
@@ -128,9 +163,10 @@ class Transaction:
     is known: a retry after a lost answer must be the very same request."""
 
     admitted: list[PendingEvent]
-    refused: list[PendingEvent]  # proposed refusals at a hard limit, final once this commits
+    refused: list[Refusal]  # proposed refusals, final once this commits
     records: list[IdempotencyRecord]
     changes: list[CounterIncrement]
+    claims: list[MetricClaim]
     token: str
     now_epoch: int
     recorded_at: str
@@ -140,6 +176,7 @@ class Transaction:
         event_store.commit_events(
             self.records,
             self.changes,
+            self.claims,
             token=self.token,
             now_epoch=self.now_epoch,
             updated_at=self.recorded_at,
@@ -149,16 +186,16 @@ class Transaction:
         """It was applied: its events are recorded, its proposed refusals final."""
         for event in self.admitted:
             outcomes.set(event, "recorded", self.recorded_at)
-        refuse_over_limit(self.refused, outcomes)
+        refuse(self.refused, outcomes)
 
 
-def build(pending: list[PendingEvent], known: dict[LimitGroup, Decimal]) -> Transaction | None:
-    """The transaction of the pending events that fit their limits (None if none fits): a new
-    token, now's times."""
-    admitted, refused = admit(pending, known)
-    if not admitted:
-        return None
+def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None, list[Refusal]]:
+    """The transaction of the pending events that fit (None if none fits): a new token, now's
+    times; and the refusals proposed."""
     now = clock.now()
+    admitted, refused = admit(pending, known, minute_key(now), catalog.catalogued)
+    if not admitted:
+        return None, refused
     recorded_at = format_timestamp(now)
     expires_at = int((now + RETENTION).timestamp())
     token = str(uuid.uuid4())
@@ -167,28 +204,35 @@ def build(pending: list[PendingEvent], known: dict[LimitGroup, Decimal]) -> Tran
         refused=refused,
         records=[record(e, recorded_at, expires_at, token) for e in admitted],
         changes=increments(admitted, now),
+        claims=metric_claims(admitted, catalog.catalogued),
         token=token,
         now_epoch=int(now.timestamp()),
         recorded_at=recorded_at,
-    )
+    ), refused
 
 
 def _learn(
     cancelled: event_store.CommitCancelled,
     tx: Transaction,
     pending: list[PendingEvent],
-    known: dict[LimitGroup, Decimal],
+    known: Known,
     outcomes: Outcomes,
     ours: set[str],
 ) -> bool:
-    """Take what a cancelled commit says: the real values of counters refused at a ceiling, and
-    the keys already held (settled and removed from `pending`): `recorded` when the holder is a
-    transaction of this request (`ours`: applied by an attempt whose answer was lost), else
-    the original outcome. True when something was settled (retry at once), False for
-    contention (back off first)."""
+    """Take what a cancelled commit says: the real values of counters refused at a ceiling, the
+    metrics already catalogued and the catalogs that are full (read again whole, so that a
+    metric already in one is not refused), and the keys already held (settled and removed
+    from `pending`): `recorded` when the holder is a transaction of this request (`ours`:
+    applied by an attempt whose answer was lost), else the original outcome. True when
+    something was learned (retry at once), False for contention (back off first)."""
     for position, consumed in cancelled.over_limit.items():
         change = tx.changes[position]
-        known[(change.developer_id, change.key, change.metric)] = consumed
+        known.counters[(change.developer_id, change.key, change.metric)] = consumed
+    for developer_id, metric in cancelled.catalogued:
+        catalog.learn(developer_id, [metric])
+    for developer_id, size in cancelled.catalog_sizes.items():
+        known.catalog_sizes[developer_id] = size
+        catalog.load(developer_id)
     for position, held in cancelled.duplicates.items():
         event = tx.admitted[position]
         if held.commit_token in ours:
@@ -198,32 +242,36 @@ def _learn(
         pending.remove(event)
     if cancelled.duplicates:
         logger.info("duplicates peeled off", extra={"duplicates": len(cancelled.duplicates)})
-    return bool(cancelled.duplicates or cancelled.over_limit)
+    return bool(
+        cancelled.duplicates or cancelled.over_limit or cancelled.catalogued or cancelled.catalog_sizes
+    )
 
 
 def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) -> bool:
-    """Commit one transaction's worth of events, peeling off duplicates and events over a hard
-    limit, and retrying contention and lost answers; False when it could not finish (its
-    unsettled events are answered temporarily_unavailable).
+    """Commit one transaction's worth of events, peeling off duplicates and events that do not
+    fit (a hard limit, an enforced rate, a full catalog), and retrying contention and lost
+    answers; False when it could not finish (its unsettled events are answered
+    temporarily_unavailable).
 
-    Refusals at a limit are settled only after the admitted events are committed: until then an
-    admitted event may still turn out to be a duplicate (its room was never used) or be refused
-    by DynamoDB (the counter holds more than assumed), and the events it crowded out must be
-    judged again. Once a commit succeeds they are final, because counters only grow.
+    Refusals are settled only after the admitted events are committed: until then an admitted
+    event may still turn out to be a duplicate (its room was never used) or be refused by
+    DynamoDB (the counter holds more than assumed), and the events it crowded out must be
+    judged again. Once a commit succeeds they are final, because what they were judged by only
+    grows: a period's counter, the transaction's minute counter, a catalog.
     Only a cancellation (nothing applied) rebuilds the transaction; any other failure retries
     it unchanged.
     """
     pending = list(part)
-    known: dict[LimitGroup, Decimal] = {}
+    known = Known()
     ours: set[str] = set()
     tx: Transaction | None = None
     for attempt in range(MAX_COMMIT_ATTEMPTS):
         if not event_store.time_to_commit():
             break
         if tx is None:
-            tx = build(pending, known)
+            tx, refused = build(pending, known)
             if tx is None:  # nothing fits: the refusals are final
-                refuse_over_limit(pending, outcomes)
+                refuse(refused, outcomes)
                 return True
             ours.add(tx.token)
         try:

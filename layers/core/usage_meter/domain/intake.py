@@ -31,6 +31,7 @@ from usage_meter.errors import (
 )
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import ErrorDetail, UsageEventIn
+from usage_meter.store import catalog
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -129,14 +130,25 @@ class Intake:
         # the plan is read after the key is claimed: if the read fails, a later item with the
         # same key still compares against this one instead of taking its place
         try:
-            plan = self.resolve.plan(event.developer_id, month_period(event.event_time).end)
-            event.allowance = metric_limit(plan, event.metric)
+            self._judge_by_plan(event)
         except UsageMeterError as exc:
             if self.single:
                 raise
             self.unavailable.append((event, error_detail(exc)))
             return
         self.to_commit.append(event)
+
+    def _judge_by_plan(self, event: PendingEvent) -> None:
+        """What the event is judged by: the allowance of the plan of its period, the rate of
+        the current plan, and (for a metric no plan declares) the developer's catalog, read
+        here once so that a failure to read it is this item's."""
+        plan = self.resolve.plan(event.developer_id, month_period(event.event_time).end)
+        event.allowance = metric_limit(plan, event.metric)
+        event.undeclared = event.allowance is None
+        current = self.resolve.plan(event.developer_id)
+        event.rate_ceiling = current.rate_ceiling if current else None
+        if event.undeclared:
+            catalog.catalogued(event.developer_id, event.metric)
 
     def finish(self) -> list[PendingEvent]:
         """The events to commit; events whose plan could not be read are refused (with their

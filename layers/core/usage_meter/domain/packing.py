@@ -2,29 +2,40 @@
 
 A transaction may touch an item once and hold at most 100 items, so the events of a batch
 are packed, in order, into parts whose idempotency records (one per event: an event sent
-without a key has one made by the service) plus combined counter changes fit;
-no event is ever split across two transactions. Pure functions over `PendingEvent`s: the
-tests use them as they are.
+without a key has one made by the service), combined counter changes and metric catalog
+claims fit; no event is ever split across two transactions. Admission decides which events
+fit what their transaction may use: a hard limit, an enforced rate, the catalog's bound.
+Pure functions over `PendingEvent`s (the catalog as a predicate): the tests use them as
+they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from usage_meter.domain.periods import day_key, month_key
 from usage_meter.models.accounts import MetricLimit
-from usage_meter.models.records import CounterIncrement, CounterScope
+from usage_meter.models.records import CounterIncrement, CounterScope, MetricClaim
 from usage_meter.store.keys import minute_key
 
 MAX_TRANSACTION_ITEMS = 100
 MINUTE_COUNTER_TTL = timedelta(hours=1)
+MAX_UNDECLARED_METRICS = 100
+"""Metrics a developer may use that its plans do not declare: what bounds its read answers."""
 
 LimitGroup = tuple[str, str, str]
-"""(developer, billing period, metric): the counter a hard limit caps."""
+"""(developer, key, metric) of a capped counter: (developer, billing period, metric) under a
+hard limit, (developer, minute, "*") under an enforced rate."""
+
+Catalogued = Callable[[str, str], bool]
+"""Whether (developer, metric) is in the developer's metric catalog already."""
+
+RefusalReason = Literal["limit", "rate", "metrics"]
+Refusal = tuple["PendingEvent", RefusalReason]
 
 
 @dataclass(eq=False)  # identity, not field equality: two unkeyed events may be alike
@@ -41,6 +52,8 @@ class PendingEvent:
     metadata: dict[str, Any] | None
     key_made: bool = False  # the key is the service's: the client sent none
     allowance: MetricLimit | None = None  # the plan's limit for this metric, if any
+    undeclared: bool = False  # the plan does not list the metric: it takes a place in the catalog
+    rate_ceiling: int | None = None  # events per minute the developer's plan enforces, if any
     followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
 
     @property
@@ -60,24 +73,31 @@ class PendingEvent:
     def period(self) -> str:
         return month_key(self.event_time)
 
+    def claims_metric(self, catalogued: Catalogued) -> bool:
+        """Whether its transaction must put its metric in the developer's catalog."""
+        return self.undeclared and not catalogued(self.developer_id, self.metric)
 
-def transaction_cost(events: Sequence[PendingEvent]) -> int:
+
+def transaction_cost(events: Sequence[PendingEvent], catalogued: Catalogued) -> int:
     """Items of one transaction: one record per event, combined day and month counters, one
-    minute counter per developer."""
+    minute counter per developer, and per developer with new metrics an entry for each and
+    the catalog's size."""
+    claimed = {(e.developer_id, e.metric) for e in events if e.claims_metric(catalogued)}
     counters = (
         {("D", e.developer_id, e.day, e.metric) for e in events}
         | {("M", e.developer_id, e.period, e.metric) for e in events}
         | {("R", e.developer_id, "", "") for e in events}
     )
-    return len(events) + len(counters)
+    return len(events) + len(counters) + len(claimed) + len({developer for developer, _ in claimed})
 
 
-def chunks(events: Sequence[PendingEvent]) -> list[list[PendingEvent]]:
-    """Pack events, in order, into transactions of at most 100 items (records + combined counters)."""
+def chunks(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[list[PendingEvent]]:
+    """Pack events, in order, into transactions of at most 100 items (records, combined
+    counters, catalog claims)."""
     parts: list[list[PendingEvent]] = []
     current: list[PendingEvent] = []
     for event in events:
-        if current and transaction_cost([*current, event]) > MAX_TRANSACTION_ITEMS:
+        if current and transaction_cost([*current, event], catalogued) > MAX_TRANSACTION_ITEMS:
             parts.append(current)
             current = []
         current.append(event)
@@ -92,7 +112,8 @@ CounterSlot = tuple[str, CounterScope, str, str]
 def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterIncrement]:
     """Combine the counter changes of events that hit the same counter item (a transaction may
     touch an item once). A month counter under a hard limit carries the limit as its ceiling;
-    each developer's minute counter counts the events recorded in this minute."""
+    each developer's minute counter counts the events recorded in this minute, with the
+    enforced rate as its ceiling."""
     totals: dict[CounterSlot, tuple[Decimal, int]] = {}
     ceilings: dict[CounterSlot, Decimal] = {}
     minute = minute_key(now)
@@ -105,8 +126,9 @@ def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterInc
         for slot, quantity in slots:
             total, count = totals.get(slot, (Decimal(0), 0))
             totals[slot] = (total + quantity, count + 1)
-            if slot[1] == "month" and e.hard_limit is not None:
-                ceilings[slot] = e.hard_limit
+            ceiling = _ceiling(e, slot[1])
+            if ceiling is not None:
+                ceilings[slot] = ceiling
     minute_expiry = int((now + MINUTE_COUNTER_TTL).timestamp())
     return [
         CounterIncrement(
@@ -123,29 +145,98 @@ def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterInc
     ]
 
 
-def admit(
-    pending: list[PendingEvent], known: dict[LimitGroup, Decimal]
-) -> tuple[list[PendingEvent], list[PendingEvent]]:
-    """(admitted, refused): the events, taken in order, that fit their hard limit given what the
-    counters are known to hold and the room the earlier admitted events take, and those that do
-    not.
+def _ceiling(event: PendingEvent, scope: CounterScope) -> Decimal | None:
+    if scope == "month":
+        return event.hard_limit
+    if scope == "minute" and event.rate_ceiling is not None:
+        return Decimal(event.rate_ceiling)
+    return None
 
-    `known` starts empty (optimistic: DynamoDB's condition is the judge) and learns the real
-    value from each transaction refused at a ceiling. An event that does not fit is refused
-    whole; a later, smaller one may still fit. The refusal is only a proposal: it is final once
-    the events admitted before it are committed (see commit.commit_part).
-    """
-    room_used: dict[LimitGroup, Decimal] = {}
-    admitted: list[PendingEvent] = []
-    refused: list[PendingEvent] = []
-    for event in pending:
+
+def metric_claims(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[MetricClaim]:
+    """The catalog claims of a transaction's events: per developer, its metrics not yet in its
+    catalog, each once."""
+    new: dict[str, list[str]] = {}
+    for e in events:
+        metrics = new.setdefault(e.developer_id, [])
+        if e.claims_metric(catalogued) and e.metric not in metrics:
+            metrics.append(e.metric)
+    return [
+        MetricClaim(developer_id=d, metrics=m, ceiling=MAX_UNDECLARED_METRICS) for d, m in new.items() if m
+    ]
+
+
+@dataclass
+class Known:
+    """What cancelled transactions showed of the stored state: the value of each capped counter
+    that refused (by LimitGroup), and the size of each developer's full catalog. Empty at first
+    (optimistic: DynamoDB's conditions are the judge)."""
+
+    counters: dict[LimitGroup, Decimal] = field(default_factory=dict)
+    catalog_sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Room:
+    """What the events admitted so far into one transaction take, on top of what is known."""
+
+    known: Known
+    minute: str
+    catalogued: Catalogued
+    used: dict[LimitGroup, Decimal] = field(default_factory=dict)
+    claimed: dict[str, set[str]] = field(default_factory=dict)
+
+    def _counter(self, group: LimitGroup) -> Decimal:
+        return self.known.counters.get(group, Decimal(0)) + self.used.get(group, Decimal(0))
+
+    def _claims(self, event: PendingEvent) -> bool:
+        return event.claims_metric(self.catalogued) and event.metric not in self.claimed.get(
+            event.developer_id, set()
+        )
+
+    def refusal(self, event: PendingEvent) -> RefusalReason | None:
+        """Why the event does not fit (its limit first: it will not fit later either), or None."""
         limit = event.hard_limit
-        if limit is not None:
-            group = event.limit_group
-            used = known.get(group, Decimal(0)) + room_used.get(group, Decimal(0))
-            if used + event.quantity > limit:
-                refused.append(event)
-                continue
-            room_used[group] = room_used.get(group, Decimal(0)) + event.quantity
+        if limit is not None and self._counter(event.limit_group) + event.quantity > limit:
+            return "limit"
+        if self._claims(event):
+            size = self.known.catalog_sizes.get(event.developer_id, 0)
+            if size + len(self.claimed.get(event.developer_id, ())) + 1 > MAX_UNDECLARED_METRICS:
+                return "metrics"
+        rate = (event.developer_id, self.minute, "*")
+        if event.rate_ceiling is not None and self._counter(rate) + 1 > event.rate_ceiling:
+            return "rate"
+        return None
+
+    def take(self, event: PendingEvent) -> None:
+        if event.hard_limit is not None:
+            self.used[event.limit_group] = self.used.get(event.limit_group, Decimal(0)) + event.quantity
+        if self._claims(event):
+            self.claimed.setdefault(event.developer_id, set()).add(event.metric)
+        rate = (event.developer_id, self.minute, "*")
+        self.used[rate] = self.used.get(rate, Decimal(0)) + 1
+
+
+def admit(
+    pending: list[PendingEvent], known: Known, minute: str, catalogued: Catalogued
+) -> tuple[list[PendingEvent], list[Refusal]]:
+    """(admitted, refused): the events, taken in order, that fit their hard limit, the rate
+    their plan enforces in `minute` and the bound of their developer's catalog, given what is
+    known of the stored state and the room the earlier admitted events take; and those that
+    do not, each with its reason.
+
+    An event that does not fit is refused whole; a later, smaller one may still fit. The
+    refusal is only a proposal: it is final once the events admitted before it are committed
+    (see commit.commit_part).
+    """
+    room = _Room(known, minute, catalogued)
+    admitted: list[PendingEvent] = []
+    refused: list[Refusal] = []
+    for event in pending:
+        reason = room.refusal(event)
+        if reason is not None:
+            refused.append((event, reason))
+            continue
+        room.take(event)
         admitted.append(event)
     return admitted, refused

@@ -31,12 +31,20 @@ from usage_meter.domain.intake import Intake
 from usage_meter.domain.packing import PendingEvent, chunks
 from usage_meter.domain.periods import month_period
 from usage_meter.domain.plans import remaining
-from usage_meter.errors import Busy, IdempotencyKeyReused, LimitExceeded, UsageMeterError, ValidationFailed
+from usage_meter.domain.ratelimit import seconds_to_next_minute
+from usage_meter.errors import (
+    Busy,
+    IdempotencyKeyReused,
+    LimitExceeded,
+    RateLimited,
+    UsageMeterError,
+    ValidationFailed,
+)
 from usage_meter.models.accounts import Identity
 from usage_meter.models.timestamps import format_instant
 from usage_meter.models.wire import EventBatchIn, EventResult, TrackResponse, UsageBlock, UsageEventIn
+from usage_meter.store import catalog, dynamodb
 from usage_meter.store import counters as counter_store
-from usage_meter.store import dynamodb
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -44,6 +52,7 @@ metrics = Metrics()
 _SINGLE_EVENT_ERRORS: dict[str, type[UsageMeterError]] = {
     "idempotency_key_reused": IdempotencyKeyReused,
     "temporarily_unavailable": Busy,
+    "rate_limited": RateLimited,
 }
 
 
@@ -120,7 +129,7 @@ def _commit(events: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper, *, s
     failing, or the deadline came), the later parts are not tried: their events are answered
     temporarily_unavailable beside the recorded ones. A failure nobody foresaw still answers
     per item once anything is recorded, since a 5xx must mean nothing was counted."""
-    parts = chunks(events)
+    parts = chunks(events, catalog.catalogued)
     for position, part in enumerate(parts):
         try:
             finished = commit_part(part, outcomes, sleep)
@@ -144,7 +153,11 @@ def _answer_single(response: TrackResponse, event: PendingEvent) -> TrackRespons
     only = response.results[0]
     if only.status == "rejected" and only.error is not None:
         error_class = _SINGLE_EVENT_ERRORS.get(only.error.code, ValidationFailed)
-        raise error_class(only.error.message, code=only.error.code)
+        error = error_class(only.error.message, code=only.error.code)
+        if isinstance(error, RateLimited):  # the answer says when the rate starts over
+            error.retry_after = seconds_to_next_minute(clock.now())
+            error.requests_per_minute = event.rate_ceiling
+        raise error
     try:
         usage: UsageBlock | None = _usage_block(event)
     except Busy:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from usage_meter import jsonutil
 from usage_meter.domain.identity import authorizer_context, identity_from_authorizer
-from usage_meter.errors import UsageMeterError, describe_validation, validation_failed
+from usage_meter.errors import RateLimited, UsageMeterError, describe_validation, validation_failed
 from usage_meter.models.accounts import Identity
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse, RateStatus
 
@@ -41,7 +41,12 @@ _ERRORS: dict[int | HTTPStatus, Any] = {
         (404, "No such developer (a service key naming an unknown developerId)"),
         (415, "The body is not JSON (Content-Type)"),
         (422, "Invalid input"),
-        (429, "A hard limit would be passed; nothing was counted (Retry-After: until the period resets)"),
+        (
+            429,
+            "A hard limit would be passed (limit_exceeded; Retry-After: until the period resets) or the "
+            "plan's enforced rate is used up (rate_limited; Retry-After: until the next minute); "
+            "nothing was counted",
+        ),
         (503, "DynamoDB kept refusing; retry (with the same idempotency keys)"),
     )
 }
@@ -147,9 +152,12 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     @app.exception_handler(UsageMeterError)
     def _domain_error(exc: UsageMeterError) -> Response[str]:
         logger.info("request refused", extra={"code": exc.code, "status": exc.status})
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        if isinstance(exc, RateLimited) and exc.requests_per_minute and exc.retry_after:
+            rate = RateStatus(limit=exc.requests_per_minute, remaining=0, reset=exc.retry_after)
+            headers.update(rate_headers(rate) or {})
         return error_response(
-            exc.status, exc.code, exc.message, exc.details, headers=headers, extra=exc.extra
+            exc.status, exc.code, exc.message, exc.details, headers=headers or None, extra=exc.extra
         )
 
     @app.exception_handler(RequestValidationError)

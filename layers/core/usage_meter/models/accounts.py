@@ -78,6 +78,15 @@ class MetricLimit(BaseModel):
 
 
 class Plan(BaseModel):
+    """Limits per metric and a request rate. `rate_enforcement` hard refuses tracked events past
+    `requests_per_minute` in a UTC minute (429 `rate_limited`); soft only reports the rate."""
+
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
     metrics: dict[str, MetricLimit] = Field(default_factory=dict)
-    requests_per_minute: int | None = None
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    rate_enforcement: Enforcement = "soft"
+
+    @property
+    def rate_ceiling(self) -> int | None:
+        """Events a developer may have recorded per minute, when the plan enforces its rate."""
+        return self.requests_per_minute if self.rate_enforcement == "hard" else None

@@ -48,6 +48,16 @@ class CounterIncrement(BaseModel):
     expires_at: int | None = None
 
 
+class MetricClaim(BaseModel):
+    """Metrics entering one developer's metric catalog in one transaction: an item for each
+    (put only if it is not there yet) and the catalog's size raised by as many, only while it
+    stays at most `ceiling`. Both commit with the events that use the metrics, or neither."""
+
+    developer_id: str
+    metrics: list[str]
+    ceiling: int
+
+
 class Counter(BaseModel):
     """A counter item as read back."""
 

@@ -281,6 +281,7 @@ def _plan_item(plan: Plan) -> Item:
     }
     if plan.requests_per_minute is not None:
         item["requestsPerMinute"] = number(plan.requests_per_minute)
+    item["rateEnforcement"] = text(plan.rate_enforcement)
     return item
 
 
@@ -293,7 +294,12 @@ def _plan(item: dict[str, Any]) -> Plan:
         for name, value in item.get("metrics", {"M": {}})["M"].items()
     }
     rpm = item.get("requestsPerMinute")
-    return Plan(name=item["name"]["S"], metrics=metrics, requests_per_minute=int(rpm["N"]) if rpm else None)
+    return Plan(
+        name=item["name"]["S"],
+        metrics=metrics,
+        requests_per_minute=int(rpm["N"]) if rpm else None,
+        rate_enforcement=item.get("rateEnforcement", {"S": "soft"})["S"],
+    )
 
 
 def put_plan(plan: Plan) -> None:

@@ -13,7 +13,7 @@ variable set for one invocation and reset after it, never in a module global.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -138,10 +138,21 @@ def client() -> DynamoDBClient:
     return made
 
 
+_forget_on_reset: list[Callable[[], None]] = []
+
+
+def on_reset(forget: Callable[[], None]) -> None:
+    """Have `reset` call `forget` too: for caches of what the tables hold."""
+    _forget_on_reset.append(forget)
+
+
 def reset() -> None:
-    """Forget the cached client and settings (tests switch endpoints and tables)."""
+    """Forget the cached client, settings and what is cached of the tables (tests switch
+    endpoints and tables)."""
     client.cache_clear()
     settings.cache_clear()
+    for forget in _forget_on_reset:
+        forget()
 
 
 def error_code(exc: ClientError) -> str:

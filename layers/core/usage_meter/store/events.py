@@ -10,9 +10,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from usage_meter import jsonutil
 from usage_meter.errors import Busy
-from usage_meter.models.records import CounterIncrement, IdempotencyRecord
+from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim
 from usage_meter.settings import settings
-from usage_meter.store import dynamodb, keys
+from usage_meter.store import catalog, dynamodb, keys
+from usage_meter.store.catalog import CatalogSlot
 from usage_meter.store.counters import increment_item
 from usage_meter.store.dynamodb import (
     COMMIT_OPERATION,
@@ -35,19 +36,25 @@ class CommitCancelled(Exception):
     `duplicates` maps the position of an idempotency record in the commit to the record that
     already holds the key; `retryable` is true when contention or throttling took part.
     `over_limit` maps the position of a ceiling-conditioned increment that would have passed
-    its ceiling to the counter's value at that moment.
+    its ceiling to the counter's value at that moment. `catalogued` lists the (developer,
+    metric) claims whose metric was in the catalog already; `catalog_sizes` the size of each
+    developer's catalog that a claim would have taken past its ceiling.
     """
 
-    def __init__(
-        self,
-        duplicates: dict[int, IdempotencyRecord],
-        retryable: bool,
-        over_limit: dict[int, Decimal] | None = None,
-    ) -> None:
-        super().__init__(f"transaction cancelled: {len(duplicates)} duplicate(s), retryable={retryable}")
-        self.duplicates = duplicates
+    def __init__(self, retryable: bool) -> None:
+        super().__init__("transaction cancelled")
         self.retryable = retryable
-        self.over_limit = over_limit or {}
+        self.duplicates: dict[int, IdempotencyRecord] = {}
+        self.over_limit: dict[int, Decimal] = {}
+        self.catalogued: list[tuple[str, str]] = []
+        self.catalog_sizes: dict[str, int] = {}
+
+    def __str__(self) -> str:
+        return (
+            f"transaction cancelled: {len(self.duplicates)} duplicate(s), {len(self.over_limit)} "
+            f"ceiling(s), {len(self.catalogued) + len(self.catalog_sizes)} catalog claim(s), "
+            f"retryable={self.retryable}"
+        )
 
 
 class CommitInDoubt(Exception):
@@ -117,12 +124,14 @@ def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
 def commit_events(
     records: Sequence[IdempotencyRecord],
     increments: Sequence[CounterIncrement],
+    claims: Sequence[MetricClaim] = (),
     *,
     token: str,
     now_epoch: int,
     updated_at: str,
 ) -> None:
-    """Write idempotency records and counter increments in one TransactWriteItems: all or nothing.
+    """Write idempotency records, counter increments and metric catalog claims in one
+    TransactWriteItems: all or nothing.
 
     A record is put only if its key is new or its earlier record has expired (checked here,
     not left to TTL deletion). `token` is the ClientRequestToken: DynamoDB applies a
@@ -143,12 +152,13 @@ def commit_events(
         for record in records
     ]
     items.extend(increment_item(inc, updated_at) for inc in increments)
+    items.extend(catalog.claim_items(claims, updated_at))
     try:
         dynamodb.client().transact_write_items(TransactItems=items, ClientRequestToken=token)
     except ClientError as exc:
         code = dynamodb.error_code(exc)
         if code == "TransactionCanceledException":
-            raise _cancelled(exc, records, increments) from exc
+            raise _cancelled(exc, records, len(increments), catalog.slots(claims)) from exc
         if code in RETRYABLE_ERRORS:
             raise CommitInDoubt(maybe_applied=code in MAYBE_APPLIED_ERRORS) from exc
         raise
@@ -176,38 +186,59 @@ def written_by(record: IdempotencyRecord, token: str) -> bool | None:
 
 
 def _cancelled(
-    exc: ClientError, records: Sequence[IdempotencyRecord], increments: Sequence[CounterIncrement]
+    exc: ClientError, records: Sequence[IdempotencyRecord], increments: int, slots: list[CatalogSlot]
 ) -> CommitCancelled:
     """Read the per-item cancellation reasons: which keys exist already, which ceilings were hit,
-    and was there contention."""
+    which catalog claims failed, and was there contention."""
     reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
-    duplicates: dict[int, IdempotencyRecord] = {}
-    over_limit: dict[int, Decimal] = {}
-    retryable = not reasons  # no reasons at all: treat as contention
+    cancelled = CommitCancelled(retryable=not reasons)  # no reasons at all: treat as contention
     for position, reason in enumerate(reasons):
         code = reason.get("Code", "None")
-        if code == "ConditionalCheckFailed" and position >= len(records):
-            index = position - len(records)
-            item = reason.get("Item") or {}
-            if "consumed" in item:
-                over_limit[index] = Decimal(item["consumed"]["N"])
-            else:  # no old value to judge by: read it again on the next attempt
-                retryable = True
-        elif code == "ConditionalCheckFailed" and position < len(records):
-            held = (
-                _record_from_item(reason["Item"])
-                if reason.get("Item")
-                else get_record(records[position].developer_id, records[position].idempotency_key)
-            )
-            if held is None:  # expired and deleted in between: simply try again
-                retryable = True
-            else:
-                duplicates[position] = held
+        if code == "ConditionalCheckFailed":
+            _condition_failed(cancelled, position, reason, records, increments, slots)
         elif code in RETRYABLE_REASONS:
-            retryable = True
+            cancelled.retryable = True
         elif code not in ("None", ""):
             raise RuntimeError(f"transaction item {position} failed with {code}: {reason.get('Message')}")
-    return CommitCancelled(duplicates, retryable, over_limit)
+    return cancelled
+
+
+def _condition_failed(
+    cancelled: CommitCancelled,
+    position: int,
+    reason: dict[str, Any],
+    records: Sequence[IdempotencyRecord],
+    increments: int,
+    slots: list[CatalogSlot],
+) -> None:
+    """Note what one failed condition says; what it cannot say (no old item) is retried."""
+    item = reason.get("Item") or {}
+    if position < len(records):
+        held = (
+            _record_from_item(item)
+            if item
+            else get_record(records[position].developer_id, records[position].idempotency_key)
+        )
+        if held is None:  # expired and deleted in between: simply try again
+            cancelled.retryable = True
+        else:
+            cancelled.duplicates[position] = held
+        return
+    position -= len(records)
+    if position < increments:
+        if "consumed" in item:
+            cancelled.over_limit[position] = Decimal(item["consumed"]["N"])
+        else:  # no old value to judge by: read it again on the next attempt
+            cancelled.retryable = True
+        return
+    developer_id, metric = slots[position - increments]
+    size = catalog.size_of(item)
+    if metric is not None:
+        cancelled.catalogued.append((developer_id, metric))
+    elif size is not None:
+        cancelled.catalog_sizes[developer_id] = size
+    else:
+        cancelled.retryable = True
 
 
 def get_record(developer_id: str, idempotency_key: str) -> IdempotencyRecord | None:

@@ -5,6 +5,8 @@ UsageTable (pk, sk strings):
     sk = "D#<YYYY-MM-DD>#<metric>"   day counter; carries activeDay = "<day>#<shard>" (ActivityIndex)
     sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
     sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
+    sk = "METRIC#<metric>"           the developer's metric catalog: a metric its plan does not declare
+    sk = "METRICS"                   the catalog's size (at most 100: too_many_metrics beyond)
     sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
                                      of the month's day counters (consumed, events, days with
                                      usage), closed (the month has ended), rolledUpAt
@@ -31,6 +33,8 @@ PLAN_SK = "PLAN"
 ACTIVITY_SHARDS = 8
 _SCOPE_PREFIX: dict[CounterScope, str] = {"day": "D", "month": "M", "minute": "R"}
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
+CATALOG_PREFIX = "METRIC#"
+CATALOG_SIZE_SK = "METRICS"
 
 
 def developer_pk(developer_id: str) -> str:
@@ -91,6 +95,15 @@ def summary_range(month: str) -> tuple[str, str]:
 def counter_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
     """The sk range holding every metric's counters from `first` to `last` (inclusive)."""
     return f"{_SCOPE_PREFIX[scope]}#{first}#", f"{_SCOPE_PREFIX[scope]}#{last}#~"
+
+
+def catalog_sk(metric: str) -> str:
+    return f"{CATALOG_PREFIX}{metric}"
+
+
+def catalog_range() -> tuple[str, str]:
+    """The sk range holding every entry of a developer's metric catalog (not its size item)."""
+    return CATALOG_PREFIX, f"{CATALOG_PREFIX}~"
 
 
 def scope_of_sk(sk: str) -> CounterScope:
