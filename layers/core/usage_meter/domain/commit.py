@@ -183,7 +183,10 @@ class Transaction:
         )
 
     def settle(self, outcomes: Outcomes) -> None:
-        """It was applied: its events are recorded, its proposed refusals final."""
+        """It was applied: its events are recorded, its proposed refusals final, its metrics
+        in their catalogs (the request's later parts must not claim them again)."""
+        for claim in self.claims:
+            catalog.learn(claim.developer_id, claim.metrics)
         for event in self.admitted:
             outcomes.set(event, "recorded", self.recorded_at)
         refuse(self.refused, outcomes)

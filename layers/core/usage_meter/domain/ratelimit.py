@@ -84,14 +84,14 @@ def _named_developer(identity: Identity, body: UsageEventIn | EventBatchIn) -> s
     return only if re.fullmatch(DEVELOPER_ID_PATTERN, only) else None
 
 
-def track_rate_status(identity: Identity, body: UsageEventIn | EventBatchIn) -> RateStatus | None:
-    """The rate status after a track request, read once it is committed; None when the request
-    is not about one developer, or when the read fails: its events are recorded either way,
-    and an answer without the headers is better than a 5xx that invites a resend."""
-    developer_id = _named_developer(identity, body)
+def track_rate_status(resolve: DeveloperResolver, body: UsageEventIn | EventBatchIn) -> RateStatus | None:
+    """The rate status after a track request, read once it is committed (with the profiles and
+    plans `resolve` read for the request: one Query more); None when the request is not about
+    one developer, or when the read fails: its events are recorded either way, and an answer
+    without the headers is better than a 5xx that invites a resend."""
+    developer_id = _named_developer(resolve.identity, body)
     if developer_id is None:
         return None
-    resolve = DeveloperResolver(identity)
     try:
         return rate_status(resolve, resolve(developer_id))
     except UsageMeterError as exc:

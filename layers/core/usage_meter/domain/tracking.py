@@ -106,12 +106,12 @@ def _usage_block(event: PendingEvent) -> UsageBlock:
 
 
 def _run(
-    identity: Identity, items: list[Any], *, single: bool, header_key: str | None, sleep: Sleeper
+    resolve: DeveloperResolver, items: list[Any], *, single: bool, header_key: str | None, sleep: Sleeper
 ) -> tuple[TrackResponse, list[PendingEvent]]:
     """The pipeline: check and claim every item, commit the events in parts, summarise."""
     outcomes = Outcomes()
     intake = Intake(
-        resolve=DeveloperResolver(identity),
+        resolve=resolve,
         now=clock.now(),
         single=single,
         header_key=header_key,
@@ -183,19 +183,22 @@ def track(
     header_key: str | None = None,
     sleep: Sleeper = time.sleep,
     time_left_ms: int | None = None,
+    resolve: DeveloperResolver | None = None,
 ) -> TrackResponse:
     """Record one event or a batch; every event gets a result, in order.
 
-    Raises UsageMeterError (422/403/409/503) for a single event that fails; a batch never
+    Raises UsageMeterError (422/403/409/429/503) for a single event that fails; a batch never
     raises for a bad item, it reports it. `time_left_ms` is what the Lambda invocation has
-    left (None: no deadline); the DynamoDB work keeps a safety margin inside it.
+    left (None: no deadline); the DynamoDB work keeps a safety margin inside it. `resolve`
+    (for `identity`) lets the caller reuse the profiles and plans read here.
     """
     require_role(identity, "service", "tracking")
+    resolve = resolve or DeveloperResolver(identity)
     _check_header_key(body, header_key)
     deadline = None if time_left_ms is None else dynamodb.Deadline.within(time_left_ms)
     with dynamodb.working_to(deadline):
         if isinstance(body, EventBatchIn):
-            response, _ = _run(identity, list(body.events), single=False, header_key=None, sleep=sleep)
+            response, _ = _run(resolve, list(body.events), single=False, header_key=None, sleep=sleep)
             return response
-        response, events = _run(identity, [body], single=True, header_key=header_key, sleep=sleep)
+        response, events = _run(resolve, [body], single=True, header_key=header_key, sleep=sleep)
         return _answer_single(response, events[0])

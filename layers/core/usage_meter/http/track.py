@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import track_rate_status
 from usage_meter.domain.tracking import track
 from usage_meter.http.resolver import JSON, caller, json_response, ok_responses, rate_headers
@@ -40,14 +41,16 @@ def post_events(
     ] = None,
 ) -> Response[str]:
     identity = caller(router)
+    resolve = DeveloperResolver(identity)  # one read of each profile and plan for both steps
     answer = track(
         identity,
         body,
         header_key=idempotency_key,
         time_left_ms=router.lambda_context.get_remaining_time_in_millis(),
+        resolve=resolve,
     )
     payload = answer.wire()
     payload["results"] = [r.model_dump(by_alias=True, exclude_none=True) for r in answer.results]
     if answer.usage is None:
         payload.pop("usage")
-    return json_response(200, payload, headers=rate_headers(track_rate_status(identity, body)))
+    return json_response(200, payload, headers=rate_headers(track_rate_status(resolve, body)))
