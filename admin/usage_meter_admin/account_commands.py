@@ -12,6 +12,7 @@ from usage_meter.domain import accounts
 from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan
 from usage_meter.models.wire import METRIC_PATTERN
 from usage_meter.store import accounts as account_store
+from usage_meter_admin import catalogs
 from usage_meter_admin.common import CliError, command, emit, subcommands
 
 
@@ -121,8 +122,17 @@ def _plans_put(args: argparse.Namespace) -> None:
 
 
 def _plans_seed(args: argparse.Namespace) -> None:
-    added = accounts.seed_default_plans()
-    emit(args, [p.name for p in added], f"stored {len(added)} default plan(s)")
+    report = catalogs.seed(args.catalog, replace=args.replace)
+    lines = [
+        f"catalog {report.catalog}: created {len(report.meters_created)} meter(s)"
+        f" ({len(report.meters_unchanged)} already there), stored {len(report.plans_stored)} plan(s)"
+        f" ({len(report.plans_unchanged)} unchanged)",
+        *(
+            f"kept plan {name}: the stored one differs (--replace stores the catalog's)"
+            for name in report.plans_kept
+        ),
+    ]
+    emit(args, report.model_dump(), "\n".join(lines))
 
 
 def add_developer_commands(groups: Any) -> None:
@@ -153,7 +163,14 @@ def add_plan_commands(groups: Any) -> None:
     assign = command(plans, "set", _plans_set, "put a developer on a plan (applies to its next request)")
     assign.add_argument("developer_id")
     assign.add_argument("plan")
-    command(plans, "seed", _plans_seed, "store the default plans that are not stored yet")
+    seed = command(
+        plans,
+        "seed",
+        _plans_seed,
+        "store a catalog's plans that are not stored yet, and the meters they need",
+    )
+    seed.add_argument("--catalog", choices=catalogs.CATALOGS, default="default", help="default: %(default)s")
+    seed.add_argument("--replace", action="store_true", help="overwrite stored plans of the catalog's names")
     put = command(plans, "put", _plans_put, "create or replace a plan (applies to the next request)")
     put.add_argument("name")
     put.add_argument(

@@ -1,9 +1,9 @@
-"""`usage-meter`: the admin CLI for developers, API keys and plans, on-demand rollups, and
+"""`usage-meter`: the admin CLI for developers, API keys, plans and meters, on-demand rollups, and
 usage views (a developer's current usage and history, rendered by `views`).
 
 argparse rather than a CLI framework: it ships with Python, so the CLI adds nothing to the
-Lambda layer and runs wherever boto3 does. The commands live in `account_commands` and
-`usage_commands`; `connection` chooses the stack (--stack-name, --local, the environment)
+Lambda layer and runs wherever boto3 does. The commands live in `account_commands`,
+`meter_commands` and `usage_commands`; `connection` chooses the stack (--stack-name, --local, the environment)
 and names what is missing when AWS cannot be used. Every failure a user can cause or fix
 is one `error: …` line on stderr and exit code 1; anything else is a bug and raises.
 """
@@ -21,6 +21,7 @@ from usage_meter.errors import UsageMeterError
 from usage_meter_admin import connection
 from usage_meter_admin.account_commands import add_developer_commands, add_key_commands, add_plan_commands
 from usage_meter_admin.common import CliError
+from usage_meter_admin.meter_commands import add_meter_commands
 from usage_meter_admin.usage_commands import add_rollup_commands, add_usage_commands
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_developer_commands(groups)
     add_key_commands(groups)
     add_plan_commands(groups)
+    add_meter_commands(groups)
     add_rollup_commands(groups)
     add_usage_commands(groups)
     return parser

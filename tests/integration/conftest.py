@@ -13,10 +13,11 @@ from moto import mock_aws
 
 from usage_meter.domain import accounts, clock
 from usage_meter.store import dynamodb as store_db
+from usage_meter_admin import cli
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
 
-from helpers import DEV_A, DEV_B, SERVICE, naming
+from helpers import DEV_A, DEV_B, SERVICE, naming, table_items
 
 TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
 # moto copies a table for every item of a transaction: a 100-event batch can take seconds on a
@@ -89,3 +90,39 @@ def freeze(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
         monkeypatch.setattr(clock, "now", lambda: fixed)
 
     return _set
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(stack: Stack, capsys: pytest.CaptureFixture[str]) -> Run:
+    """`usage-meter <argv>` in-process: (exit code, stdout, stderr). An exception escaping
+    main() is what a user would see as a traceback: it fails the test."""
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = cli.main(list(argv))
+        except Exception as exc:
+            pytest.fail(f"usage-meter {' '.join(argv)!r} raised {exc!r} instead of exiting with 'error: ...'")
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return _run
+
+
+def accounts_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every item of the accounts table, by (pk, sk)."""
+    return {(i["pk"]["S"], i["sk"]["S"]): i for i in table_items(stack.dynamodb, stack.accounts_table)}
+
+
+def refused(stack: Stack, run: Run, *argv: str) -> str:
+    """Run a command the CLI must refuse: exit code 1, nothing on stdout, nothing written to
+    the accounts table; the one line it printed on stderr."""
+    before = accounts_items(stack)
+    code, out, err = run(*argv)
+    assert (code, out) == (1, ""), err
+    assert err.count("\n") == 1, err
+    assert accounts_items(stack) == before
+    return err

@@ -20,12 +20,11 @@ import pytest
 from usage_meter.domain import accounts, auth
 from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter.store import accounts as account_store
-from usage_meter_admin import cli
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer
 
 from helpers import table_items
-from integration.conftest import Stack
+from integration.conftest import Run, Stack
 
 Freeze = Callable[[datetime], None]
 NOON = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
@@ -46,26 +45,6 @@ def _empty_key_cache() -> Iterator[None]:
     auth.clear_cache()
     yield
     auth.clear_cache()
-
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(stack: Stack, capsys: pytest.CaptureFixture[str]) -> Run:
-    """`usage-meter <argv>` in-process: (exit code, stdout, stderr). An exception escaping
-    main() is what a user would see as a traceback: it fails the test."""
-
-    def _run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = cli.main(list(argv))
-        except Exception as exc:
-            pytest.fail(f"usage-meter {' '.join(argv)!r} raised {exc!r} instead of exiting with 'error: ...'")
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return _run
 
 
 def accounts_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
@@ -414,7 +393,14 @@ def test_plans_set_to_a_stored_custom_plan(stack: Stack, run: Run) -> None:
 def test_plans_seed_stores_missing_defaults_and_never_overwrites(stack: Stack, run: Run) -> None:
     code, out, err = run("--json", "plans", "seed")
     assert (code, err) == (0, "")
-    assert json.loads(out) == ["free", "pro", "enterprise"]
+    assert json.loads(out) == {
+        "catalog": "default",
+        "meters_created": ["api_calls", "tokens"],
+        "meters_unchanged": [],
+        "plans_stored": ["free", "pro", "enterprise"],
+        "plans_unchanged": [],
+        "plans_kept": [],
+    }
     stored = {pk: item for (pk, sk), item in accounts_items(stack).items() if sk == "PLAN"}
     assert sorted(stored) == ["PLAN#enterprise", "PLAN#free", "PLAN#pro"]
     assert stored["PLAN#free"]["kind"] == {"S": "plan"}
@@ -425,7 +411,11 @@ def test_plans_seed_stores_missing_defaults_and_never_overwrites(stack: Stack, r
         Plan(name="free", metrics={"api_calls": MetricLimit(limit=Decimal(50), enforcement="hard")})
     )
     code, out, err = run("plans", "seed")
-    assert (code, out, err) == (0, "stored 0 default plan(s)\n", "")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "catalog default: created 0 meter(s) (2 already there), stored 0 plan(s) (2 unchanged)",
+        "kept plan free: the stored one differs (--replace stores the catalog's)",
+    ]
     code, out, _ = run("plans", "list")
     assert out.splitlines() == [
         DEFAULT_PLAN_LINES[0],
@@ -528,6 +518,6 @@ def test_module_entry_point_runs_without_aws(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("usage: usage-meter ")
-    assert "{developers,keys,plans,rollup,usage}" in result.stdout
+    assert "{developers,keys,plans,meters,rollup,usage}" in result.stdout
     for option in ("--endpoint-url", "--region", "--stack-name", "--json"):
         assert option in result.stdout

@@ -31,10 +31,10 @@ from usage_meter_local.handlers import load_handler
 from usage_meter_local.template import ROOT
 
 from helpers import SERVICE
-from integration.conftest import Stack
+from integration.conftest import Run, Stack
 
 Freeze = Callable[[datetime], None]
-Run = Callable[..., tuple[int, str, str]]
+
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # a Wednesday: ISO week 2026-W48 began on the 23rd
 WIDTH = 100
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -97,22 +97,6 @@ def carol(stack: Stack, freeze: Freeze) -> Stack:
     assert answer.status == 200
     assert answer.json()["recorded"] == len(EVENTS)
     return stack
-
-
-@pytest.fixture
-def run(stack: Stack, capsys: pytest.CaptureFixture[str]) -> Run:
-    """`usage-meter <argv>` in-process: (exit code, stdout, stderr)."""
-
-    def _run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = cli.main(list(argv))
-        except Exception as exc:
-            pytest.fail(f"usage-meter {' '.join(argv)!r} raised {exc!r} instead of exiting with 'error: ...'")
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return _run
 
 
 def text(out: str) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from usage_meter.domain import accounts
+from usage_meter.domain import accounts, meters
 from usage_meter.http.docs import openapi_document
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import load_handler
@@ -272,7 +272,38 @@ def expect_entitlements(stack: Stack, run: Callable[[], dict[str, Any]]) -> None
     }
 
 
+def expect_meters(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    meters.create(meters.definition(name="seats", aggregation="level", unit="seats"))
+    meters.create(meters.definition(name="api_calls", aggregation="count", dimensions=["endpoint"]))
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    assert answer.json() == {
+        "meters": [
+            {
+                "name": "api_calls",
+                "aggregation": "count",
+                "uniqueBy": None,
+                "dimensions": ["endpoint"],
+                "unit": None,
+                "description": None,
+                "status": "active",
+            },
+            {
+                "name": "seats",
+                "aggregation": "level",
+                "uniqueBy": None,
+                "dimensions": [],
+                "unit": "seats",
+                "description": None,
+                "status": "active",
+            },
+        ]
+    }
+    assert nothing_written(stack)
+
+
 EXPECTATIONS: dict[str, Expectation] = {
+    "meters.json": expect_meters,
     "entitlements.json": expect_entitlements,
     "track-single.json": expect_track_single,
     "track-batch.json": expect_track_batch,

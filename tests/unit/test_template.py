@@ -60,6 +60,15 @@ def test_each_function_gets_only_what_it_uses() -> None:
         assert actions_on(reader) == {"dynamodb:Query", "dynamodb:GetItem"}, reader
     assert actions_on("AuthorizerFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert actions_on("DocsFunction") == set()
+    assert actions_on("MetersFunction") == {"dynamodb:Query"}
+
+
+def test_meters_function_only_lists_the_kind_index() -> None:
+    """GET /v1/meters reads the meters through the accounts table's KindIndex: its role may
+    query that index and nothing else (no base table, so no key or profile item)."""
+    (statement,) = statements("MetersFunction")
+    assert statement["Action"] == ["dynamodb:Query"]
+    assert statement["Resource"] == {"Fn::Sub": "${AccountsTable.Arn}/index/KindIndex"}
 
 
 def test_authorizer_reads_key_lookups_and_writes_only_their_last_use() -> None:
@@ -161,6 +170,7 @@ RESERVED_CONCURRENCY = {
     "CurrentFunction": "ReadReservedConcurrency",
     "HistoryFunction": "ReadReservedConcurrency",
     "EntitlementsFunction": "ReadReservedConcurrency",
+    "MetersFunction": "ReadReservedConcurrency",
     "AuthorizerFunction": "AuthorizerReservedConcurrency",
 }
 

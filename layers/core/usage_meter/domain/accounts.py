@@ -13,7 +13,7 @@ import string
 
 from pydantic import BaseModel, ValidationError
 
-from usage_meter.domain import clock
+from usage_meter.domain import clock, meters
 from usage_meter.domain.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
 from usage_meter.errors import NotFound, ValidationFailed
 from usage_meter.models.accounts import ApiKeyRecord, Developer, Plan, PlanAssignment, Role
@@ -62,6 +62,7 @@ def _require_plan(name: str) -> None:
 
 def put_plan(plan: Plan) -> Plan:
     """Create or replace a plan; developers on it get its limits from their next request."""
+    meters.refuse_unlimitable(plan)
     account_store.put_plan(plan)
     return plan
 

@@ -69,8 +69,11 @@ def rate_headers(status: RateStatus | None) -> dict[str, str] | None:
     return {f"{twin}RateLimit-{name}": str(values[name]) for twin in ("", "X-") for name in _RATE_HEADERS}
 
 
-def ok_responses(model: type[BaseModel], description: str) -> dict[int | HTTPStatus, Any]:
-    """A developer-scoped route's answers: the 200 (with the rate headers) and every error."""
+def ok_responses(
+    model: type[BaseModel], description: str, *, developer_scoped: bool = True
+) -> dict[int | HTTPStatus, Any]:
+    """A route's answers: the 200 and every error; a developer-scoped route's 200 carries the
+    rate headers."""
     headers = {
         f"{twin}RateLimit-{name}": {
             "description": f"{text}{' (twin of RateLimit-' + name + ')' if twin else ''}. Absent when "
@@ -80,10 +83,10 @@ def ok_responses(model: type[BaseModel], description: str) -> dict[int | HTTPSta
         for twin in ("", "X-")
         for name, text in _RATE_HEADERS.items()
     }
-    return {
-        200: {"description": description, "headers": headers, "content": {JSON: {"model": model}}},
-        **_ERRORS,
-    }
+    ok: dict[str, Any] = {"description": description, "content": {JSON: {"model": model}}}
+    if developer_scoped:
+        ok["headers"] = headers
+    return {200: ok, **_ERRORS}
 
 
 def json_response(

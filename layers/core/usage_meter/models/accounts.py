@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from usage_meter.models.timestamps import parse_rfc3339
-from usage_meter.models.wire import DeveloperId
+from usage_meter.models.wire import Aggregation, DeveloperId, MeterStatus, MetricName
 
 Role = Literal["developer", "service"]
 
@@ -90,3 +90,60 @@ class Plan(BaseModel):
     def rate_ceiling(self) -> int | None:
         """Events a developer may have recorded per minute, when the plan enforces its rate."""
         return self.requests_per_minute if self.rate_enforcement == "hard" else None
+
+
+MAX_DIMENSIONS = 3
+MAX_UNIT = 32
+MAX_DESCRIPTION = 256
+LIMITLESS_AGGREGATIONS: frozenset[Aggregation] = frozenset({"max", "latest"})
+"""Aggregations a plan may not limit: a peak or a last value is not a quantity that runs out."""
+
+
+class MeterDefinition(BaseModel):
+    """What a meter is, as the CLI and the catalogs declare it: `name` is the metric it
+    aggregates. Consistent by construction (uniqueBy exactly for unique_count, at most three
+    distinct dimensions), since a stored meter never changes its aggregation or uniqueBy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: MetricName
+    aggregation: Aggregation = "sum"
+    unique_by: MetricName | None = None
+    dimensions: Annotated[list[MetricName], Field(max_length=MAX_DIMENSIONS)] = Field(default_factory=list)
+    unit: Annotated[str, Field(min_length=1, max_length=MAX_UNIT)] | None = None
+    description: Annotated[str, Field(min_length=1, max_length=MAX_DESCRIPTION)] | None = None
+
+    @field_validator("dimensions")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        repeated = sorted({d for d in value if value.count(d) > 1})
+        if repeated:
+            raise ValueError(f"dimensions repeat {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_by_fits(self) -> MeterDefinition:
+        if self.aggregation == "unique_count" and self.unique_by is None:
+            raise ValueError(
+                "a unique_count meter needs unique_by: the metadata property whose distinct values it counts"
+            )
+        if self.aggregation != "unique_count" and self.unique_by is not None:
+            raise ValueError(f"unique_by applies only to unique_count meters, not to {self.aggregation}")
+        return self
+
+    @property
+    def limitable(self) -> bool:
+        """Whether a plan may put a limit on this meter (a ceiling, for a level)."""
+        return self.aggregation not in LIMITLESS_AGGREGATIONS
+
+
+class Meter(MeterDefinition):
+    """A stored meter: its definition, whether it takes events, and since when."""
+
+    status: MeterStatus = "active"
+    created_at: str
+    archived_at: str | None = None
+
+    @property
+    def definition(self) -> MeterDefinition:
+        return MeterDefinition.model_validate(self.model_dump(include=set(MeterDefinition.model_fields)))

@@ -98,6 +98,10 @@ Amount = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
 DeveloperId = Annotated[str, Field(pattern=DEVELOPER_ID_PATTERN)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
+Aggregation = Literal["sum", "count", "max", "latest", "unique_count", "level"]
+"""How a meter turns its events into usage (see README, "Meters")."""
+AGGREGATIONS: tuple[Aggregation, ...] = ("sum", "count", "max", "latest", "unique_count", "level")
+MeterStatus = Literal["active", "archived"]
 
 
 class ApiModel(BaseModel):
@@ -267,3 +271,21 @@ class HistoryResponse(ApiModel):
     developer_id: str
     granularity: Literal["day", "month"]
     entries: list[HistoryEntry]
+
+
+class MeterOut(ApiModel):
+    """A meter as GET /v1/meters lists it: how the events of one metric become usage."""
+
+    name: str
+    aggregation: Aggregation
+    unique_by: str | None
+    dimensions: list[str]
+    unit: str | None
+    description: str | None
+    status: MeterStatus
+
+
+class MetersResponse(ApiModel):
+    """Every meter, sorted by name (at most MAX_METERS of them)."""
+
+    meters: list[MeterOut]

@@ -16,6 +16,7 @@ AccountsTable:
     pk = "DEV#<developerId>", sk = "KEY#<keyId>"   a key as its developer lists it (no plaintext)
     pk = "KEY#<sha256(key)>", sk = "KEY"           the authorizer's lookup item
     pk = "PLAN#<name>",       sk = "PLAN"          a plan (kind = "plan")
+    pk = "METER#<metric>",    sk = "METER"         a meter definition (kind = "meter")
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ PROFILE_SK = "PROFILE"
 KEY_SK = "KEY"
 KEY_LISTING_PREFIX = "KEY#"
 PLAN_SK = "PLAN"
+METER_SK = "METER"
 ACTIVITY_SHARDS = 8
 _SCOPE_PREFIX: dict[CounterScope, str] = {"day": "D", "month": "M", "minute": "R"}
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
@@ -81,6 +83,10 @@ def key_listing_sk(key_id: str) -> str:
 
 def plan_pk(name: str) -> str:
     return f"PLAN#{name}"
+
+
+def meter_pk(metric: str) -> str:
+    return f"METER#{metric}"
 
 
 def summary_sk(month: str, metric: str) -> str:
