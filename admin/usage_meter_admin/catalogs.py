@@ -18,6 +18,7 @@ from usage_meter import jsonutil
 from usage_meter.domain import accounts, meters
 from usage_meter.models.accounts import MeterDefinition, Plan
 from usage_meter.store import accounts as account_store
+from usage_meter.store import meters as meter_store
 from usage_meter_admin.common import CliError
 
 CatalogName = Literal["default", "grantex", "glyphnet"]
@@ -72,7 +73,7 @@ def _conflicts(catalog: Catalog) -> tuple[list[MeterDefinition], list[str]]:
     missing: list[MeterDefinition] = []
     conflicts: list[str] = []
     for wanted in catalog.meters:
-        stored = account_store.get_meter(wanted.name)
+        stored = meter_store.get_meter(wanted.name)
         if stored is None:
             missing.append(wanted)
         elif stored.status == "archived":

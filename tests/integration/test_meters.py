@@ -15,6 +15,7 @@ from usage_meter.domain import accounts, auth, meters
 from usage_meter.errors import Conflict
 from usage_meter.models.accounts import Meter, MetricLimit, Plan
 from usage_meter.store import accounts as account_store
+from usage_meter.store import meters as meter_store
 from usage_meter_local.handlers import load_handler
 
 from helpers import DEV_A, SERVICE
@@ -273,7 +274,7 @@ def test_create_is_conditional_when_another_create_wins_the_race(
     freeze(NOON)
     first = meters.create(meters.definition(name="calls", aggregation="count"))
     stored = meter_items(stack)
-    monkeypatch.setattr(account_store, "get_meter", lambda name: None)  # the loser's check ran before
+    monkeypatch.setattr(meter_store, "get_meter", lambda name: None)  # the loser's check ran before
 
     with pytest.raises(Conflict) as refused:
         meters.create(meters.definition(name="calls", aggregation="max"))
@@ -287,10 +288,10 @@ def test_create_is_conditional_when_another_create_wins_the_race(
 
 def test_the_store_never_overwrites_a_meter(stack: Stack) -> None:
     meter = Meter(name="calls", aggregation="count", created_at=NOON_TEXT)
-    assert account_store.put_new_meter(meter) is True
+    assert meter_store.put_new_meter(meter) is True
     other = Meter(name="calls", aggregation="latest", created_at=LATER_TEXT)
-    assert account_store.put_new_meter(other) is False
-    assert account_store.get_meter("calls") == meter
+    assert meter_store.put_new_meter(other) is False
+    assert meter_store.get_meter("calls") == meter
 
 
 def test_at_most_max_meters(stack: Stack, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,7 +390,7 @@ def test_get_meters_is_bounded(stack: Stack, monkeypatch: pytest.MonkeyPatch) ->
     """Even with more meters stored than the bound (written around the CLI), the answer holds
     MAX_METERS of them."""
     for name in ("m1", "m2", "m3"):
-        account_store.put_new_meter(Meter(name=name, created_at=NOON_TEXT))
+        meter_store.put_new_meter(Meter(name=name, created_at=NOON_TEXT))
     monkeypatch.setattr(meters, "MAX_METERS", 2)
     answer = stack.call("GET", "/v1/meters", auth=SERVICE)
     assert answer.status == 200, answer.body

@@ -15,7 +15,7 @@ from usage_meter.errors import Conflict, NotFound, ValidationFailed
 from usage_meter.models.accounts import Meter, MeterDefinition, Plan
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import MeterOut, MetersResponse
-from usage_meter.store import accounts as account_store
+from usage_meter.store import meters as meter_store
 
 logger = Logger(child=True)
 
@@ -36,7 +36,7 @@ def definition(**fields: object) -> MeterDefinition:
 
 
 def _taken(name: str) -> Conflict:
-    existing = account_store.get_meter(name)
+    existing = meter_store.get_meter(name)
     if existing is not None and existing.status == "archived":
         why = "archived; a name is never reused: create the meter under a new name"
     else:
@@ -48,14 +48,14 @@ def _taken(name: str) -> Conflict:
 
 def create(new: MeterDefinition) -> Meter:
     """Store a new meter; refuses a name any meter ever had, and more than MAX_METERS meters."""
-    if account_store.get_meter(new.name) is not None:
+    if meter_store.get_meter(new.name) is not None:
         raise _taken(new.name)
-    if len(account_store.list_meters(MAX_METERS)) >= MAX_METERS:
+    if len(meter_store.list_meters(MAX_METERS)) >= MAX_METERS:
         raise ValidationFailed(
             f"there are {MAX_METERS} meters already, the most a stack holds", code="too_many_meters"
         )
     meter = Meter(**new.model_dump(), created_at=format_timestamp(clock.now()))
-    if not account_store.put_new_meter(meter):  # created concurrently since the check
+    if not meter_store.put_new_meter(meter):  # created concurrently since the check
         raise _taken(new.name)
     logger.info("meter created", extra={"meter": meter.name, "aggregation": meter.aggregation})
     return meter
@@ -64,7 +64,7 @@ def create(new: MeterDefinition) -> Meter:
 def refuse_unlimitable(plan: Plan) -> None:
     """A plan may not limit a max or latest meter: a peak or a last value never runs out."""
     for metric, allowance in sorted(plan.metrics.items()):
-        meter = account_store.get_meter(metric) if allowance.limit is not None else None
+        meter = meter_store.get_meter(metric) if allowance.limit is not None else None
         if meter is not None and not meter.limitable:
             raise ValidationFailed(
                 f"plan {plan.name} puts a limit on {metric}, a {meter.aggregation} meter: "
@@ -74,7 +74,7 @@ def refuse_unlimitable(plan: Plan) -> None:
 
 
 def get(name: str) -> Meter:
-    meter = account_store.get_meter(name)
+    meter = meter_store.get_meter(name)
     if meter is None:
         raise NotFound(f"no meter {name}", code="meter_not_found")
     return meter
@@ -82,14 +82,14 @@ def get(name: str) -> Meter:
 
 def archive(name: str) -> Meter:
     """Stop a meter taking events (its usage stays readable); archiving twice changes nothing."""
-    if account_store.archive_meter(name, format_timestamp(clock.now())):
+    if meter_store.archive_meter(name, format_timestamp(clock.now())):
         logger.info("meter archived", extra={"meter": name})
     return get(name)
 
 
 def meters() -> list[Meter]:
     """Every meter (active and archived), sorted by name."""
-    return sorted(account_store.list_meters(MAX_METERS), key=lambda m: m.name)
+    return sorted(meter_store.list_meters(MAX_METERS), key=lambda m: m.name)
 
 
 def listing() -> MetersResponse:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from usage_meter.errors import Busy, Conflict, NotFound
-from usage_meter.models.accounts import ApiKeyRecord, Developer, Meter, MetricLimit, Plan, PlanAssignment
+from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan, PlanAssignment
 from usage_meter.settings import settings
 from usage_meter.store import dynamodb, keys
 from usage_meter.store.dynamodb import Item, number, text, to_av
@@ -77,7 +76,7 @@ def get_developer(developer_id: str) -> Developer | None:
     return _developer(item) if item else None
 
 
-def _by_kind(kind: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+def by_kind(kind: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
     """Every item of a kind, in pk order, a page (of at most `page_size` items) at a time."""
     kwargs: dict[str, Any] = {
         "IndexName": "KindIndex",
@@ -95,7 +94,7 @@ def _by_kind(kind: str, *, page_size: int | None = None) -> Iterator[dict[str, A
 
 
 def list_developers() -> list[Developer]:
-    return [_developer(item) for item in _by_kind("developer")]
+    return [_developer(item) for item in by_kind("developer")]
 
 
 def set_developer_plan(developer_id: str, assignment: PlanAssignment) -> None:
@@ -319,93 +318,4 @@ def get_plan(name: str) -> Plan | None:
 
 
 def list_plans() -> list[Plan]:
-    return [_plan(item) for item in _by_kind("plan")]
-
-
-def _meter_key(name: str) -> Item:
-    return {"pk": text(keys.meter_pk(name)), "sk": text(keys.METER_SK)}
-
-
-def _meter_item(meter: Meter) -> Item:
-    item: Item = {
-        **_meter_key(meter.name),
-        "kind": text("meter"),
-        "name": text(meter.name),
-        "aggregation": text(meter.aggregation),
-        "dimensions": {"L": [text(d) for d in meter.dimensions]},
-        "status": text(meter.status),
-        "createdAt": text(meter.created_at),
-    }
-    optional = {
-        "uniqueBy": meter.unique_by,
-        "unit": meter.unit,
-        "description": meter.description,
-        "archivedAt": meter.archived_at,
-    }
-    item.update({name: text(value) for name, value in optional.items() if value is not None})
-    return item
-
-
-def _meter(item: dict[str, Any]) -> Meter:
-    def optional(name: str) -> str | None:
-        value = item.get(name, {}).get("S")
-        return str(value) if value is not None else None
-
-    return Meter(
-        name=item["name"]["S"],
-        aggregation=item["aggregation"]["S"],
-        unique_by=optional("uniqueBy"),
-        dimensions=[d["S"] for d in item.get("dimensions", {}).get("L", [])],
-        unit=optional("unit"),
-        description=optional("description"),
-        status=item["status"]["S"],
-        created_at=item["createdAt"]["S"],
-        archived_at=optional("archivedAt"),
-    )
-
-
-def put_new_meter(meter: Meter) -> bool:
-    """Store a meter under a name no meter ever had (a conditional put: of two racing creates,
-    one wins); False when the name is taken, archived or not."""
-    try:
-        dynamodb.accounts_call(
-            "put_item", Item=_meter_item(meter), ConditionExpression="attribute_not_exists(pk)"
-        )
-    except ClientError as exc:
-        if dynamodb.is_condition_failure(exc):
-            return False
-        raise
-    return True
-
-
-def get_meter(name: str) -> Meter | None:
-    answer = dynamodb.accounts_call("get_item", Key=_meter_key(name), ConsistentRead=True)
-    item = answer.get("Item")
-    return _meter(item) if item else None
-
-
-def archive_meter(name: str, when: str) -> bool:
-    """Mark an active meter archived; False when there is no such meter or it is archived already."""
-    try:
-        dynamodb.accounts_call(
-            "update_item",
-            Key=_meter_key(name),
-            UpdateExpression="SET #s = :archived, archivedAt = :t",
-            ConditionExpression="#s = :active",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":archived": text("archived"),
-                ":active": text("active"),
-                ":t": text(when),
-            },
-        )
-    except ClientError as exc:
-        if dynamodb.is_condition_failure(exc):
-            return False
-        raise
-    return True
-
-
-def list_meters(at_most: int) -> list[Meter]:
-    """At most `at_most` meters, in name order (the KindIndex sorts by pk, `METER#<name>`)."""
-    return [_meter(item) for item in islice(_by_kind("meter", page_size=at_most), at_most)]
+    return [_plan(item) for item in by_kind("plan")]
