@@ -105,3 +105,9 @@ def shell_without_aws(folder: Path) -> dict[str, str]:
         AWS_EC2_METADATA_DISABLED="true",
     )
     return env
+
+
+def summed(entry: dict[str, Any], events: int, average: Any = None) -> dict[str, Any]:
+    """A sum metric's entry of GET /v1/usage: `entry`'s figures plus the aggregation, the events
+    counted in the window and their average (None without events)."""
+    return {**entry, "aggregation": "sum", "events": events, "average": average}

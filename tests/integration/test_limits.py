@@ -21,7 +21,7 @@ from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter_admin import cli
 from usage_meter_local.invoke import Answer
 
-from helpers import DEV_A, DEV_B, MADE_KEY, SERVICE, counters, minute_counters, naming, table_items
+from helpers import DEV_A, DEV_B, MADE_KEY, SERVICE, counters, minute_counters, naming, summed, table_items
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -137,12 +137,9 @@ def test_hard_limit_fills_exactly_then_refuses_with_429(capped: Stack) -> None:
     assert record_keys(capped) == sorted(f"dev_alice#k{n}" for n in range(10))
 
     current = capped.current().json()
-    assert current["metrics"]["api_calls"] == {
-        "consumed": 10,
-        "limit": 10,
-        "remaining": 0,
-        "percentageUsed": 100,
-    }
+    assert current["metrics"]["api_calls"] == summed(
+        {"consumed": 10, "limit": 10, "remaining": 0, "percentageUsed": 100}, 10, 1
+    )
     assert current["totalRequests"] == 10
 
 
@@ -347,9 +344,11 @@ def test_soft_limit_counts_past_the_limit_and_reports_it(capped: Stack) -> None:
 
     usage = capped.current(metric="tokens")
     assert usage.json()["metrics"] == {
-        "tokens": {"consumed": 15, "limit": 10, "remaining": 0, "percentageUsed": 150}
+        "tokens": summed(
+            {"consumed": 15, "limit": 10, "remaining": 0, "percentageUsed": 150}, 2, Decimal("7.5")
+        )
     }
-    assert '"percentageUsed":150' in usage.body
+    assert '"percentageUsed":150,' in usage.body
     assert month_counter(capped, "2026-11", "tokens") == (Decimal(15), 2)
 
 
@@ -370,15 +369,21 @@ def test_unlimited_and_unplanned_metrics_are_counted_with_null_limits(capped: St
     assert body["plan"] == "capped"
     assert body["metrics"] == {
         # plan metrics are listed even unused
-        "api_calls": {"consumed": 0, "limit": 10, "remaining": 10, "percentageUsed": 0},
-        "emails": {
-            "consumed": Decimal("1000000000000.5"),
-            "limit": None,
-            "remaining": None,
-            "percentageUsed": None,
-        },
-        "storage_gb": {"consumed": 10**12, "limit": None, "remaining": None, "percentageUsed": None},
-        "tokens": {"consumed": 0, "limit": 10, "remaining": 10, "percentageUsed": 0},
+        "api_calls": summed({"consumed": 0, "limit": 10, "remaining": 10, "percentageUsed": 0}, 0),
+        "emails": summed(
+            {
+                "consumed": Decimal("1000000000000.5"),
+                "limit": None,
+                "remaining": None,
+                "percentageUsed": None,
+            },
+            2,
+            Decimal("500000000000.25"),
+        ),
+        "storage_gb": summed(
+            {"consumed": 10**12, "limit": None, "remaining": None, "percentageUsed": None}, 1, 10**12
+        ),
+        "tokens": summed({"consumed": 0, "limit": 10, "remaining": 10, "percentageUsed": 0}, 0),
     }
     assert body["totalRequests"] == 3
     assert month_counter(capped, "2026-11", "emails") == (Decimal("1000000000000.5"), 2)
@@ -407,13 +412,15 @@ def test_percentage_used_has_two_decimals(
     answer = stack.current(metric="api_calls")
 
     assert answer.json()["metrics"]["api_calls"]["percentageUsed"] == Decimal(percentage)
-    assert f'"percentageUsed":{percentage}}}' in answer.body
+    assert f'"percentageUsed":{percentage},' in answer.body
 
 
 def test_usage_of_a_day_reports_remaining_of_the_billing_period(capped: Stack, freeze: Freeze) -> None:
     send(capped, event(6, timestamp="2026-11-02T12:00:00Z"), event(1))
     day = capped.current(period="day", metric="api_calls").json()
-    assert day["metrics"] == {"api_calls": {"consumed": 1, "limit": 10, "remaining": 3, "percentageUsed": 70}}
+    assert day["metrics"] == {
+        "api_calls": summed({"consumed": 1, "limit": 10, "remaining": 3, "percentageUsed": 70}, 1, 1)
+    }
 
 
 # ---- billing periods ----------------------------------------------------------------------------
@@ -434,12 +441,9 @@ def test_limit_resets_when_the_period_rolls_over(capped: Stack, freeze: Freeze) 
         "start": "2026-12-01T00:00:00Z",
         "end": "2027-01-01T00:00:00Z",
     }
-    assert current["metrics"]["api_calls"] == {
-        "consumed": 0,
-        "limit": 10,
-        "remaining": 10,
-        "percentageUsed": 0,
-    }
+    assert current["metrics"]["api_calls"] == summed(
+        {"consumed": 0, "limit": 10, "remaining": 10, "percentageUsed": 0}, 0
+    )
     assert entitlement(capped, "api_calls").json()["hasAccess"] is True
 
     accepted = send(capped, event())
@@ -508,7 +512,7 @@ def test_plan_change_applies_on_the_next_request(capped: Stack) -> None:
         "usage": usage_block(8, 5, 0),
     }
     assert capped.current().json()["metrics"] == {
-        "api_calls": {"consumed": 8, "limit": 5, "remaining": 0, "percentageUsed": 160}
+        "api_calls": summed({"consumed": 8, "limit": 5, "remaining": 0, "percentageUsed": 160}, 1, 8)
     }
     assert entitlement(capped, "api_calls").json()["hasAccess"] is False
 
@@ -602,7 +606,9 @@ def test_a_stored_plan_overrides_the_default_of_its_name(stack: Stack, freeze: F
     assert send(stack, event(), developer="dev_bob").status == 429
     body = stack.current(auth=DEV_B).json()
     assert body["metrics"] == {
-        "api_calls": {"consumed": 3, "limit": 3, "remaining": 0, "percentageUsed": 100}
+        "api_calls": summed(
+            {"consumed": 3, "limit": 3, "remaining": 0, "percentageUsed": 100}, 2, Decimal("1.5")
+        )
     }
     assert body["rateLimit"] == {"requestsPerMinute": 5, "currentMinuteUsage": 2}
 

@@ -127,8 +127,15 @@ INVALIDATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "long_key": lambda body: body.update(idempotencyKey="k" * 256),
     "big_metadata": lambda body: body.update(metadata={"blob": "x" * 2100}),
 }
+INVALID_CODE = {"negative": "quantity_not_positive"}
+"""The flaws a metric's meter judges (here none: api_calls is summed), with the code naming the
+rule; the others fail the wire model's own validation (validation_error)."""
+BODY_FLAWS = frozenset(INVALIDATIONS) - frozenset(INVALID_CODE)
+"""Flaws of a single event's body that API Gateway's request validation, before any handler
+code, answers 422 whoever calls: a developer key's track gets 422 for them, not 403."""
 SINGLE_STATUS = {
     "validation_error": 422,
+    "quantity_not_positive": 422,
     "timestamp_out_of_range": 422,
     "developer_id_required": 422,
     "forbidden": 403,
@@ -652,6 +659,12 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
         model.seen.add(f"single event answered {answer.status}")
     if delivery.transactions > 1:
         model.seen.add("several transactions in one request")
+    if op.caller != SERVICE_CALLER and op.single and items[0].invalid in BODY_FLAWS:
+        # the body's shape is validated before the handler runs: 422, and nothing written
+        assert answer.status == 422, answer.body
+        assert answer.json()["error"]["code"] == "validation_error"
+        model.seen.add("developer key, invalid body: validation_error")
+        return
     if op.caller != SERVICE_CALLER and len(items) <= 100:
         # developer keys only read: tracking with one is refused whole, before anything else
         assert answer.status == 403, answer.body
@@ -679,8 +692,9 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
         where = f"item {index} of {op}: {ev} -> {got}"
         status, code = got["status"], (got.get("error") or {}).get("code")
         if ev.invalid is not None:
-            assert (status, code) == ("rejected", "validation_error"), where
-            model.seen.add("rejected: validation_error")
+            expected = INVALID_CODE.get(ev.invalid, "validation_error")
+            assert (status, code) == ("rejected", expected), where
+            model.seen.add(f"rejected: {expected}")
             continue
         developer, denial = model.resolve(op.caller, ev)
         if developer is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from helpers import DEV_A, DEV_B, SERVICE
+from helpers import DEV_A, DEV_B, SERVICE, summed
 from integration.conftest import Stack
 
 Freeze = Callable[[datetime], None]
@@ -52,18 +52,21 @@ def test_current_billing_period(seeded: Stack) -> None:
         "plan": "pro",
         "period": {"key": "2026-11", "start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
         "metrics": {
-            "api_calls": {
-                "consumed": 35,
-                "limit": 100000,
-                "remaining": 99965,
-                "percentageUsed": Decimal("0.04"),
-            },
-            "tokens": {
-                "consumed": Decimal("3.75"),
-                "limit": 10000000,
-                "remaining": Decimal("9999996.25"),
-                "percentageUsed": 0,
-            },
+            "api_calls": summed(
+                {"consumed": 35, "limit": 100000, "remaining": 99965, "percentageUsed": Decimal("0.04")},
+                3,
+                Decimal("11.666666667"),  # 35 / 3, to 9 places, half up
+            ),
+            "tokens": summed(
+                {
+                    "consumed": Decimal("3.75"),
+                    "limit": 10000000,
+                    "remaining": Decimal("9999996.25"),
+                    "percentageUsed": 0,
+                },
+                2,
+                Decimal("1.875"),
+            ),
         },
         "totalRequests": 5,
         "resetsInDays": 6,
@@ -97,12 +100,16 @@ def test_week_period_bounds(seeded: Stack) -> None:
 
 def test_metric_filter_and_unknown_metric_reads_zero(seeded: Stack) -> None:
     assert seeded.current(metric="tokens").json()["metrics"] == {
-        "tokens": {
-            "consumed": Decimal("3.75"),
-            "limit": 10000000,
-            "remaining": Decimal("9999996.25"),
-            "percentageUsed": 0,
-        }
+        "tokens": summed(
+            {
+                "consumed": Decimal("3.75"),
+                "limit": 10000000,
+                "remaining": Decimal("9999996.25"),
+                "percentageUsed": 0,
+            },
+            2,
+            Decimal("1.875"),
+        )
     }
     assert seeded.current(metric="never_used").json()["metrics"]["never_used"]["consumed"] == 0
     assert seeded.current(metric="never_used").json()["totalRequests"] == 0

@@ -88,11 +88,12 @@ REFUSED_EVENTS: dict[str, tuple[Any, int, str, str | None]] = {
     "json-bool": ("true", 422, "validation_error", "body"),
     # required fields and types
     "metric-missing": ({"quantity": 1}, 422, "validation_error", "metric"),
-    "quantity-missing": ({"metric": METRIC}, 422, "validation_error", "quantity"),
+    # a quantity that does not fit its meter (here none: a sum) names the rule it breaks
+    "quantity-missing": ({"metric": METRIC}, 422, "quantity_required", "quantity"),
     "metric-number": ({"metric": 5, "quantity": 1}, 422, "validation_error", "metric"),
     "quantity-string": (event(quantity="5"), 422, "validation_error", "quantity"),
     "quantity-true": (event(quantity=True), 422, "validation_error", "quantity"),
-    "quantity-null": (event(quantity=None), 422, "validation_error", "quantity"),
+    "quantity-null": (event(quantity=None), 422, "quantity_required", "quantity"),
     "quantity-object": (event(quantity={"value": 1}), 422, "validation_error", "quantity"),
     # unknown fields
     "unknown-field": (event(unit="requests"), 422, "validation_error", "unit"),
@@ -115,11 +116,11 @@ REFUSED_EVENTS: dict[str, tuple[Any, int, str, str | None]] = {
     # quantity: > 0, <= 1e12, at most 9 decimal places, finite
     "quantity-zero": (event(quantity=0), 422, "validation_error", "quantity"),
     "quantity-zero-decimal": ('{"metric": "emails", "quantity": 0.0}', 422, "validation_error", "quantity"),
-    "quantity-negative": (event(quantity=-1), 422, "validation_error", "quantity"),
+    "quantity-negative": (event(quantity=-1), 422, "quantity_not_positive", "quantity"),
     "quantity-negative-fraction": (
         '{"metric": "emails", "quantity": -0.5}',
         422,
-        "validation_error",
+        "quantity_not_positive",
         "quantity",
     ),
     "quantity-nan-literal": ('{"metric": "emails", "quantity": NaN}', 400, "invalid_json", None),

@@ -67,6 +67,11 @@ def test_full_event_in_camel_case() -> None:
         (Decimal("1.5000000000"), Decimal("1.5")),  # trailing zeros are not decimal places
         (0.1, Decimal("0.1")),  # a float from a caller that bypassed jsonutil: its shortest repr
         (2.675, Decimal("2.675")),
+        # signed: a level meter takes a negative change (its meter, not the model, refuses a
+        # negative quantity for the other aggregations: see tests/unit/test_meter_rules.py)
+        (-1, Decimal(-1)),
+        (Decimal("-0.000000001"), Decimal("-0.000000001")),
+        (-(10**12), Decimal(-(10**12))),
     ],
 )
 def test_quantity_accepted(value: Any, expected: Decimal) -> None:
@@ -78,10 +83,10 @@ def test_quantity_accepted(value: Any, expected: Decimal) -> None:
 @pytest.mark.parametrize(
     ("value", "error_type"),
     [
-        (0, "greater_than"),
-        (Decimal("0.000"), "greater_than"),
-        (-1, "greater_than"),
-        (Decimal("-0.000000001"), "greater_than"),
+        (0, "not_zero"),
+        (Decimal("0.000"), "not_zero"),
+        (Decimal("-0"), "not_zero"),
+        (-(10**12) - 1, "greater_than_equal"),
         (10**12 + 1, "less_than_equal"),
         (Decimal("1000000000000.000000001"), "less_than_equal"),
         (Decimal("1E+309"), "less_than_equal"),
@@ -102,12 +107,18 @@ def test_quantity_accepted(value: Any, expected: Decimal) -> None:
         ("1.5", "value_error"),
         (True, "value_error"),
         (False, "value_error"),
-        (None, "value_error"),
         ([1], "value_error"),
     ],
 )
 def test_quantity_refused(value: Any, error_type: str) -> None:
     assert refusal(event(quantity=value)) == [(("quantity",), error_type)]
+
+
+def test_quantity_is_optional_in_the_model() -> None:
+    """Absent or null: a count meter's event needs none; the other meters refuse its absence
+    (domain/meters.contribution, tests/unit/test_meter_rules.py)."""
+    assert UsageEventIn.model_validate({"metric": "logins"}).quantity is None
+    assert UsageEventIn.model_validate({"metric": "logins", "quantity": None}).quantity is None
 
 
 @pytest.mark.parametrize("metric", ["a", "A", "api_calls", "api.calls", "api-calls", "Tokens2", "m" * 64])
@@ -128,7 +139,7 @@ def test_metric_must_be_a_string() -> None:
 
 
 def test_required_fields() -> None:
-    assert refusal({}) == [(("metric",), "missing"), (("quantity",), "missing")]
+    assert refusal({}) == [(("metric",), "missing")]  # quantity: see test_quantity_is_optional_in_the_model
 
 
 @pytest.mark.parametrize("key", ["k", "k" * 255, "order 42/line 7#a"])
@@ -213,7 +224,7 @@ def test_unknown_fields_are_refused() -> None:
 def test_every_error_is_reported_at_once() -> None:
     assert refusal({"metric": "", "quantity": 0, "idempotencyKey": "", "extra": 1}) == [
         (("metric",), "string_pattern_mismatch"),
-        (("quantity",), "greater_than"),
+        (("quantity",), "not_zero"),
         (("idempotencyKey",), "string_too_short"),
         (("extra",), "extra_forbidden"),
     ]

@@ -253,11 +253,14 @@ TRACK_BODY: TypeAdapter[Any] = TypeAdapter(TrackBody)
 
 
 def check_event(event: UsageEventIn) -> None:
-    """What an accepted event promises the code after it."""
+    """What an accepted event promises the code after it: a quantity, when there is one, is an
+    exact, non-zero, finite decimal of at most 12 digits before the point and 9 after (its
+    sign is its meter's business, see domain/meters.contribution)."""
     q = event.quantity
-    assert q.is_finite()
-    assert 0 < q <= MAX_QUANTITY
-    assert q == q.quantize(Decimal("1E-9"))  # at most 9 decimal places
+    if q is not None:
+        assert q.is_finite()
+        assert 0 < abs(q) <= MAX_QUANTITY
+        assert q == q.quantize(Decimal("1E-9"))  # at most 9 decimal places
     if event.timestamp is not None:
         assert event.timestamp.tzinfo is UTC
     if event.metadata is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +46,7 @@ class Settings(BaseModel):
     key_cache_seconds: float = Field(default=MAX_KEY_CACHE_SECONDS, ge=0, le=MAX_KEY_CACHE_SECONDS)
     rollup_lookback_days: int | None = Field(default=None, ge=0)  # None: the rollup's own default
     rollup_workers: int | None = Field(default=None, ge=1)
+    undeclared_metrics: Literal["accept", "reject"] = "accept"  # a metric with no meter
 
 
 def _number(name: str, default: float) -> float:
@@ -83,4 +85,5 @@ def settings() -> Settings:
         ),
         rollup_lookback_days=_count("ROLLUP_LOOKBACK_DAYS"),
         rollup_workers=_count("ROLLUP_WORKERS"),
+        undeclared_metrics="reject" if os.environ.get("UNDECLARED_METRICS") == "reject" else "accept",
     )

@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from usage_meter import jsonutil
 from usage_meter.domain.commit import Outcomes, error_detail
 from usage_meter.domain.identity import DeveloperResolver
+from usage_meter.domain.meters import MeterBook, contribution, refuse_unusable, unique_value
 from usage_meter.domain.packing import PendingEvent
 from usage_meter.domain.periods import BACKDATE_WINDOW, FUTURE_TOLERANCE, month_period
 from usage_meter.domain.plans import metric_limit
@@ -29,8 +31,10 @@ from usage_meter.errors import (
     ValidationFailed,
     validation_failed,
 )
+from usage_meter.models.accounts import Meter
 from usage_meter.models.timestamps import format_timestamp
-from usage_meter.models.wire import ErrorDetail, UsageEventIn
+from usage_meter.models.wire import Aggregation, ErrorDetail, UsageEventIn
+from usage_meter.settings import settings
 from usage_meter.store import catalog
 
 
@@ -52,7 +56,7 @@ def payload_hash(developer_id: str, event: UsageEventIn) -> str:
     canonical = {
         "developerId": developer_id,
         "metric": event.metric,
-        "quantity": jsonutil.number_text(event.quantity),
+        "quantity": jsonutil.number_text(event.quantity) if event.quantity is not None else None,
         "timestamp": format_timestamp(event.timestamp) if event.timestamp else None,
         "metadata": _sorted_keys(event.metadata),
     }
@@ -82,23 +86,41 @@ def made_key() -> str:
     return f"{MADE_KEY_PREFIX}{secrets.token_hex(16)}"
 
 
+def judge_by_meter(event: UsageEventIn, meter: Meter | None) -> tuple[Aggregation, Decimal, str | None]:
+    """What the event adds to its metric's meter, if the meter takes it: (aggregation,
+    contribution, unique value). Judged first, like the event's own validation: the rules
+    depend on the metric alone."""
+    refuse_unusable(event.metric, meter, settings().undeclared_metrics)
+    aggregation: Aggregation = meter.aggregation if meter else "sum"
+    value = unique_value(meter, event.metadata) if meter and meter.aggregation == "unique_count" else None
+    return aggregation, contribution(aggregation, event.quantity), value
+
+
 def prepare(
-    index: int, event: UsageEventIn, resolve: DeveloperResolver, now: datetime, header_key: str | None
+    index: int,
+    event: UsageEventIn,
+    resolve: DeveloperResolver,
+    meters: MeterBook,
+    now: datetime,
+    header_key: str | None,
 ) -> PendingEvent:
-    """A valid item as an event: its developer resolved, its time checked, its payload hashed,
-    its key the client's or, if it sent none, one made here."""
+    """A valid item as an event: judged by its meter, its developer resolved, its time checked,
+    its payload hashed, its key the client's or, if it sent none, one made here."""
+    aggregation, adds, value = judge_by_meter(event, meters(event.metric))
     developer_id = resolve(event.developer_id)
     key = event.idempotency_key or header_key
     return PendingEvent(
         index=index,
         developer_id=developer_id,
         metric=event.metric,
-        quantity=event.quantity,
+        quantity=adds,
         event_time=check_time(event, now),
         idempotency_key=key or made_key(),
         key_made=key is None,
         payload_hash=payload_hash(developer_id, event),
         metadata=event.metadata,
+        aggregation=aggregation,
+        unique_value=value,
     )
 
 
@@ -117,7 +139,8 @@ class Intake:
     outcomes: Outcomes
     to_commit: list[PendingEvent] = field(default_factory=list)
     leaders: dict[tuple[str, str], PendingEvent] = field(default_factory=dict)
-    unavailable: list[tuple[PendingEvent, ErrorDetail]] = field(default_factory=list)
+    meters: MeterBook = field(default_factory=MeterBook)
+    refused_late: list[tuple[PendingEvent, ErrorDetail]] = field(default_factory=list)
     # (developer asked for, key) of items that failed transiently: a later item with the same key
     # must not take their place, since the earlier one may be the event the client meant
     blocked: dict[tuple[str | None, str], ErrorDetail] = field(default_factory=dict)
@@ -134,7 +157,7 @@ class Intake:
         except UsageMeterError as exc:
             if self.single:
                 raise
-            self.unavailable.append((event, error_detail(exc)))
+            self.refused_late.append((event, error_detail(exc)))
             return
         self.to_commit.append(event)
 
@@ -144,7 +167,7 @@ class Intake:
         here once so that a failure to read it is this item's."""
         plan = self.resolve.plan(event.developer_id, month_period(event.event_time).end)
         event.allowance = metric_limit(plan, event.metric)
-        event.undeclared = event.allowance is None
+        event.undeclared = event.allowance is None and self.meters(event.metric) is None
         current = self.resolve.plan(event.developer_id)
         event.rate_ceiling = current.rate_ceiling if current else None
         if event.undeclared:
@@ -153,7 +176,7 @@ class Intake:
     def finish(self) -> list[PendingEvent]:
         """The events to commit; events whose plan could not be read are refused (with their
         in-batch followers, known only now)."""
-        for event, error in self.unavailable:
+        for event, error in self.refused_late:
             self.outcomes.set(event, "rejected", None, error)
         return self.to_commit
 
@@ -165,7 +188,8 @@ class Intake:
             if claim[1] and claim in self.blocked:
                 self.outcomes.refuse(index, self.blocked[claim], idempotency_key=claim[1])
                 return None
-            return prepare(index, event_in, self.resolve, self.now, self.header_key if self.single else None)
+            header_key = self.header_key if self.single else None
+            return prepare(index, event_in, self.resolve, self.meters, self.now, header_key)
         except ValidationError as exc:
             if self.single:
                 raise

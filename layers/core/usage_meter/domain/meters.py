@@ -7,6 +7,9 @@ another name. Meters are created by the admin CLI (and the plan catalogs) and re
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
@@ -14,7 +17,7 @@ from usage_meter.domain import clock
 from usage_meter.errors import Conflict, NotFound, ValidationFailed
 from usage_meter.models.accounts import Meter, MeterDefinition, Plan
 from usage_meter.models.timestamps import format_timestamp
-from usage_meter.models.wire import MeterOut, MetersResponse
+from usage_meter.models.wire import Aggregation, MeterOut, MetersResponse
 from usage_meter.store import meters as meter_store
 
 logger = Logger(child=True)
@@ -100,3 +103,82 @@ def listing() -> MetersResponse:
 def _out(meter: Meter) -> MeterOut:
     """The wire's fields of a meter (its dates stay in the accounts table and the CLI)."""
     return MeterOut.model_validate(meter.model_dump(include=set(MeterOut.model_fields)))
+
+
+# ---- what an event contributes to its meter ------------------------------------------------
+
+
+class MeterBook:
+    """The meters of one request's metrics, each read once (strongly consistent): a meter
+    created or archived applies to the next request."""
+
+    def __init__(self) -> None:
+        self._meters: dict[str, Meter | None] = {}
+
+    def __call__(self, metric: str) -> Meter | None:
+        if metric not in self._meters:
+            self._meters[metric] = meter_store.get_meter(metric)
+        return self._meters[metric]
+
+
+def _quantity_refused(code: str, message: str, kind: str) -> ValidationFailed:
+    """A quantity that does not fit its meter, reported like a field error."""
+    return ValidationFailed(
+        f"quantity: {message}", code=code, details=[{"field": "quantity", "message": message, "type": kind}]
+    )
+
+
+def contribution(aggregation: Aggregation, sent: Decimal | None) -> Decimal:
+    """What an event adds to its meter: 1 for count (its quantity, optional, is ignored), the
+    signed change for a level, else its quantity, which must be there and be positive."""
+    if aggregation == "count":
+        if sent is not None and sent < 0:
+            raise _quantity_refused("quantity_not_positive", "Input should be greater than 0", "greater_than")
+        return Decimal(1)
+    if sent is None:
+        raise _quantity_refused("quantity_required", f"Field required (for a {aggregation} meter)", "missing")
+    if sent < 0 and aggregation != "level":
+        raise _quantity_refused("quantity_not_positive", "Input should be greater than 0", "greater_than")
+    return sent
+
+
+def unique_value(meter: Meter, metadata: dict[str, Any] | None) -> str:
+    """The value a unique_count event is counted by: metadata[uniqueBy], a string."""
+    value = (metadata or {}).get(meter.unique_by or "")
+    if not isinstance(value, str) or not value:
+        raise ValidationFailed(
+            f"metadata.{meter.unique_by}: a {meter.name} event needs a non-empty string "
+            f"metadata.{meter.unique_by} (the property its unique_count counts by)",
+            code="unique_by_missing",
+            details=[
+                {"field": f"metadata.{meter.unique_by}", "message": "a non-empty string", "type": "missing"}
+            ],
+        )
+    return value
+
+
+TRACKED_AGGREGATIONS: frozenset[Aggregation] = frozenset({"sum", "count"})
+"""The aggregations the track pipeline counts today; the others are declared and listed, and
+their events are refused (aggregation_not_supported) rather than counted as a sum."""
+
+
+def refuse_unusable(metric: str, meter: Meter | None, undeclared: str) -> None:
+    """An archived meter takes no events (meter_archived); with UndeclaredMetrics=reject, a
+    metric with no meter takes none either (unknown_metric); nor does a meter whose
+    aggregation the pipeline does not count yet."""
+    if meter is not None and meter.status == "archived":
+        raise ValidationFailed(
+            f"meter {metric} is archived: it takes no new events (its usage stays readable)",
+            code="meter_archived",
+        )
+    if meter is None and undeclared == "reject":
+        raise ValidationFailed(
+            f"no meter {metric}: this stack takes events only for declared meters (GET /v1/meters)",
+            code="unknown_metric",
+        )
+    if meter is not None and meter.aggregation not in TRACKED_AGGREGATIONS:
+        raise ValidationFailed(
+            f"meter {metric} is a {meter.aggregation} meter: this version counts only sum and count "
+            "meters, and refuses the events of the others rather than count them wrong",
+            code="aggregation_not_supported",
+        )

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from usage_meter.domain.periods import day_key, month_key
 from usage_meter.models.accounts import MetricLimit
 from usage_meter.models.records import CounterIncrement, CounterScope, MetricClaim
+from usage_meter.models.wire import Aggregation
 from usage_meter.store.keys import minute_key
 
 MAX_TRANSACTION_ITEMS = 100
@@ -45,12 +46,14 @@ class PendingEvent:
     index: int
     developer_id: str
     metric: str
-    quantity: Decimal
+    quantity: Decimal  # what it adds to its meter (see meters.contribution)
     event_time: datetime
     idempotency_key: str  # the client's, or one the service made (`key_made`)
     payload_hash: str
     metadata: dict[str, Any] | None
     key_made: bool = False  # the key is the service's: the client sent none
+    aggregation: Aggregation = "sum"  # its meter's; a metric without a meter is summed
+    unique_value: str | None = None  # metadata[uniqueBy], for a unique_count meter
     allowance: MetricLimit | None = None  # the plan's limit for this metric, if any
     undeclared: bool = False  # the plan does not list the metric: it takes a place in the catalog
     rate_ceiling: int | None = None  # events per minute the developer's plan enforces, if any
@@ -107,6 +110,7 @@ def chunks(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[list[
 
 
 CounterSlot = tuple[str, CounterScope, str, str]
+"""(developer, scope, key, metric) of one counter item."""
 
 
 def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterIncrement]:
@@ -130,6 +134,7 @@ def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterInc
             if ceiling is not None:
                 ceilings[slot] = ceiling
     minute_expiry = int((now + MINUTE_COUNTER_TTL).timestamp())
+    aggregations = {(e.developer_id, e.metric): e.aggregation for e in events}
     return [
         CounterIncrement(
             developer_id=d,
@@ -138,6 +143,7 @@ def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterInc
             metric=m,
             quantity=q,
             events=n,
+            aggregation=aggregations.get((d, m), "sum"),
             ceiling=ceilings.get((d, s, k, m)),
             expires_at=minute_expiry if s == "minute" else None,
         )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from usage_meter.domain import clock
 from usage_meter.domain.identity import DeveloperResolver
+from usage_meter.domain.meters import MeterBook
 from usage_meter.domain.periods import (
     Period,
     day_key,
@@ -28,6 +30,7 @@ from usage_meter.models.accounts import Identity, Plan
 from usage_meter.models.records import Counter
 from usage_meter.models.timestamps import format_instant
 from usage_meter.models.wire import (
+    Aggregation,
     CurrentUsageResponse,
     EntitlementResponse,
     HistoryEntry,
@@ -99,7 +102,7 @@ def current_usage(
 
     plan = resolve.plan(target)
     expected = [metric] if metric else (plan.metrics if plan else [])
-    consumed, total = _sum_counters(counters, metric, expected)
+    tallies, total = _sum_counters(counters, metric, expected, MeterBook())
     in_billing = {c.metric: c.consumed for c in billing_counters}
     developer = resolve.developer(target)
     return CurrentUsageResponse(
@@ -109,8 +112,8 @@ def current_usage(
             key=selected.key, start=format_instant(selected.start), end=format_instant(selected.end)
         ),
         metrics={
-            name: _metric_usage(plan, name, consumed[name], in_billing.get(name, Decimal(0)))
-            for name in sorted(consumed)
+            name: _metric_usage(plan, name, tallies[name], in_billing.get(name, Decimal(0)))
+            for name in sorted(tallies)
         },
         total_requests=total,
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
@@ -133,33 +136,57 @@ def _asked_period(
     return None
 
 
+@dataclass
+class Tally:
+    """One metric's counters added up over a window."""
+
+    consumed: Decimal = Decimal(0)
+    events: int = 0
+    aggregation: Aggregation = "sum"
+
+
+AVERAGE_PLACES = Decimal("0.000000001")
+
+
 def _sum_counters(
-    counters: list[Counter], metric: str | None, expected: Iterable[str]
-) -> tuple[dict[str, Decimal], int]:
+    counters: list[Counter], metric: str | None, expected: Iterable[str], meters: MeterBook
+) -> tuple[dict[str, Tally], int]:
     """Consumption per metric (only `metric` when given) and the events behind it; every
-    expected metric is present, zero when unused."""
-    consumed: dict[str, Decimal] = defaultdict(Decimal)
+    expected metric is present, zero when unused (its aggregation then read from its meter)."""
+    tallies: dict[str, Tally] = {}
     total = 0
     for counter in counters:
         if metric and counter.metric != metric:
             continue
-        consumed[counter.metric] += counter.consumed
+        tally = tallies.setdefault(counter.metric, Tally(aggregation=counter.aggregation))
+        tally.consumed += counter.consumed
+        tally.events += counter.events
         total += counter.events
     for name in expected:
-        consumed.setdefault(name, Decimal(0))
-    return consumed, total
+        if name not in tallies:
+            meter = meters(name)
+            tallies[name] = Tally(aggregation=meter.aggregation if meter else "sum")
+    return tallies, total
 
 
-def _metric_usage(plan: Plan | None, name: str, consumed: Decimal, used_in_billing: Decimal) -> MetricUsage:
+def _metric_usage(plan: Plan | None, name: str, tally: Tally, used_in_billing: Decimal) -> MetricUsage:
     """One metric's usage; limits are per billing period, so remaining and percentage always
     describe it, whatever range `consumed` covers."""
     allowance = metric_limit(plan, name)
     limit = allowance.limit if allowance else None
+    average = (
+        (tally.consumed / tally.events).quantize(AVERAGE_PLACES, rounding=ROUND_HALF_UP)
+        if tally.aggregation == "sum" and tally.events
+        else None
+    )
     return MetricUsage(
-        consumed=consumed,
+        consumed=tally.consumed,
         limit=limit,
         remaining=remaining(limit, used_in_billing),
         percentage_used=percentage_used(limit, used_in_billing),
+        aggregation=tally.aggregation,
+        events=tally.events,
+        average=average.normalize() if average is not None else None,
     )
 
 

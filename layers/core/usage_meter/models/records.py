@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from usage_meter.models.wire import ApiModel
+from usage_meter.models.wire import Aggregation, ApiModel
 
 
 class IdempotencyRecord(BaseModel):
@@ -44,6 +44,7 @@ class CounterIncrement(BaseModel):
     metric: str
     quantity: Decimal
     events: int
+    aggregation: Aggregation = "sum"  # the metric's meter's, kept on the counter for its readers
     ceiling: Decimal | None = None
     expires_at: int | None = None
 
@@ -67,6 +68,7 @@ class Counter(BaseModel):
     metric: str
     consumed: Decimal
     events: int
+    aggregation: Aggregation = "sum"  # counters written before meters were summed
 
 
 # ---- rollup: month summaries and the run's report -------------------------------------------

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -82,11 +83,22 @@ def _rfc3339(value: Any) -> Any:
     return parse_rfc3339(value)
 
 
+def _not_zero(value: Decimal) -> Decimal:
+    """A quantity of 0 counts nothing under any meter (the sign is the meter's business: only
+    a level takes a negative change)."""
+    if value == 0:
+        raise PydanticCustomError("not_zero", "Input should not be 0")
+    return value
+
+
 Quantity = Annotated[
     Decimal,
     BeforeValidator(_number_only),
-    Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1e12, "multipleOf": 1e-9}),
+    Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
+    AfterValidator(_not_zero),
+    WithJsonSchema(
+        {"type": "number", "minimum": -1e12, "maximum": 1e12, "multipleOf": 1e-9, "not": {"const": 0}}
+    ),
 ]
 Timestamp = Annotated[
     datetime,
@@ -121,7 +133,7 @@ class UsageEventIn(ApiModel):
     """One usage event as a backend sends it."""
 
     metric: MetricName
-    quantity: Quantity
+    quantity: Quantity | None = None  # required and > 0 but for count (default 1) and level (signed)
     idempotency_key: IdempotencyKey | None = None
     timestamp: Timestamp | None = None
     developer_id: DeveloperId | None = None
@@ -217,10 +229,16 @@ class PeriodOut(ApiModel):
 
 
 class MetricUsage(ApiModel):
+    """One metric in a window: `consumed` is its meter's aggregated value (the sum, the count,
+    ...), `events` the events counted, `average` (sum meters) consumed / events."""
+
     consumed: Amount
     limit: Amount | None = None
     remaining: Amount | None = None
     percentage_used: Amount | None = None
+    aggregation: Aggregation = "sum"
+    events: int = 0
+    average: Amount | None = None
 
 
 class RateLimit(ApiModel):

@@ -23,6 +23,7 @@ def increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemT
         "#m": "metric",
         "#k": inc.scope,
         "#u": "updatedAt",
+        "#g": "aggregation",
     }
     values: dict[str, AttributeValueTypeDef] = {
         ":q": number(inc.quantity),
@@ -31,8 +32,9 @@ def increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemT
         ":m": text(inc.metric),
         ":k": text(inc.key),
         ":u": text(updated_at),
+        ":g": text(inc.aggregation),
     }
-    sets = "#d = :d, #m = :m, #k = :k, #u = :u"
+    sets = "#d = :d, #m = :m, #k = :k, #u = :u, #g = :g"
     if inc.scope == "day":
         names["#a"] = "activeDay"
         values[":a"] = text(keys.activity_key(inc.key, inc.developer_id))
@@ -68,6 +70,7 @@ def _counter(item: dict[str, Any]) -> Counter:
         metric=item["metric"]["S"],
         consumed=Decimal(item["consumed"]["N"]),
         events=int(item["events"]["N"]),
+        aggregation=item.get("aggregation", {"S": "sum"})["S"],
     )
 
 
