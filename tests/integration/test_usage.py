@@ -44,6 +44,13 @@ def seeded(stack: Stack, freeze: Freeze) -> Stack:
     return stack
 
 
+NOVEMBER_TOKENS = summed(
+    {"consumed": Decimal("3.75"), "limit": 10000000, "remaining": Decimal("9999996.25"), "percentageUsed": 0},
+    2,
+    Decimal("1.875"),  # 1.25 and 2.5
+)
+
+
 def test_current_billing_period(seeded: Stack) -> None:
     answer = seeded.current()
     assert answer.status == 200
@@ -57,16 +64,7 @@ def test_current_billing_period(seeded: Stack) -> None:
                 3,
                 Decimal("11.666666667"),  # 35 / 3, to 9 places, half up
             ),
-            "tokens": summed(
-                {
-                    "consumed": Decimal("3.75"),
-                    "limit": 10000000,
-                    "remaining": Decimal("9999996.25"),
-                    "percentageUsed": 0,
-                },
-                2,
-                Decimal("1.875"),
-            ),
+            "tokens": NOVEMBER_TOKENS,
         },
         "totalRequests": 5,
         "resetsInDays": 6,
@@ -99,18 +97,7 @@ def test_week_period_bounds(seeded: Stack) -> None:
 
 
 def test_metric_filter_and_unknown_metric_reads_zero(seeded: Stack) -> None:
-    assert seeded.current(metric="tokens").json()["metrics"] == {
-        "tokens": summed(
-            {
-                "consumed": Decimal("3.75"),
-                "limit": 10000000,
-                "remaining": Decimal("9999996.25"),
-                "percentageUsed": 0,
-            },
-            2,
-            Decimal("1.875"),
-        )
-    }
+    assert seeded.current(metric="tokens").json()["metrics"] == {"tokens": NOVEMBER_TOKENS}
     assert seeded.current(metric="never_used").json()["metrics"]["never_used"]["consumed"] == 0
     assert seeded.current(metric="never_used").json()["totalRequests"] == 0
 
