@@ -205,20 +205,20 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
         ),
         (
             ["meters", "create", "calls", "--dimensions", "end point"],
-            "error: invalid meter: dimensions.0: String should match pattern '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'",
+            'error: invalid meter: dimensions.0: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
         (
             ["meters", "create", "calls", "--aggregation", "average"],
-            "error: invalid meter: aggregation: Input should be 'sum', 'count', 'max', 'latest', "
-            "'unique_count' or 'level'",
+            'error: invalid meter: aggregation: Input should be "sum", "count", "max", "latest", '
+            '"unique_count" or "level"',
         ),
         (
             ["meters", "create", "9lives"],
-            "error: invalid meter: name: String should match pattern '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'",
+            'error: invalid meter: name: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
         (
             ["meters", "create", "api#calls", "--aggregation", "count"],
-            "error: invalid meter: name: String should match pattern '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'",
+            'error: invalid meter: name: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
         (
             ["meters", "create", "calls", "--unit", "u" * 33],

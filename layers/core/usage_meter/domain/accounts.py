@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from usage_meter.domain import clock, meters
 from usage_meter.domain.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
-from usage_meter.errors import Conflict, NotFound, ValidationFailed
+from usage_meter.errors import Conflict, NotFound, ValidationFailed, json_message
 from usage_meter.models.accounts import (
     ApiKeyRecord,
     Developer,
@@ -99,7 +99,7 @@ def create_developer(name: str, plan: str = DEFAULT_PLAN, developer_id: str | No
             plan_history=[PlanAssignment(plan=plan, since=created_at)],
         )
     except ValidationError as exc:
-        fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {json_message(e)}" for e in exc.errors())
         raise ValidationFailed(f"invalid developer: {fields}", code="invalid_developer") from exc
     account_store.put_developer(developer)
     return developer
