@@ -49,6 +49,7 @@ from usage_meter_local.template import (
 
 LOCAL = ROOT / ".local"
 KEYS_FILE = LOCAL / "demo-keys.json"
+DEMO_ENV_NAME = "demo.env"  # beside .local/env: API, KEY, SERVICE_KEY for the README's commands
 LOG_NAME = "dev.log"
 DEFAULT_PORT, DEFAULT_DYNAMODB_PORT = 3000, 8000
 TABLE_NAMES = {logical_id: f"usage-meter-local-{logical_id}" for logical_id in table_logical_ids()}
@@ -163,6 +164,19 @@ def _announce(
             "DYNAMODB_PORT": dynamodb_port,
         },
     )
+    demo_env = served.env_file.with_name(DEMO_ENV_NAME)
+    envfile.write(
+        demo_env,
+        {
+            "API": served.base,
+            "KEY": served.keys["developerKey"],
+            "SERVICE_KEY": served.keys["serviceKey"],
+            # the Python client's defaults: the demo developer's key, this stack
+            "USAGE_METER_API_KEY": served.keys["developerKey"],
+            "USAGE_METER_BASE_URL": served.base,
+        },
+    )
+    demo_env.chmod(0o600)  # the demo keys, as in demo-keys.json
     output.say(banner(served))
     output.say(f"(ready in {time.monotonic() - started:.1f} s)")
     if ready_file is not None:
