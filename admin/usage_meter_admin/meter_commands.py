@@ -36,7 +36,7 @@ def _meters_list(args: argparse.Namespace) -> None:
 
 def _meters_show(args: argparse.Namespace) -> None:
     meter = meters.get(args.name)
-    fields = meter.model_dump()
+    fields = wire(meter)  # the same names as --json and the API
     fields["dimensions"] = ",".join(meter.dimensions)
     text = "\n".join(f"{name}: {'-' if value in (None, '') else value}" for name, value in fields.items())
     emit(args, wire(meter), text)

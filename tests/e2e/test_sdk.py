@@ -82,9 +82,9 @@ def tiny(local_stack: dict[str, Any]) -> dict[str, str]:
     plan = f"sdk-tiny-{uuid.uuid4().hex[:8]}"
     admin(local_stack, "plans", "put", plan, "--metric", "api_calls=3:hard")
     developer = admin(local_stack, "developers", "create", "--name", "SDK limits", "--plan", plan)
-    key = admin(local_stack, "keys", "create", developer["developer_id"])["key"]
+    key = admin(local_stack, "keys", "create", developer["developerId"])["key"]
     return {
-        "developer_id": developer["developer_id"],
+        "developer_id": developer["developerId"],
         "key": key,
         "service_key": local_stack["serviceKey"],
         "base": local_stack["base"],

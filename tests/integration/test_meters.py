@@ -150,13 +150,13 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
     assert out.splitlines() == [
         "name: seats",
         "aggregation: level",
-        "unique_by: -",
+        "uniqueBy: -",
         "dimensions: -",
         "unit: seats",
         "description: -",
         "status: archived",
-        f"created_at: {NOON_TEXT}",
-        f"archived_at: {LATER_TEXT}",
+        f"createdAt: {NOON_TEXT}",
+        f"archivedAt: {LATER_TEXT}",
     ]
 
     # archiving again changes nothing (the first archive time stays)
