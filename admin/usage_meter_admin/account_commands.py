@@ -8,46 +8,87 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from usage_meter import jsonutil
-from usage_meter.domain import accounts
-from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan
-from usage_meter.models.wire import METRIC_PATTERN
+from usage_meter.domain import accounts, usage
+from usage_meter.models.accounts import ApiKeyRecord, Developer, Identity, MetricLimit, Plan
+from usage_meter.models.wire import METRIC_PATTERN, CurrentUsageResponse
 from usage_meter.store import accounts as account_store
 from usage_meter_admin import catalogs
-from usage_meter_admin.common import CliError, command, emit, subcommands
+from usage_meter_admin.common import CliError, command, emit, print_table, subcommands, wire
+
+DEVELOPER_HEADERS = ("developer", "plan", "created", "name")
+KEY_HEADERS = ("key", "prefix", "role", "status", "created", "last used")
+PLAN_HEADERS = ("plan", "rate", "limits")
+SECRET_FIELDS = {"key_hash"}  # a key's sha256 is never printed
 
 
-def developer_line(d: Developer) -> str:
-    return f"{d.developer_id}\t{d.plan}\t{d.created_at}\t{d.name}"
+def developer_row(d: Developer) -> list[str]:
+    return [d.developer_id, d.plan, d.created_at, d.name]
 
 
-def key_line(k: ApiKeyRecord) -> str:
-    return f"{k.key_id}\t{k.prefix}…\t{k.role}\t{k.status}\t{k.created_at}\t{k.last_used_at or '-'}"
+def key_row(k: ApiKeyRecord) -> list[str]:
+    return [k.key_id, f"{k.prefix}…", k.role, k.status, k.created_at, k.last_used_at or "-"]
 
 
-def plan_line(p: Plan) -> str:
+def plan_row(p: Plan) -> list[str]:
     limits = ", ".join(
         f"{metric}={'unlimited' if m.limit is None else jsonutil.number_text(m.limit)} ({m.enforcement})"
         for metric, m in sorted(p.metrics.items())
     )
     rate = f"{p.requests_per_minute or '-'}/min" + (" (hard)" if p.rate_ceiling is not None else "")
-    return f"{p.name}\t{rate}\t{limits}"
+    return [p.name, rate, limits]
+
+
+def key_json(k: ApiKeyRecord) -> Any:
+    return wire(k, exclude=SECRET_FIELDS)
 
 
 def _developers_create(args: argparse.Namespace) -> None:
     developer = accounts.create_developer(args.name, args.plan, args.id)
-    emit(args, developer.model_dump(), f"created developer {developer.developer_id} ({developer.plan})")
+    emit(args, wire(developer), f"created developer {developer.developer_id} ({developer.plan})")
 
 
 def _developers_list(args: argparse.Namespace) -> None:
     developers = sorted(account_store.list_developers(), key=lambda d: d.developer_id)
-    emit(args, [d.model_dump() for d in developers], "\n".join(map(developer_line, developers)) or "(none)")
+    if args.json:
+        emit(args, wire(developers), "")
+        return
+    print_table(DEVELOPER_HEADERS, [developer_row(d) for d in developers])
 
 
 def _developers_show(args: argparse.Namespace) -> None:
     developer = accounts.get_developer(args.developer_id)
     keys = accounts.list_keys(args.developer_id)
-    text = "\n".join([developer_line(developer), "keys:", *("  " + key_line(k) for k in keys)])
-    emit(args, {**developer.model_dump(), "keys": [k.model_dump(exclude={"key_hash"}) for k in keys]}, text)
+    if args.json:
+        emit(args, {**wire(developer), "keys": [key_json(k) for k in keys]}, "")
+        return
+    print_table(DEVELOPER_HEADERS, [developer_row(developer)])
+    print()
+    print_table(KEY_HEADERS, [key_row(k) for k in keys])
+
+
+def _open_usage(developer_id: str) -> CurrentUsageResponse:
+    """The developer's usage of the current billing period, read as the service reads it."""
+    return usage.current_usage(Identity(developer_id=developer_id, role="service"), developer_id=developer_id)
+
+
+def _developers_delete(args: argparse.Namespace) -> None:
+    current = _open_usage(args.developer_id)
+    used = {name: u.consumed for name, u in current.metrics.items() if u.consumed}
+    if (current.total_requests or used) and not args.force:
+        raise CliError(
+            f"developer {args.developer_id} has usage in the open period {current.period.key} "
+            f"({current.total_requests} events): --force deletes it anyway (its keys stop working; "
+            "its usage history stays for billing)"
+        )
+    deleted = accounts.delete_developer(args.developer_id)
+    usage_text = ", ".join(f"{name} {jsonutil.number_text(value)}" for name, value in sorted(used.items()))
+    emit(
+        args,
+        wire(deleted),
+        f"deleted developer {deleted.developer_id} and its {len(deleted.key_ids)} key(s) (they stop "
+        f"working within 60 seconds); its usage history stays for billing"
+        + (f" ({current.period.key}: {usage_text})" if used else ""),
+    )
 
 
 def _keys_create(args: argparse.Namespace) -> None:
@@ -55,7 +96,7 @@ def _keys_create(args: argparse.Namespace) -> None:
     record = created.record
     emit(
         args,
-        {"key": created.key, **record.model_dump(exclude={"key_hash"})},
+        {"key": created.key, **key_json(record)},
         f"{created.key}\n(key {record.key_id}, role {record.role}, developer {record.developer_id}: "
         "store it now, it is not shown again)",
     )
@@ -63,26 +104,32 @@ def _keys_create(args: argparse.Namespace) -> None:
 
 def _keys_list(args: argparse.Namespace) -> None:
     keys = accounts.list_keys(args.developer_id)
-    emit(args, [k.model_dump(exclude={"key_hash"}) for k in keys], "\n".join(map(key_line, keys)) or "(none)")
+    if args.json:
+        emit(args, [key_json(k) for k in keys], "")
+        return
+    print_table(KEY_HEADERS, [key_row(k) for k in keys])
 
 
 def _keys_revoke(args: argparse.Namespace) -> None:
     key = accounts.revoke_key(args.developer_id, args.key_id)
     emit(
         args,
-        key.model_dump(exclude={"key_hash"}),
+        key_json(key),
         f"revoked {key.key_id} ({key.prefix}…); it stops working within 60 seconds",
     )
 
 
 def _plans_list(args: argparse.Namespace) -> None:
     plans = accounts.plans()
-    emit(args, [p.model_dump() for p in plans], "\n".join(map(plan_line, plans)))
+    if args.json:
+        emit(args, wire(plans), "")
+        return
+    print_table(PLAN_HEADERS, [plan_row(p) for p in plans])
 
 
 def _plans_set(args: argparse.Namespace) -> None:
     developer = accounts.set_plan(args.developer_id, args.plan)
-    emit(args, developer.model_dump(), f"{developer.developer_id} is now on plan {developer.plan}")
+    emit(args, wire(developer), f"{developer.developer_id} is now on plan {developer.plan}")
 
 
 def parse_allowance(text: str) -> tuple[str, MetricLimit]:
@@ -104,12 +151,28 @@ def parse_allowance(text: str) -> tuple[str, MetricLimit]:
     return metric, MetricLimit(limit=limit, enforcement=enforcement or "hard")
 
 
+def _allowances(texts: list[str]) -> dict[str, MetricLimit]:
+    """The --metric options, one per metric: a metric given twice is refused, not overwritten."""
+    metrics: dict[str, MetricLimit] = {}
+    for text in texts:
+        metric, allowance = parse_allowance(text)
+        if metric in metrics:
+            raise CliError(f"--metric {metric} is given twice: give each metric once")
+        metrics[metric] = allowance
+    return metrics
+
+
 def _plans_put(args: argparse.Namespace) -> None:
-    metrics = dict(parse_allowance(text) for text in args.metric or [])
+    metrics = _allowances(args.metric or [])
     if args.requests_per_minute is not None and args.requests_per_minute < 1:
-        raise CliError("--requests-per-minute must be at least 1")
+        raise CliError(f"--requests-per-minute {args.requests_per_minute}: it must be at least 1")
     if args.rate_enforcement == "hard" and args.requests_per_minute is None:
         raise CliError("--rate-enforcement hard needs --requests-per-minute")
+    if not metrics and args.requests_per_minute is None:
+        raise CliError(
+            f"plan {args.name} would be empty: give at least one --metric METRIC=LIMIT[:soft|hard] "
+            "or --requests-per-minute N"
+        )
     plan = accounts.put_plan(
         Plan(
             name=args.name,
@@ -118,7 +181,14 @@ def _plans_put(args: argparse.Namespace) -> None:
             rate_enforcement=args.rate_enforcement,
         )
     )
-    emit(args, plan.model_dump(), f"stored plan {plan_line(plan)}")
+    stored = "\t".join(plan_row(plan))
+    emit(args, wire(plan), f"stored plan {stored}")
+
+
+def _plans_delete(args: argparse.Namespace) -> None:
+    deleted = accounts.delete_plan(args.name)
+    default = "; the default plan of that name applies again" if deleted.default_restored else ""
+    emit(args, wire(deleted), f"deleted plan {deleted.name}{default}")
 
 
 def _plans_seed(args: argparse.Namespace) -> None:
@@ -132,7 +202,7 @@ def _plans_seed(args: argparse.Namespace) -> None:
             for name in report.plans_kept
         ),
     ]
-    emit(args, report.model_dump(), "\n".join(lines))
+    emit(args, wire(report), "\n".join(lines))
 
 
 def add_developer_commands(groups: Any) -> None:
@@ -144,6 +214,17 @@ def add_developer_commands(groups: Any) -> None:
     command(developers, "list", _developers_list, "list developers")
     show = command(developers, "show", _developers_show, "show a developer and its keys")
     show.add_argument("developer_id")
+    delete = command(
+        developers,
+        "delete",
+        _developers_delete,
+        "delete a developer and its keys; its usage history stays (refused while it has usage in "
+        "the open billing period, unless --force)",
+    )
+    delete.add_argument("developer_id")
+    delete.add_argument(
+        "--force", action="store_true", help="delete even with usage in the open billing period"
+    )
 
 
 def add_key_commands(groups: Any) -> None:
@@ -163,6 +244,10 @@ def add_plan_commands(groups: Any) -> None:
     assign = command(plans, "set", _plans_set, "put a developer on a plan (applies to its next request)")
     assign.add_argument("developer_id")
     assign.add_argument("plan")
+    remove = command(
+        plans, "delete", _plans_delete, "delete a stored plan (refused while a developer is on it)"
+    )
+    remove.add_argument("name")
     seed = command(
         plans,
         "seed",

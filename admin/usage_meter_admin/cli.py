@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from usage_meter.errors import UsageMeterError
+from usage_meter.errors import UsageMeterError, json_message
 from usage_meter_admin import connection
 from usage_meter_admin.account_commands import add_developer_commands, add_key_commands, add_plan_commands
 from usage_meter_admin.common import CliError
@@ -49,7 +49,7 @@ def describe(exc: Exception, args: argparse.Namespace) -> str | None:
     if isinstance(exc, CliError | BotoCoreError):
         return str(exc)
     if isinstance(exc, ValidationError):
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {json_message(e)}" for e in exc.errors())
         return f"invalid input: {fields}"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from botocore.exceptions import (
     BotoCoreError,
+    ClientError,
     HTTPClientError,
     NoCredentialsError,
     NoRegionError,
@@ -34,6 +35,11 @@ STACK_OUTPUTS = {
     "UsageTableName": "USAGE_TABLE",
     "IdempotencyTableName": "IDEMPOTENCY_TABLE",
     "AccountsTableName": "ACCOUNTS_TABLE",
+}
+TABLE_FIELDS = {
+    "usage_table": "USAGE_TABLE",
+    "idempotency_table": "IDEMPOTENCY_TABLE",
+    "accounts_table": "ACCOUNTS_TABLE",
 }
 LOCAL_VARIABLES = (*STACK_OUTPUTS.values(), "DYNAMODB_ENDPOINT_URL")
 # a shell's own AWS settings that must not reach DynamoDB Local along with the local ones
@@ -125,10 +131,23 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _no_such_table(args: argparse.Namespace) -> str:
+    """DynamoDB says "non-existent table" without naming it: name the tables the CLI used,
+    where it looked, and how to point it at a stack's own."""
+    cfg = settings()
+    names = ", ".join(f"{variable}={getattr(cfg, field)}" for field, variable in TABLE_FIELDS.items())
+    where = f"DynamoDB at {cfg.endpoint_url}" if cfg.endpoint_url else f"region {cfg.region or '(default)'}"
+    if args.local or args.local_env:
+        return f"no such table in {where} ({names}): restart `make dev` to create them"
+    return f"no such table in {where} ({names}): pass {WHERE}, or set them to the stack's table names"
+
+
 def explain(exc: BaseException, args: argparse.Namespace) -> str | None:
     """One line naming why AWS could not be used, or None when `exc` is not about that."""
     if isinstance(exc, MissingSetting):
         return f"{', '.join(exc.variables)} not set: pass {WHERE}, or set them"
+    if isinstance(exc, ClientError) and store_db.error_code(exc) == "ResourceNotFoundException":
+        return _no_such_table(args)
     botocore = next((c for c in _causes(exc) if isinstance(c, BotoCoreError)), None)
     if botocore is None:
         return None

@@ -7,14 +7,14 @@ from typing import Any
 
 from usage_meter.domain import meters
 from usage_meter.models.accounts import Meter
-from usage_meter_admin.common import command, emit, subcommands
+from usage_meter_admin.common import command, emit, print_table, subcommands, wire
+
+METER_HEADERS = ("meter", "aggregation", "status", "dimensions", "unit", "description")
 
 
-def meter_line(m: Meter) -> str:
+def meter_row(m: Meter) -> list[str]:
     aggregation = f"{m.aggregation}({m.unique_by})" if m.unique_by else m.aggregation
-    return "\t".join(
-        [m.name, aggregation, m.status, ",".join(m.dimensions) or "-", m.unit or "-", m.description or ""]
-    )
+    return [m.name, aggregation, m.status, ",".join(m.dimensions) or "-", m.unit or "-", m.description or ""]
 
 
 def _meters_create(args: argparse.Namespace) -> None:
@@ -22,27 +22,31 @@ def _meters_create(args: argparse.Namespace) -> None:
     fields = {"name": args.name, "aggregation": args.aggregation, "dimensions": dimensions}
     optional = {"unique_by": args.unique_by, "unit": args.unit, "description": args.description}
     meter = meters.create(meters.definition(**fields, **{k: v for k, v in optional.items() if v is not None}))
-    emit(args, meter.model_dump(), f"created meter {meter_line(meter)}")
+    created = "\t".join(meter_row(meter))
+    emit(args, wire(meter), f"created meter {created}")
 
 
 def _meters_list(args: argparse.Namespace) -> None:
     found = meters.meters()
-    emit(args, [m.model_dump() for m in found], "\n".join(map(meter_line, found)) or "(none)")
+    if args.json:
+        emit(args, wire(found), "")
+        return
+    print_table(METER_HEADERS, [meter_row(m) for m in found])
 
 
 def _meters_show(args: argparse.Namespace) -> None:
     meter = meters.get(args.name)
-    fields = meter.model_dump()
+    fields = wire(meter)  # the same names as --json and the API
     fields["dimensions"] = ",".join(meter.dimensions)
     text = "\n".join(f"{name}: {'-' if value in (None, '') else value}" for name, value in fields.items())
-    emit(args, meter.model_dump(), text)
+    emit(args, wire(meter), text)
 
 
 def _meters_archive(args: argparse.Namespace) -> None:
     meter = meters.archive(args.name)
     emit(
         args,
-        meter.model_dump(),
+        wire(meter),
         f"archived meter {meter.name} (since {meter.archived_at}): it takes no new events; its usage stays readable",
     )
 

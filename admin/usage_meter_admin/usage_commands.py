@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from usage_meter import jsonutil
-from usage_meter.domain import rollup, usage
+from usage_meter.domain import clock, rollup, usage
 from usage_meter.domain.plans import get_plan
 from usage_meter.models.accounts import Identity
 from usage_meter.models.records import RollupReport, RollupRequest
@@ -98,12 +98,24 @@ def _usage_show(args: argparse.Namespace) -> None:
 
 
 def _check_history_range(args: argparse.Namespace) -> None:
+    """The range checks of GET /v1/usage/history, made here first so that a refusal names the
+    CLI's flags (--start-date), not the API's query parameters (startDate)."""
     if args.days is not None and (args.start_date or args.end_date):
         raise CliError("use either --days or --start-date/--end-date")
-    if args.end_date and not args.start_date:
-        raise CliError("--end-date needs --start-date")
-    if args.start_date and args.end_date and args.end_date < args.start_date:
+    if args.start_date is None:
+        if args.end_date:
+            raise CliError("--end-date needs --start-date")
+        return
+    for flag, value in (("--start-date", args.start_date), ("--end-date", args.end_date)):
+        if value is not None and not usage.FIRST_DATE <= value <= usage.LAST_DATE:
+            raise CliError(f"{flag} {value}: dates run from {usage.FIRST_DATE} to {usage.LAST_DATE}")
+    last = args.end_date or clock.now().date()
+    if last < args.start_date:
+        if args.end_date is None:
+            raise CliError(f"--start-date {args.start_date} is after today ({last}, the default --end-date)")
         raise CliError("--end-date is before --start-date")
+    if (last - args.start_date).days + 1 > usage.MAX_RANGE_DAYS:
+        raise CliError(f"--start-date to --end-date covers more than {usage.MAX_RANGE_DAYS} days")
 
 
 def _usage_history(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ thousands separators.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
@@ -236,3 +237,23 @@ def render_history(console: Console, response: HistoryResponse, metric: str | No
     console.print(table)
     if response.granularity == "month":
         console.print("a month counts only the days of the range")
+
+
+def render_table(console: Console, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A listing (`developers list`, `keys list`, …) on a terminal: bold headers over aligned
+    columns; cells are shown as given (no markup)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if not rows:
+        console.print("(none)")
+        return
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, header_style="bold"
+    )
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)

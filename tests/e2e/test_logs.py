@@ -87,7 +87,7 @@ def _drive(stack: dict[str, Any]) -> tuple[list[str], str, int]:
     id and the number of requests. Each answer is checked, so the traffic is what it says."""
     dev, svc = stack["developerKey"], stack["serviceKey"]
     created = admin(stack, "keys", "create", DEMO_DEVELOPER, "--role", "service")
-    revoked, revoked_id = created["key"], created["key_id"]
+    revoked, revoked_id = created["key"], created["keyId"]
     admin(stack, "keys", "revoke", DEMO_DEVELOPER, revoked_id)
     unknown = _random_key()
     malformed = ["not-a-key", KEY_PREFIX + "short", _random_key() + "X", _random_key().upper()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -81,9 +82,9 @@ def tiny(local_stack: dict[str, Any]) -> dict[str, str]:
     plan = f"sdk-tiny-{uuid.uuid4().hex[:8]}"
     admin(local_stack, "plans", "put", plan, "--metric", "api_calls=3:hard")
     developer = admin(local_stack, "developers", "create", "--name", "SDK limits", "--plan", plan)
-    key = admin(local_stack, "keys", "create", developer["developer_id"])["key"]
+    key = admin(local_stack, "keys", "create", developer["developerId"])["key"]
     return {
-        "developer_id": developer["developer_id"],
+        "developer_id": developer["developerId"],
         "key": key,
         "service_key": local_stack["serviceKey"],
         "base": local_stack["base"],
@@ -304,6 +305,22 @@ def test_bad_key_is_authentication_error(local_stack: dict[str, Any], key: str) 
     assert (caught.value.status, caught.value.code) == (401, "unauthorized")
     assert isinstance(caught.value, UsageMeterError)
     assert caught.value.message
+
+
+def test_errors_carry_the_gateways_request_id(service: UsageMeter, local_stack: dict[str, Any]) -> None:
+    """The local gateway names each request in `apigw-requestid`, as API Gateway does, so
+    `.request_id` works locally too: one id per request, on the gateway's own 404 as well."""
+    ids = []
+    for _ in range(2):
+        with pytest.raises(NotFoundError) as caught:
+            service.usage.current(developer_id=unique("dev_nobody"))
+        ids.append(caught.value.request_id)
+    assert ids[0] != ids[1]
+    for request_id in ids:
+        assert re.fullmatch(r"[0-9a-f-]{36}", request_id or ""), ids
+    unrouted = httpx.get(f"{local_stack['base']}/v1/nowhere")
+    assert (unrouted.status_code, unrouted.json()) == (404, {"message": "Not Found"})
+    assert unrouted.headers["apigw-requestid"] not in ids
 
 
 def test_developer_key_for_another_developer_is_permission_denied(dev: UsageMeter) -> None:

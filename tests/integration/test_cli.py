@@ -100,11 +100,11 @@ def test_developers_create_with_id_and_plan_as_json(stack: Stack, run: Run, free
 
     assert (code, err) == (0, "")
     assert json.loads(out) == {
-        "developer_id": "dev_carol",
+        "developerId": "dev_carol",
         "name": "Carol Jones",
         "plan": "enterprise",
-        "created_at": NOON_TEXT,
-        "plan_history": [{"plan": "enterprise", "since": NOON_TEXT}],
+        "createdAt": NOON_TEXT,
+        "planHistory": [{"plan": "enterprise", "since": NOON_TEXT}],
     }
     assert profile(stack, "dev_carol") is not None
     assert profile(stack, "dev_carol")["plan"] == {"S": "enterprise"}  # type: ignore[index]
@@ -122,6 +122,7 @@ def test_developers_list(stack: Stack, run: Run) -> None:
     code, out, err = run("developers", "list")
     assert (code, err) == (0, "")
     assert out.splitlines() == [
+        "developer\tplan\tcreated\tname",  # a header line, then tab-separated rows: a pipe's table
         f"dev_alice\tpro\t{seeded['dev_alice'].created_at}\tdev_alice",
         f"dev_bob\tpro\t{seeded['dev_bob'].created_at}\tdev_bob",
         f"dev_provider\tpro\t{seeded['dev_provider'].created_at}\tdev_provider",
@@ -131,13 +132,13 @@ def test_developers_list(stack: Stack, run: Run) -> None:
     code, out, _ = run("--json", "developers", "list")
     assert code == 0
     listed = json.loads(out)
-    assert [d["developer_id"] for d in listed] == ["dev_alice", "dev_bob", "dev_provider", "dev_zed"]
+    assert [d["developerId"] for d in listed] == ["dev_alice", "dev_bob", "dev_provider", "dev_zed"]
     assert listed[3] == {
-        "developer_id": "dev_zed",
+        "developerId": "dev_zed",
         "name": "Zed Z.",
         "plan": "free",
-        "created_at": seeded["dev_zed"].created_at,
-        "plan_history": [{"plan": "free", "since": seeded["dev_zed"].created_at}],
+        "createdAt": seeded["dev_zed"].created_at,
+        "planHistory": [{"plan": "free", "since": seeded["dev_zed"].created_at}],
     }
 
 
@@ -154,37 +155,45 @@ def test_developers_show_lists_keys_without_secrets(stack: Stack, run: Run, free
     code, out, err = run("developers", "show", "dev_alice")
     assert (code, err) == (0, "")
     key_lines = {
-        first.key_id: f"  {first.key_id}\t{plaintext[:12]}…\tdeveloper\tactive\t{NOON_TEXT}\t{NOON_TEXT}",
-        second.key_id: f"  {second.key_id}\t{service.key[:12]}…\tservice\tactive\t{NOON_TEXT}\t-",
+        first.key_id: f"{first.key_id}\t{plaintext[:12]}…\tdeveloper\tactive\t{NOON_TEXT}\t{NOON_TEXT}",
+        second.key_id: f"{second.key_id}\t{service.key[:12]}…\tservice\tactive\t{NOON_TEXT}\t-",
     }
     assert out.splitlines() == [
+        "developer\tplan\tcreated\tname",
         f"dev_alice\tpro\t{developer.created_at}\tdev_alice",
-        "keys:",
+        "",
+        "key\tprefix\trole\tstatus\tcreated\tlast used",
         *(key_lines[key_id] for key_id in sorted(key_lines)),  # listed in key id order
     ]
 
     code, out, err = run("--json", "developers", "show", "dev_alice")
     assert (code, err) == (0, "")
     shown = json.loads(out)
-    assert {k: v for k, v in shown.items() if k != "keys"} == developer.model_dump()
+    assert {k: v for k, v in shown.items() if k != "keys"} == {
+        "developerId": "dev_alice",
+        "name": "dev_alice",
+        "plan": "pro",
+        "createdAt": developer.created_at,
+        "planHistory": [{"plan": h.plan, "since": h.since} for h in developer.plan_history],
+    }
     assert sorted(shown["keys"], key=lambda k: k["role"]) == [
         {
-            "key_id": first.key_id,
+            "keyId": first.key_id,
             "prefix": plaintext[:12],
-            "developer_id": "dev_alice",
+            "developerId": "dev_alice",
             "role": "developer",
             "status": "active",
-            "created_at": NOON_TEXT,
-            "last_used_at": NOON_TEXT,
+            "createdAt": NOON_TEXT,
+            "lastUsedAt": NOON_TEXT,
         },
         {
-            "key_id": second.key_id,
+            "keyId": second.key_id,
             "prefix": service.key[:12],
-            "developer_id": "dev_alice",
+            "developerId": "dev_alice",
             "role": "service",
             "status": "active",
-            "created_at": NOON_TEXT,
-            "last_used_at": None,
+            "createdAt": NOON_TEXT,
+            "lastUsedAt": None,
         },
     ]
     for text in (out, run("developers", "show", "dev_alice")[1]):
@@ -235,13 +244,13 @@ def test_keys_create_service_key_as_json(stack: Stack, run: Run, freeze: Freeze)
     assert KEY_RE.fullmatch(created["key"])
     assert created == {
         "key": created["key"],
-        "key_id": created["key_id"],
+        "keyId": created["keyId"],
         "prefix": created["key"][:12],
-        "developer_id": "dev_provider",
+        "developerId": "dev_provider",
         "role": "service",
         "status": "active",
-        "created_at": NOON_TEXT,
-        "last_used_at": None,
+        "createdAt": NOON_TEXT,
+        "lastUsedAt": None,
     }
     usage = get_usage(stack, created["key"], developerId="dev_bob")
     assert usage.status == 200
@@ -250,7 +259,7 @@ def test_keys_create_service_key_as_json(stack: Stack, run: Run, freeze: Freeze)
     code, listed, _ = run("--json", "keys", "list", "dev_provider")
     assert code == 0
     assert json.loads(listed) == [
-        {k: v for k, v in created.items() if k != "key"} | {"last_used_at": NOON_TEXT},
+        {k: v for k, v in created.items() if k != "key"} | {"lastUsedAt": NOON_TEXT},
     ]
     assert created["key"] not in listed
 
@@ -271,8 +280,9 @@ def test_keys_list(stack: Stack, run: Run, freeze: Freeze) -> None:
         f"{one.record.key_id}\t{one.key[:12]}…\tdeveloper\tactive\t{NOON_TEXT}\t-",
         f"{two.record.key_id}\t{two.key[:12]}…\tservice\tactive\t{NOON_TEXT}\t-",
     }
-    assert set(out.splitlines()) == expected
-    assert len(out.splitlines()) == 2
+    assert out.splitlines()[0] == "key\tprefix\trole\tstatus\tcreated\tlast used"
+    assert set(out.splitlines()[1:]) == expected
+    assert len(out.splitlines()) == 3
 
 
 def test_keys_revoke(stack: Stack, run: Run) -> None:
@@ -314,6 +324,7 @@ def test_keys_revoke_only_within_the_named_developer(stack: Stack, run: Run) -> 
 # ---- plans ---------------------------------------------------------------------------------------------
 
 DEFAULT_PLAN_LINES = [
+    "plan\trate\tlimits",
     "enterprise\t10000/min\tapi_calls=unlimited (soft), tokens=unlimited (soft)",
     "free\t60/min\tapi_calls=1000 (hard), tokens=100000 (hard)",
     "pro\t1000/min\tapi_calls=100000 (hard), tokens=10000000 (soft)",
@@ -336,8 +347,8 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
                 "api_calls": {"limit": None, "enforcement": "soft"},
                 "tokens": {"limit": None, "enforcement": "soft"},
             },
-            "requests_per_minute": 10000,
-            "rate_enforcement": "soft",
+            "requestsPerMinute": 10000,
+            "rateEnforcement": "soft",
         },
         {
             "name": "free",
@@ -345,8 +356,8 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
                 "api_calls": {"limit": 1000, "enforcement": "hard"},
                 "tokens": {"limit": 100000, "enforcement": "hard"},
             },
-            "requests_per_minute": 60,
-            "rate_enforcement": "soft",
+            "requestsPerMinute": 60,
+            "rateEnforcement": "soft",
         },
         {
             "name": "pro",
@@ -354,8 +365,8 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
                 "api_calls": {"limit": 100000, "enforcement": "hard"},
                 "tokens": {"limit": 10000000, "enforcement": "soft"},
             },
-            "requests_per_minute": 1000,
-            "rate_enforcement": "soft",
+            "requestsPerMinute": 1000,
+            "rateEnforcement": "soft",
         },
     ]
 
@@ -375,7 +386,7 @@ def test_plans_set_applies_to_the_next_request(stack: Stack, run: Run) -> None:
     code, out, _ = run("--json", "plans", "set", "dev_alice", "free")
     assert code == 0
     assert json.loads(out)["plan"] == "free"
-    assert json.loads(out)["developer_id"] == "dev_alice"
+    assert json.loads(out)["developerId"] == "dev_alice"
     assert get_usage(stack, key).json()["plan"] == "free"
 
 
@@ -395,11 +406,11 @@ def test_plans_seed_stores_missing_defaults_and_never_overwrites(stack: Stack, r
     assert (code, err) == (0, "")
     assert json.loads(out) == {
         "catalog": "default",
-        "meters_created": ["api_calls", "tokens"],
-        "meters_unchanged": [],
-        "plans_stored": ["free", "pro", "enterprise"],
-        "plans_unchanged": [],
-        "plans_kept": [],
+        "metersCreated": ["api_calls", "tokens"],
+        "metersUnchanged": [],
+        "plansStored": ["free", "pro", "enterprise"],
+        "plansUnchanged": [],
+        "plansKept": [],
     }
     stored = {pk: item for (pk, sk), item in accounts_items(stack).items() if sk == "PLAN"}
     assert sorted(stored) == ["PLAN#enterprise", "PLAN#free", "PLAN#pro"]
@@ -418,9 +429,9 @@ def test_plans_seed_stores_missing_defaults_and_never_overwrites(stack: Stack, r
     ]
     code, out, _ = run("plans", "list")
     assert out.splitlines() == [
-        DEFAULT_PLAN_LINES[0],
+        *DEFAULT_PLAN_LINES[:2],
         "free\t-/min\tapi_calls=50 (hard)",
-        DEFAULT_PLAN_LINES[2],
+        DEFAULT_PLAN_LINES[3],
     ]
 
 

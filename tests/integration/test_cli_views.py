@@ -394,10 +394,25 @@ def test_unknown_developer_is_a_one_line_error(
         ),
         (
             ["--start-date", "2025-10-31", "--end-date", "2026-11-01"],
-            "error: a range covers at most 366 days",
+            "error: --start-date to --end-date covers more than 366 days",
+        ),
+        (
+            ["--start-date", "2027-01-01"],
+            "error: --start-date 2027-01-01 is after today (2026-11-25, the default --end-date)",
+        ),
+        (
+            ["--start-date", "1969-12-31", "--end-date", "1970-01-02"],
+            "error: --start-date 1969-12-31: dates run from 1970-01-01 to 9998-12-31",
         ),
     ],
-    ids=["days-and-dates", "end-without-start", "inverted-range", "range-too-long"],
+    ids=[
+        "days-and-dates",
+        "end-without-start",
+        "inverted-range",
+        "range-too-long",
+        "start-after-today",
+        "date-out-of-bounds",
+    ],
 )
 def test_history_range_errors(carol: Stack, run: Run, plain: None, argv: list[str], message: str) -> None:
     code, out, err = run("usage", "history", "--developer", "dev_carol", *argv)

@@ -94,13 +94,13 @@ def test_create_defaults_to_sum_and_answers_json(stack: Stack, run: Run, freeze:
     assert json.loads(out) == {
         "name": "requests",
         "aggregation": "sum",
-        "unique_by": None,
+        "uniqueBy": None,
         "dimensions": [],
         "unit": None,
         "description": None,
         "status": "active",
-        "created_at": NOON_TEXT,
-        "archived_at": None,
+        "createdAt": NOON_TEXT,
+        "archivedAt": None,
     }
     assert meter_items(stack) == {
         "METER#requests": {
@@ -126,6 +126,7 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
     code, out, err = run("meters", "list")
     assert (code, err) == (0, "")
     assert out.splitlines() == [  # by name (code point order: capitals first)
+        "meter\taggregation\tstatus\tdimensions\tunit\tdescription",
         "Images\tcount\tactive\tmodel\t-\t",
         "peak_rps\tmax\tactive\t-\t-\t",
         "seats\tlevel\tactive\t-\tseats\t",
@@ -149,13 +150,13 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
     assert out.splitlines() == [
         "name: seats",
         "aggregation: level",
-        "unique_by: -",
+        "uniqueBy: -",
         "dimensions: -",
         "unit: seats",
         "description: -",
         "status: archived",
-        f"created_at: {NOON_TEXT}",
-        f"archived_at: {LATER_TEXT}",
+        f"createdAt: {NOON_TEXT}",
+        f"archivedAt: {LATER_TEXT}",
     ]
 
     # archiving again changes nothing (the first archive time stays)
@@ -163,7 +164,7 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
     freeze(datetime(2026, 11, 20, tzinfo=UTC))
     code, out, _ = run("--json", "meters", "archive", "seats")
     assert code == 0
-    assert json.loads(out)["archived_at"] == LATER_TEXT
+    assert json.loads(out)["archivedAt"] == LATER_TEXT
     assert accounts_items(stack) == before
 
     code, out, _ = run("--json", "meters", "list")
@@ -204,20 +205,20 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
         ),
         (
             ["meters", "create", "calls", "--dimensions", "end point"],
-            "error: invalid meter: dimensions.0: String should match pattern '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'",
+            'error: invalid meter: dimensions.0: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
         (
             ["meters", "create", "calls", "--aggregation", "average"],
-            "error: invalid meter: aggregation: Input should be 'sum', 'count', 'max', 'latest', "
-            "'unique_count' or 'level'",
+            'error: invalid meter: aggregation: Input should be "sum", "count", "max", "latest", '
+            '"unique_count" or "level"',
         ),
         (
             ["meters", "create", "9lives"],
-            "error: invalid meter: name: String should match pattern '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'",
+            'error: invalid meter: name: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
         (
             ["meters", "create", "api#calls", "--aggregation", "count"],
-            "error: invalid meter: name: String should match pattern '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'",
+            'error: invalid meter: name: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
         (
             ["meters", "create", "calls", "--unit", "u" * 33],
@@ -463,11 +464,11 @@ def test_seed_grantex(stack: Stack, run: Run) -> None:
     assert (code, err) == (0, "")
     assert json.loads(out) == {
         "catalog": "grantex",
-        "meters_created": [*LEVEL_METERS, *COUNT_METERS],
-        "meters_unchanged": [],
-        "plans_stored": ["free", "pro", "enterprise"],
-        "plans_unchanged": [],
-        "plans_kept": [],
+        "metersCreated": [*LEVEL_METERS, *COUNT_METERS],
+        "metersUnchanged": [],
+        "plansStored": ["free", "pro", "enterprise"],
+        "plansUnchanged": [],
+        "plansKept": [],
     }
     assert _meter_summary(stack) == {
         **{name: ("level", [], "active") for name in LEVEL_METERS},
@@ -541,8 +542,8 @@ def test_seed_keeps_a_differing_plan_unless_replace(stack: Stack, run: Run) -> N
 
     code, out, err = run("--json", "plans", "seed", "--catalog", "grantex", "--replace")
     assert (code, err) == (0, "")
-    assert json.loads(out)["plans_stored"] == ["free", "pro", "enterprise"]
-    assert json.loads(out)["plans_kept"] == []
+    assert json.loads(out)["plansStored"] == ["free", "pro", "enterprise"]
+    assert json.loads(out)["plansKept"] == []
     assert _limits(stack)["free"]["agents"] == ("500", "hard")
     assert "api_calls" not in _limits(stack)["free"]
 

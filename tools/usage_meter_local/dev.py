@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from usage_meter_local.template import (
 
 LOCAL = ROOT / ".local"
 KEYS_FILE = LOCAL / "demo-keys.json"
+DEMO_ENV_NAME = "demo.env"  # beside .local/env: API, KEY, SERVICE_KEY for the README's commands
 LOG_NAME = "dev.log"
 DEFAULT_PORT, DEFAULT_DYNAMODB_PORT = 3000, 8000
 TABLE_NAMES = {logical_id: f"usage-meter-local-{logical_id}" for logical_id in table_logical_ids()}
@@ -162,6 +164,19 @@ def _announce(
             "DYNAMODB_PORT": dynamodb_port,
         },
     )
+    demo_env = served.env_file.with_name(DEMO_ENV_NAME)
+    envfile.write(
+        demo_env,
+        {
+            "API": served.base,
+            "KEY": served.keys["developerKey"],
+            "SERVICE_KEY": served.keys["serviceKey"],
+            # the Python client's defaults: the demo developer's key, this stack
+            "USAGE_METER_API_KEY": served.keys["developerKey"],
+            "USAGE_METER_BASE_URL": served.base,
+        },
+    )
+    demo_env.chmod(0o600)  # the demo keys, as in demo-keys.json
     output.say(banner(served))
     output.say(f"(ready in {time.monotonic() - started:.1f} s)")
     if ready_file is not None:
@@ -205,7 +220,7 @@ def run_rollup(dynamodb_port: int | None, on: str | None = None) -> int:
 
     It uses the running stack's engine (its port from .local/env unless one is given), or
     starts one on the same data for the run."""
-    port = dynamodb_port or _running_dynamodb_port() or DEFAULT_DYNAMODB_PORT
+    port = rollup_port(dynamodb_port)
     endpoint_url = f"http://127.0.0.1:{port}"
     engine = None if _answers(endpoint_url) else DynamoDBLocal(port=port, db_path=DATA_DIR).start()
     try:
@@ -222,6 +237,12 @@ def run_rollup(dynamodb_port: int | None, on: str | None = None) -> int:
             engine.stop()
 
 
+def rollup_port(dynamodb_port: int | None) -> int:
+    """The DynamoDB Local port the rollup uses: the one given, else the running stack's (so
+    `PORT=3001 DYNAMODB_PORT=8001 make dev` then `make rollup` uses 8001), else the default."""
+    return dynamodb_port or _running_dynamodb_port() or DEFAULT_DYNAMODB_PORT
+
+
 def _running_dynamodb_port() -> int | None:
     """The DynamoDB Local port `make dev` last served on (from .local/env), if any."""
     path = LOCAL / envfile.LOCATION.name
@@ -235,6 +256,16 @@ def _answers(endpoint_url: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def _is_date(text: str) -> bool:
+    """Whether `text` is a YYYY-MM-DD date (the rollup's `date`), checked before the run so a
+    typo is one line, not the function's validation traceback."""
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == len("YYYY-MM-DD")
 
 
 def _env_port(variable: str) -> int | None:
@@ -260,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", help="rollup: roll up this day's whole month (YYYY-MM-DD)")
     args = parser.parse_args(argv)
     if args.command == "rollup":
+        if args.date is not None and not _is_date(args.date):
+            print(
+                f"error: DATE={args.date} is not a date: give YYYY-MM-DD (make rollup DATE=2026-11-20)",
+                file=sys.stderr,
+            )
+            return 2
         return run_rollup(args.dynamodb_port, args.date)
     return run(
         args.port,

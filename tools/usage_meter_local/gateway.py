@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,6 +82,9 @@ def make_server(
 
         def _serve(self) -> None:
             started = time.monotonic()
+            # API Gateway names every request, answers included (the `apigw-requestid` header
+            # clients report with errors); the handler's event carries the same id
+            self.request_id = str(uuid.uuid4())
             path = urlsplit(self.path).path
             answer = self._answer(self.command.upper(), path)
             self._write(answer)
@@ -123,6 +127,7 @@ def make_server(
                 path_parameters=route.match(method, url.path),
             )
             event["rawQueryString"] = url.query
+            event["requestContext"]["requestId"] = self.request_id
             return event
 
         def _write(self, answer: Answer) -> None:
@@ -131,6 +136,7 @@ def make_server(
             for name, value in answer.headers.items():
                 if name.lower() not in ("content-length", "connection"):
                     self.send_header(name, value)
+            self.send_header("apigw-requestid", self.request_id)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":

@@ -31,6 +31,7 @@ from usage_meter_client import (
     ValidationError,
     __version__,
 )
+from usage_meter_client._core import retry_after
 from usage_meter_client._models import _month_or_day
 
 KEY = "um_live_" + "a" * 32
@@ -362,8 +363,19 @@ def test_gateway_throttling_is_retried_but_a_hard_limit_is_not(
         client.usage.track("api_calls", 1)
     assert len(script_of(client).requests) == 1
     assert caught.value.retry_after == 86400
+    assert type(caught.value.retry_after) is int  # printed as "86400 s", never "86400.0 s"
     assert caught.value.usage is not None
     assert (caught.value.usage.limit, caught.value.usage.remaining) == (Decimal(3), Decimal(0))
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2591985", 2591985), ("2.2", 3), ("0", 0), ("-5", 0), ("soon", None), ("nan", None), ("inf", None)],
+)
+def test_retry_after_is_whole_seconds(header: str, seconds: int | None) -> None:
+    response = httpx.Response(429, headers={"Retry-After": header})
+    assert retry_after(response) == seconds
+    assert seconds is None or type(retry_after(response)) is int
 
 
 def test_timeouts_become_timeout_errors(make: Callable[..., UsageMeter]) -> None:

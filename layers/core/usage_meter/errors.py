@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Container, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
+
+from usage_meter import jsonutil
 
 
 class UsageMeterError(Exception):
@@ -106,6 +111,27 @@ def _field(loc: Iterable[object], skip: Container[object]) -> str:
     return ".".join(p if len(p) <= MAX_FIELD_NAME else f"{p[:MAX_FIELD_NAME]}..." for p in parts) or "body"
 
 
+_DECIMAL_REPR = re.compile(r"Decimal\('([^']*)'\)")
+_QUOTED = re.compile(r"'([^']*)'")
+_QUOTING_ERRORS = frozenset({"literal_error", "enum", "string_pattern_mismatch"})
+
+
+def _decimal_text(match: re.Match[str]) -> str:
+    try:
+        return jsonutil.number_text(Decimal(match.group(1)))
+    except (InvalidOperation, ValueError):
+        return match.group(1)
+
+
+def json_message(error: Mapping[str, Any]) -> str:
+    """pydantic's message in JSON's words, not Python's reprs: `Decimal('1000000000000')` is
+    1000000000000, and a choice or a pattern is quoted as JSON ("day", not 'day')."""
+    message = _DECIMAL_REPR.sub(_decimal_text, str(error.get("msg", "")))
+    if error.get("type") in _QUOTING_ERRORS:
+        message = _QUOTED.sub(lambda match: json.dumps(match.group(1)), message)
+    return message
+
+
 def describe_validation(
     errors: Iterable[Mapping[str, Any]], *, skip: Container[object] = ()
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -114,7 +140,7 @@ def describe_validation(
     most MAX_REPORTED_ERRORS of them."""
     every = list(errors)
     details = [
-        {"field": _field(e.get("loc", ()), skip), "message": e.get("msg", ""), "type": e.get("type", "")}
+        {"field": _field(e.get("loc", ()), skip), "message": json_message(e), "type": e.get("type", "")}
         for e in every[:MAX_REPORTED_ERRORS]
     ]
     message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"

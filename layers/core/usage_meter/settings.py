@@ -29,7 +29,7 @@ class MissingSetting(RuntimeError):
         super().__init__(
             f"{', '.join(variables)} not set: the stack's template sets "
             f"{'them' if len(variables) > 1 else 'it'} on every function "
-            "(the admin CLI takes --stack NAME or --local)"
+            "(the admin CLI takes --stack-name NAME or --local)"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import math
 import os
 import random
 import time
@@ -235,14 +236,15 @@ def batch_request(events: Sequence[UsageEvent | Mapping[str, Any]]) -> Request:
 # ---- answers ----------------------------------------------------------------------------
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
+def retry_after(response: httpx.Response) -> int | None:
+    """Retry-After as whole seconds (delta-seconds or an HTTP date, rounded up so a client that
+    waits that long is never early), None when absent or unreadable."""
     value = response.headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
-    except ValueError:
+        return max(0, math.ceil(float(value)))
+    except (ValueError, OverflowError):
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -250,7 +252,7 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, when.timestamp() - time.time())
+    return max(0, math.ceil(when.timestamp() - time.time()))
 
 
 def _body(response: httpx.Response) -> Any:

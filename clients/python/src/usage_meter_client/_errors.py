@@ -90,7 +90,7 @@ class ConflictError(APIStatusError):
 class LimitExceededError(APIStatusError):
     """429 `limit_exceeded`: a hard limit would be passed and nothing was counted.
 
-    Not retried: the limit clears when the billing period resets (`retry_after`, in seconds)
+    Not retried: the limit clears when the billing period resets (`retry_after`, whole seconds)
     or the plan changes. `usage` tells where the metric stands.
     """
 
@@ -98,7 +98,7 @@ class LimitExceededError(APIStatusError):
         self,
         message: str,
         *,
-        retry_after: float | None = None,
+        retry_after: int | None = None,
         usage: UsageSnapshot | None = None,
         **kwargs: Any,
     ) -> None:

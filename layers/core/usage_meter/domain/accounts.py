@@ -15,8 +15,16 @@ from pydantic import BaseModel, ValidationError
 
 from usage_meter.domain import clock, meters
 from usage_meter.domain.plans import DEFAULT_PLAN, DEFAULT_PLANS, get_plan
-from usage_meter.errors import NotFound, ValidationFailed
-from usage_meter.models.accounts import ApiKeyRecord, Developer, Plan, PlanAssignment, Role
+from usage_meter.errors import Conflict, NotFound, ValidationFailed, json_message
+from usage_meter.models.accounts import (
+    ApiKeyRecord,
+    Developer,
+    DeveloperDeletion,
+    Plan,
+    PlanAssignment,
+    PlanDeletion,
+    Role,
+)
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN
 from usage_meter.store import accounts as account_store
@@ -91,7 +99,7 @@ def create_developer(name: str, plan: str = DEFAULT_PLAN, developer_id: str | No
             plan_history=[PlanAssignment(plan=plan, since=created_at)],
         )
     except ValidationError as exc:
-        fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fields = ", ".join(f"{'.'.join(map(str, e['loc']))}: {json_message(e)}" for e in exc.errors())
         raise ValidationFailed(f"invalid developer: {fields}", code="invalid_developer") from exc
     account_store.put_developer(developer)
     return developer
@@ -135,3 +143,33 @@ def list_keys(developer_id: str) -> list[ApiKeyRecord]:
 
 def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
     return account_store.revoke_key(developer_id, key_id)
+
+
+def delete_developer(developer_id: str) -> DeveloperDeletion:
+    """Delete a developer's profile and keys (its keys first, so no key outlives its developer).
+    Usage counters, summaries and idempotency records are kept: history stays for billing."""
+    keys = list_keys(developer_id)
+    for key in keys:
+        account_store.delete_key(key)
+    account_store.delete_developer(developer_id)
+    return DeveloperDeletion(developer_id=developer_id, key_ids=[key.key_id for key in keys])
+
+
+def delete_plan(name: str) -> PlanDeletion:
+    """Delete a stored plan, refused while a developer is on it (its next request would have
+    no plan). A default plan's name then gets the default back."""
+    if account_store.get_plan(name) is None:
+        default = " (a default plan: stored only once edited or seeded)" if _is_default(name) else ""
+        raise NotFound(f"no stored plan {name!r}{default}", code="plan_not_found")
+    users = sorted(d.developer_id for d in account_store.list_developers() if d.plan == name)
+    if users:
+        shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+        raise Conflict(
+            f"plan {name} is in use by {shown}: move them with `plans set` first", code="plan_in_use"
+        )
+    account_store.delete_plan(name)
+    return PlanDeletion(name=name, default_restored=_is_default(name))
+
+
+def _is_default(name: str) -> bool:
+    return any(plan.name == name for plan in DEFAULT_PLANS)

@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from usage_meter.domain import clock
-from usage_meter.errors import Conflict, NotFound, ValidationFailed
+from usage_meter.errors import Conflict, NotFound, ValidationFailed, json_message
 from usage_meter.models.accounts import Meter, MeterDefinition, Plan
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation, MeterOut, MetersResponse
@@ -32,7 +32,8 @@ def definition(**fields: object) -> MeterDefinition:
         return MeterDefinition.model_validate(fields)
     except ValidationError as exc:
         problems = "; ".join(
-            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+            + json_message(e).removeprefix("Value error, ")
             for e in exc.errors(include_url=False)
         )
         raise ValidationFailed(f"invalid meter: {problems}", code="invalid_meter") from exc

@@ -147,3 +147,18 @@ class Meter(MeterDefinition):
     @property
     def definition(self) -> MeterDefinition:
         return MeterDefinition.model_validate(self.model_dump(include=set(MeterDefinition.model_fields)))
+
+
+class DeveloperDeletion(BaseModel):
+    """What deleting a developer removed: its profile and its keys. Its usage counters, month
+    summaries and idempotency records stay (usage history is kept for billing)."""
+
+    developer_id: DeveloperId
+    key_ids: list[str]
+
+
+class PlanDeletion(BaseModel):
+    """A stored plan deleted; `default_restored` when a default plan of that name applies again."""
+
+    name: str
+    default_restored: bool

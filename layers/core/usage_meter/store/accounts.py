@@ -258,6 +258,38 @@ def revoke_key(developer_id: str, key_id: str) -> ApiKeyRecord:
     return key.model_copy(update={"status": "revoked"})
 
 
+def delete_key(key: ApiKeyRecord) -> None:
+    """Delete a key's lookup item and its listing item together (the key stops authenticating
+    once the authorizer's cache expires)."""
+    cfg = settings()
+    dynamodb.client().transact_write_items(
+        TransactItems=[
+            {"Delete": {"TableName": cfg.accounts_table, "Key": item_key}}
+            for item_key in (
+                {
+                    "pk": text(keys.developer_pk(key.developer_id)),
+                    "sk": text(keys.key_listing_sk(key.key_id)),
+                },
+                {"pk": text(keys.key_lookup_pk(key.key_hash)), "sk": text(keys.KEY_SK)},
+            )
+        ]
+    )
+
+
+def delete_developer(developer_id: str) -> None:
+    """Delete a developer's profile; its usage (another table) is kept."""
+    try:
+        dynamodb.accounts_call(
+            "delete_item",
+            Key={"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.PROFILE_SK)},
+            ConditionExpression="attribute_exists(pk)",
+        )
+    except ClientError as exc:
+        if dynamodb.is_condition_failure(exc):
+            raise NotFound(f"no developer {developer_id}", code="developer_not_found") from exc
+        raise
+
+
 def touch_key(key: ApiKeyRecord, when: str) -> None:
     """Record when a key was last used, on its lookup item only (best effort; the authorizer
     calls it once per cache fill). The authorizer's role may write nothing else: no other
@@ -319,3 +351,7 @@ def get_plan(name: str) -> Plan | None:
 
 def list_plans() -> list[Plan]:
     return [_plan(item) for item in by_kind("plan")]
+
+
+def delete_plan(name: str) -> None:
+    dynamodb.accounts_call("delete_item", Key={"pk": text(keys.plan_pk(name)), "sk": text(keys.PLAN_SK)})
