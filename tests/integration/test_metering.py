@@ -13,6 +13,7 @@ import pytest
 import usage_meter_metering as metering
 from usage_meter.domain import accounts, tracking
 from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.models.wire import ErrorDetail, EventResult, TrackResponse
 from usage_meter.store import accounts as account_store
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import Handler, load_handler
@@ -305,6 +306,38 @@ def test_metering_failure_never_breaks_the_response(
     assert answer is original
     assert logged[-1]["reason"] == "metering_failed"
     assert logged[-1]["errorType"] == "ConnectionError"
+
+
+def test_stacked_meters_wait_for_an_outage_once(
+    stack: Stack, logged: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB unreachable: the first meter's track gives up (temporarily_unavailable, after
+    its ~2 s of tries), and the meters stacked on the same request skip at once instead of
+    each waiting as long; the next request tries again."""
+    tried: list[str] = []
+    busy = ErrorDetail(code="temporarily_unavailable", message="DynamoDB could not be reached")
+
+    def unavailable(identity: Any, body: Any) -> TrackResponse:
+        tried.append(body.events[0]["metric"])
+        result = EventResult(index=0, status="rejected", idempotency_key="k", error=busy)
+        return TrackResponse(results=[result], recorded=0, duplicates=0, rejected=1)
+
+    monkeypatch.setattr(metering.decorator, "track", unavailable)
+    original = json_response({"ok": True})
+    stacked = meter(metric="api_calls")(
+        meter(metric="tokens", mode="custom", expression="1")(returning(original))
+    )
+
+    assert invoke(stacked, request()) is original
+    assert tried == ["tokens"]  # the inner meter tried; the outer one did not wait again
+    outcomes = [(e.get("metric"), e.get("reason"), e.get("code"), e.get("waited")) for e in logged[-2:]]
+    assert outcomes == [
+        ("tokens", "rejected", "temporarily_unavailable", None),
+        ("api_calls", "rejected", "temporarily_unavailable", False),
+    ]
+
+    invoke(stacked, request())  # another request: DynamoDB is tried again
+    assert tried == ["tokens", "tokens"]
 
 
 REFUSED_CALLERS: dict[str, tuple[dict[str, Any] | None, str]] = {
