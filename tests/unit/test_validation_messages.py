@@ -28,3 +28,15 @@ def test_a_decimal_bound_is_a_json_number() -> None:
 def test_a_pattern_is_quoted_as_json() -> None:
     message = refusal({"developerId": "dev_a", "metric": "9lives", "quantity": 1})
     assert message == 'metric: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"'
+
+
+def test_a_validators_own_message_has_no_python_prefix() -> None:
+    message = refusal(
+        {"developerId": "dev_a", "metric": "api_calls", "quantity": 1, "metadata": {"b": "x" * 2100}}
+    )
+    assert message == "metadata: metadata is 2108 bytes serialized; at most 2048"
+
+
+def test_the_quantity_bounds_are_json_numbers_both_ways() -> None:
+    message = refusal({"developerId": "dev_a", "metric": "api_calls", "quantity": -(10**13)})
+    assert message == "quantity: Input should be greater than or equal to -1000000000000"

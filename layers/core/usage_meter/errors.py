@@ -125,8 +125,10 @@ def _decimal_text(match: re.Match[str]) -> str:
 
 def json_message(error: Mapping[str, Any]) -> str:
     """pydantic's message in JSON's words, not Python's reprs: `Decimal('1000000000000')` is
-    1000000000000, and a choice or a pattern is quoted as JSON ("day", not 'day')."""
-    message = _DECIMAL_REPR.sub(_decimal_text, str(error.get("msg", "")))
+    1000000000000, a choice or a pattern is quoted as JSON ("day", not 'day'), and a
+    validator's own message comes without pydantic's "Value error, " prefix."""
+    # a validator's own ValueError comes prefixed with pydantic's "Value error, "
+    message = _DECIMAL_REPR.sub(_decimal_text, str(error.get("msg", "")).removeprefix("Value error, "))
     if error.get("type") in _QUOTING_ERRORS:
         message = _QUOTED.sub(lambda match: json.dumps(match.group(1)), message)
     return message

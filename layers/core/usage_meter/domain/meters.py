@@ -32,8 +32,7 @@ def definition(**fields: object) -> MeterDefinition:
         return MeterDefinition.model_validate(fields)
     except ValidationError as exc:
         problems = "; ".join(
-            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
-            + json_message(e).removeprefix("Value error, ")
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + json_message(e)
             for e in exc.errors(include_url=False)
         )
         raise ValidationFailed(f"invalid meter: {problems}", code="invalid_meter") from exc
