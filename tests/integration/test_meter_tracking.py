@@ -150,9 +150,138 @@ def test_declared_meters_take_no_place_in_the_catalog(api: Stack) -> None:
 
 
 def test_a_meter_not_counted_yet_refuses_its_events(api: Stack) -> None:
-    refused = api.track({"metric": "peak_rps", "quantity": 7})
+    assert (
+        cli.main(["meters", "create", "visitors", "--aggregation", "unique_count", "--unique-by", "user"])
+        == 0
+    )
+    refused = api.track({"metric": "visitors", "metadata": {"user": "u1"}, "quantity": 1})
     assert (refused.status, refused.json()["error"]["code"]) == (422, "aggregation_not_supported")
-    assert ("DEV#dev_alice", "M#2026-11#peak_rps") not in counters(api.dynamodb, api.usage_table)
+    assert ("DEV#dev_alice", "M#2026-11#visitors") not in counters(api.dynamodb, api.usage_table)
+
+
+def test_a_max_meter_keeps_the_largest_value_of_each_window(api: Stack) -> None:
+    sent = results(
+        api,
+        {"metric": "peak_rps", "quantity": 7, "timestamp": "2026-11-24T10:00:00Z"},
+        {"metric": "peak_rps", "quantity": 3},
+        {"metric": "peak_rps", "quantity": Decimal("9.5")},
+        {"metric": "peak_rps", "quantity": 2},
+    )
+    assert [r["status"] for r in sent] == ["recorded"] * 4
+    later = results(api, {"metric": "peak_rps", "quantity": 4}, {"metric": "peak_rps", "quantity": 8})
+    assert [r["status"] for r in later] == ["recorded"] * 2
+    stored = counters(api.dynamodb, api.usage_table)
+    assert stored[(f"DEV#{ALICE}", "D#2026-11-24#peak_rps")] == (Decimal(7), 1)
+    assert stored[(f"DEV#{ALICE}", "D#2026-11-25#peak_rps")] == (Decimal("9.5"), 5)
+    assert month(api, "peak_rps") == (Decimal("9.5"), 6)
+    usage = api.current().json()["metrics"]["peak_rps"]
+    assert (usage["consumed"], usage["aggregation"], usage["events"], usage["average"]) == (
+        Decimal("9.5"),
+        "max",
+        6,
+        None,
+    )
+    assert api.current(period="day").json()["metrics"]["peak_rps"]["consumed"] == Decimal("9.5")
+    history = api.history(days="2", metric="peak_rps").json()["entries"]
+    assert [e["metrics"]["peak_rps"] for e in history] == [7, Decimal("9.5")]
+    assert api.history(days="2", metric="peak_rps", granularity="month").json()["entries"][0]["metrics"] == {
+        "peak_rps": Decimal("9.5")
+    }
+
+
+def test_a_latest_meter_keeps_the_value_of_the_latest_event(api: Stack) -> None:
+    assert cli.main(["meters", "create", "storage_gb", "--aggregation", "latest"]) == 0
+    sent = results(
+        api,
+        {"metric": "storage_gb", "quantity": 40, "timestamp": "2026-11-25T11:00:00Z"},
+        {"metric": "storage_gb", "quantity": 12, "timestamp": "2026-11-25T11:30:00Z"},
+        {"metric": "storage_gb", "quantity": 30, "timestamp": "2026-11-25T09:00:00Z"},  # late, older
+        {"metric": "storage_gb", "quantity": 55, "timestamp": "2026-11-24T23:00:00Z"},  # yesterday's
+    )
+    assert [r["status"] for r in sent] == ["recorded"] * 4
+    older = results(api, {"metric": "storage_gb", "quantity": 99, "timestamp": "2026-11-25T10:00:00Z"})
+    assert older[0]["status"] == "recorded"
+    assert month(api, "storage_gb") == (Decimal(12), 5)
+    days = counters(api.dynamodb, api.usage_table)
+    assert days[(f"DEV#{ALICE}", "D#2026-11-24#storage_gb")] == (Decimal(55), 1)
+    assert days[(f"DEV#{ALICE}", "D#2026-11-25#storage_gb")] == (Decimal(12), 4)
+    usage = api.current().json()["metrics"]["storage_gb"]
+    assert (usage["consumed"], usage["aggregation"], usage["events"]) == (12, "latest", 5)
+    newer = results(api, {"metric": "storage_gb", "quantity": 13, "timestamp": "2026-11-25T11:59:00Z"})
+    assert newer[0]["status"] == "recorded"
+    assert month(api, "storage_gb") == (Decimal(13), 6)
+
+
+def test_a_level_goes_up_and_down_within_its_ceiling_and_never_below_zero(api: Stack) -> None:
+    """Grantex's agents: a level with a ceiling of 5 on the plan, changes in either direction."""
+    assert cli.main(["meters", "create", "agents", "--aggregation", "level", "--unit", "agents"]) == 0
+    assert cli.main(["plans", "put", "agents5", "--metric", "agents=5:hard"]) == 0
+    assert cli.main(["plans", "set", ALICE, "agents5"]) == 0
+
+    sent = results(
+        api,
+        {"metric": "agents", "quantity": 3},
+        {"metric": "agents", "quantity": -1},
+        {"metric": "agents", "quantity": 4},  # 2 + 4 = 6 > 5
+        {"metric": "agents", "quantity": 3},
+        {"metric": "agents", "quantity": -6},  # 5 - 6 < 0
+        {"metric": "agents", "quantity": -2},
+    )
+    assert [(r["status"], (r.get("error") or {}).get("code")) for r in sent] == [
+        ("recorded", None),
+        ("recorded", None),
+        ("limit_exceeded", "limit_exceeded"),
+        ("recorded", None),
+        ("rejected", "level_below_zero"),
+        ("recorded", None),
+    ]
+    level = counters(api.dynamodb, api.usage_table)[(f"DEV#{ALICE}", "L#current#agents")]
+    assert level == (Decimal(3), 4)
+    single = api.track({"metric": "agents", "quantity": -4})
+    assert (single.status, single.json()["error"]["code"]) == (422, "level_below_zero")
+    over = api.track({"metric": "agents", "quantity": 3})
+    assert (over.status, over.json()["error"]["code"]) == (429, "limit_exceeded")
+    assert over.json()["error"]["message"] == "agents would pass its ceiling of 5"
+    assert "retry-after" not in over.headers  # a ceiling does not reset with the period
+    fits = api.track({"metric": "agents", "quantity": 2})
+    assert fits.status == 200
+    assert fits.json()["usage"] == {
+        "metric": "agents",
+        "consumed": 5,
+        "limit": 5,
+        "remaining": 0,
+        "periodStart": "2026-11-01T00:00:00Z",
+        "periodEnd": "2026-12-01T00:00:00Z",
+    }
+    usage = api.current().json()["metrics"]["agents"]
+    assert (usage["consumed"], usage["limit"], usage["remaining"], usage["aggregation"], usage["events"]) == (
+        5,
+        5,
+        0,
+        "level",
+        5,
+    )
+    access = api.call("GET", "/v1/entitlements/agents").json()
+    assert (access["hasAccess"], access["consumed"]) == (False, 5)
+
+
+def test_a_levels_history_gives_each_days_closing_level(
+    api: Stack, freeze: Callable[[datetime], None]
+) -> None:
+    assert cli.main(["meters", "create", "seats", "--aggregation", "level"]) == 0
+    results(api, {"metric": "seats", "quantity": 4, "timestamp": "2026-11-23T09:00:00Z"})
+    results(api, {"metric": "seats", "quantity": -1, "timestamp": "2026-11-24T09:00:00Z"})
+    results(api, {"metric": "seats", "quantity": 2}, {"metric": "seats", "quantity": -3})
+    freeze(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    results(api, {"metric": "seats", "quantity": 5})
+    entries = api.history(startDate="2026-11-22", endDate="2026-11-25", metric="seats").json()["entries"]
+    assert [(e["date"], e["metrics"]["seats"]) for e in entries] == [
+        ("2026-11-22", 0),
+        ("2026-11-23", 4),
+        ("2026-11-24", 3),
+        ("2026-11-25", 2),
+    ]
+    assert api.current(metric="seats").json()["metrics"]["seats"]["consumed"] == 7
 
 
 def test_undeclared_metrics_rejected_when_the_stack_says_so(

@@ -42,6 +42,7 @@ from usage_meter.errors import (
     RateLimited,
     TooManyMetrics,
     UsageMeterError,
+    ValidationFailed,
 )
 from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim
 from usage_meter.models.timestamps import format_timestamp
@@ -127,10 +128,18 @@ def settle_duplicate(event: PendingEvent, held: IdempotencyRecord, outcomes: Out
 def _refusal(event: PendingEvent, reason: RefusalReason) -> tuple[str, UsageMeterError]:
     """The status and error of an event that does not fit."""
     if reason == "limit":
-        period = month_period(event.event_time)
         limit = jsonutil.number_text(event.hard_limit or Decimal(0))
+        if event.aggregation == "level":
+            return "limit_exceeded", LimitExceeded(f"{event.metric} would pass its ceiling of {limit}")
+        period = month_period(event.event_time)
         return "limit_exceeded", LimitExceeded(
             f"{event.metric} would pass its limit of {limit} for {period.key}"
+        )
+    if reason == "floor":
+        return "rejected", ValidationFailed(
+            f"{event.metric} is a level that never goes below zero: a change of "
+            f"{jsonutil.number_text(event.quantity)} would take it there",
+            code="level_below_zero",
         )
     if reason == "metrics":
         return "rejected", TooManyMetrics(
@@ -206,7 +215,9 @@ def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None
         admitted=admitted,
         refused=refused,
         records=[record(e, recorded_at, expires_at, token) for e in admitted],
-        changes=increments(admitted, now),
+        changes=increments(
+            admitted, now, known, exact={e.level_group for e, _ in refused if e.aggregation == "level"}
+        ),
         claims=metric_claims(admitted, catalog.catalogued),
         token=token,
         now_epoch=int(now.timestamp()),
@@ -231,6 +242,8 @@ def _learn(
     for position, consumed in cancelled.over_limit.items():
         change = tx.changes[position]
         known.counters[(change.developer_id, change.key, change.metric)] = consumed
+        if position in cancelled.latest_keys:
+            known.latest[(change.developer_id, change.key, change.metric)] = cancelled.latest_keys[position]
     for developer_id, metric in cancelled.catalogued:
         catalog.learn(developer_id, [metric])
     for developer_id, size in cancelled.catalog_sizes.items():

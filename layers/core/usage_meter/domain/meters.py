@@ -157,7 +157,7 @@ def unique_value(meter: Meter, metadata: dict[str, Any] | None) -> str:
     return value
 
 
-TRACKED_AGGREGATIONS: frozenset[Aggregation] = frozenset({"sum", "count"})
+TRACKED_AGGREGATIONS: frozenset[Aggregation] = frozenset({"sum", "count", "max", "latest", "level"})
 """The aggregations the track pipeline counts today; the others are declared and listed, and
 their events are refused (aggregation_not_supported) rather than counted as a sum."""
 
@@ -178,7 +178,7 @@ def refuse_unusable(metric: str, meter: Meter | None, undeclared: str) -> None:
         )
     if meter is not None and meter.aggregation not in TRACKED_AGGREGATIONS:
         raise ValidationFailed(
-            f"meter {metric} is a {meter.aggregation} meter: this version counts only sum and count "
-            "meters, and refuses the events of the others rather than count them wrong",
+            f"meter {metric} is a {meter.aggregation} meter: this version does not count them yet, "
+            "and refuses their events rather than count them wrong",
             code="aggregation_not_supported",
         )

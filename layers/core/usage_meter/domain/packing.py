@@ -11,7 +11,7 @@ they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from usage_meter.domain.periods import day_key, month_key
 from usage_meter.models.accounts import MetricLimit
-from usage_meter.models.records import CounterIncrement, CounterScope, MetricClaim
+from usage_meter.models.records import LEVEL_KEY, CounterIncrement, CounterScope, MetricClaim
+from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation
 from usage_meter.store.keys import minute_key
 
@@ -35,7 +36,7 @@ hard limit, (developer, minute, "*") under an enforced rate."""
 Catalogued = Callable[[str, str], bool]
 """Whether (developer, metric) is in the developer's metric catalog already."""
 
-RefusalReason = Literal["limit", "rate", "metrics"]
+RefusalReason = Literal["limit", "rate", "metrics", "floor"]
 Refusal = tuple["PendingEvent", RefusalReason]
 
 
@@ -69,6 +70,15 @@ class PendingEvent:
         return (self.developer_id, self.period, self.metric)
 
     @property
+    def level_group(self) -> LimitGroup:
+        return (self.developer_id, LEVEL_KEY, self.metric)
+
+    @property
+    def order_key(self) -> str:
+        """What orders events for a latest meter: their time, then their key (fixed-width)."""
+        return f"{format_timestamp(self.event_time)}#{self.idempotency_key}"
+
+    @property
     def day(self) -> str:
         return day_key(self.event_time)
 
@@ -90,6 +100,7 @@ def transaction_cost(events: Sequence[PendingEvent], catalogued: Catalogued) -> 
         {("D", e.developer_id, e.day, e.metric) for e in events}
         | {("M", e.developer_id, e.period, e.metric) for e in events}
         | {("R", e.developer_id, "", "") for e in events}
+        | {("L", e.developer_id, "", e.metric) for e in events if e.aggregation == "level"}
     )
     return len(events) + len(counters) + len(claimed) + len({developer for developer, _ in claimed})
 
@@ -113,50 +124,111 @@ CounterSlot = tuple[str, CounterScope, str, str]
 """(developer, scope, key, metric) of one counter item."""
 
 
-def increments(events: Sequence[PendingEvent], now: datetime) -> list[CounterIncrement]:
-    """Combine the counter changes of events that hit the same counter item (a transaction may
-    touch an item once). A month counter under a hard limit carries the limit as its ceiling;
-    each developer's minute counter counts the events recorded in this minute, with the
-    enforced rate as its ceiling."""
-    totals: dict[CounterSlot, tuple[Decimal, int]] = {}
-    ceilings: dict[CounterSlot, Decimal] = {}
-    minute = minute_key(now)
-    for e in events:
-        slots: list[tuple[CounterSlot, Decimal]] = [
-            ((e.developer_id, "day", e.day, e.metric), e.quantity),
-            ((e.developer_id, "month", e.period, e.metric), e.quantity),
-            ((e.developer_id, "minute", minute, "*"), Decimal(1)),
-        ]
-        for slot, quantity in slots:
-            total, count = totals.get(slot, (Decimal(0), 0))
-            totals[slot] = (total + quantity, count + 1)
-            ceiling = _ceiling(e, slot[1])
-            if ceiling is not None:
-                ceilings[slot] = ceiling
-    minute_expiry = int((now + MINUTE_COUNTER_TTL).timestamp())
-    aggregations = {(e.developer_id, e.metric): e.aggregation for e in events}
-    return [
-        CounterIncrement(
-            developer_id=d,
-            scope=s,
-            key=k,
-            metric=m,
-            quantity=q,
-            events=n,
-            aggregation=aggregations.get((d, m), "sum"),
-            ceiling=ceilings.get((d, s, k, m)),
-            expires_at=minute_expiry if s == "minute" else None,
-        )
-        for (d, s, k, m), (q, n) in totals.items()
+@dataclass
+class _Slot:
+    """What the events of one transaction do to one counter item, gathered in order."""
+
+    aggregation: Aggregation
+    quantity: Decimal = Decimal(0)  # their sum (a level's: the net change)
+    events: int = 0
+    ceiling: Decimal | None = None
+    peak: Decimal | None = None  # max: the largest quantity
+    latest: tuple[str, Decimal] | None = None  # latest: (order key, value) of the latest event
+    low: Decimal = Decimal(0)  # level: the lowest and highest running change, in order
+    high: Decimal = Decimal(0)
+
+    def take(self, event: PendingEvent, quantity: Decimal) -> None:
+        self.quantity += quantity
+        self.events += 1
+        self.low, self.high = min(self.low, self.quantity), max(self.high, self.quantity)
+        if self.peak is None or quantity > self.peak:
+            self.peak = quantity
+        order = event.order_key
+        if self.latest is None or order > self.latest[0]:
+            self.latest = (order, quantity)
+
+
+def _slots_of(event: PendingEvent, minute: str) -> list[tuple[CounterSlot, Decimal, Decimal | None]]:
+    """The counter items an event changes: (slot, what it adds, the slot's ceiling)."""
+    d, m = event.developer_id, event.metric
+    level = event.aggregation == "level"
+    rate = Decimal(event.rate_ceiling) if event.rate_ceiling is not None else None
+    slots: list[tuple[CounterSlot, Decimal, Decimal | None]] = [
+        ((d, "day", event.day, m), event.quantity, None),
+        ((d, "month", event.period, m), event.quantity, None if level else event.hard_limit),
+        ((d, "minute", minute, "*"), Decimal(1), rate),
     ]
+    if level:
+        slots.append(((d, "level", LEVEL_KEY, m), event.quantity, event.hard_limit))
+    return slots
 
 
-def _ceiling(event: PendingEvent, scope: CounterScope) -> Decimal | None:
-    if scope == "month":
-        return event.hard_limit
-    if scope == "minute" and event.rate_ceiling is not None:
-        return Decimal(event.rate_ceiling)
-    return None
+def increments(
+    events: Sequence[PendingEvent],
+    now: datetime,
+    known: Known | None = None,
+    exact: Iterable[LimitGroup] = (),
+) -> list[CounterIncrement]:
+    """Combine the counter changes of events that hit the same counter item (a transaction may
+    touch an item once), each with the condition that keeps it exact:
+
+    - a month counter under a hard limit carries the limit as its ceiling; each developer's
+      minute counter counts the events recorded in this minute, with the enforced rate as its
+      ceiling;
+    - a max or latest counter is set only if the transaction's value beats the stored one
+      (unless `known` shows it does not: then only its events are added);
+    - a level keeps in [0, ceiling] at every event, in order; for the levels in `exact` (a
+      refusal in this transaction was judged by the level read) the known level is asserted.
+    """
+    known = known or Known()
+    minute = minute_key(now)
+    slots: dict[CounterSlot, _Slot] = {}
+    for e in events:
+        for slot, quantity, ceiling in _slots_of(e, minute):
+            gathered = slots.setdefault(
+                slot, _Slot(aggregation=e.aggregation if slot[1] != "minute" else "sum")
+            )
+            gathered.take(e, quantity)
+            gathered.ceiling = ceiling if ceiling is not None else gathered.ceiling
+    expiry = int((now + MINUTE_COUNTER_TTL).timestamp())
+    exact_levels = set(exact)
+    return [_increment(slot, gathered, known, exact_levels, expiry) for slot, gathered in slots.items()]
+
+
+def _increment(
+    slot: CounterSlot, gathered: _Slot, known: Known, exact: set[LimitGroup], expiry: int
+) -> CounterIncrement:
+    """One counter's change (see increments)."""
+    d, scope, key, metric = slot
+    group = (d, key, metric)
+    change = CounterIncrement(
+        developer_id=d,
+        scope=scope,
+        key=key,
+        metric=metric,
+        quantity=gathered.quantity,
+        events=gathered.events,
+        aggregation=gathered.aggregation,
+        expires_at=expiry if scope == "minute" else None,
+    )
+    stored = known.counters.get(group)
+    if scope == "level":
+        if group in exact and stored is not None:
+            change.level_was = stored
+        else:
+            high = None if gathered.ceiling is None else gathered.ceiling - gathered.high
+            change.level_range = (-gathered.low, high)
+    elif gathered.aggregation == "max":
+        if stored is None or (gathered.peak is not None and gathered.peak > stored):
+            change.peak = gathered.peak
+        change.quantity = Decimal(0)
+    elif gathered.aggregation == "latest":
+        if gathered.latest is not None and known.latest.get(group, "") < gathered.latest[0]:
+            change.latest = gathered.latest
+        change.quantity = Decimal(0)
+    else:
+        change.ceiling = gathered.ceiling
+    return change
 
 
 def metric_claims(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[MetricClaim]:
@@ -179,6 +251,7 @@ class Known:
     (optimistic: DynamoDB's conditions are the judge)."""
 
     counters: dict[LimitGroup, Decimal] = field(default_factory=dict)
+    latest: dict[LimitGroup, str] = field(default_factory=dict)  # a latest counter's order key
     catalog_sizes: dict[str, int] = field(default_factory=dict)
 
 
@@ -200,10 +273,26 @@ class _Room:
             event.developer_id, set()
         )
 
+    def _level(self, event: PendingEvent) -> RefusalReason | None:
+        """A level's change must keep it in [0, ceiling]; judged only once the level is known
+        (until then DynamoDB's condition judges the whole transaction)."""
+        group = event.level_group
+        if group not in self.known.counters:
+            return None
+        after = self._counter(group) + event.quantity
+        if after < 0:
+            return "floor"
+        limit = event.hard_limit
+        return "limit" if limit is not None and after > limit else None
+
     def refusal(self, event: PendingEvent) -> RefusalReason | None:
         """Why the event does not fit (its limit first: it will not fit later either), or None."""
         limit = event.hard_limit
-        if limit is not None and self._counter(event.limit_group) + event.quantity > limit:
+        if event.aggregation == "level":
+            reason = self._level(event)
+            if reason is not None:
+                return reason
+        elif limit is not None and self._counter(event.limit_group) + event.quantity > limit:
             return "limit"
         if self._claims(event):
             size = self.known.catalog_sizes.get(event.developer_id, 0)
@@ -215,7 +304,9 @@ class _Room:
         return None
 
     def take(self, event: PendingEvent) -> None:
-        if event.hard_limit is not None:
+        if event.aggregation == "level":
+            self.used[event.level_group] = self.used.get(event.level_group, Decimal(0)) + event.quantity
+        elif event.hard_limit is not None:
             self.used[event.limit_group] = self.used.get(event.limit_group, Decimal(0)) + event.quantity
         if self._claims(event):
             self.claimed.setdefault(event.developer_id, set()).add(event.metric)

@@ -59,6 +59,7 @@ from usage_meter.models.records import (
     RollupRequest,
 )
 from usage_meter.models.timestamps import format_timestamp
+from usage_meter.models.wire import Aggregation
 from usage_meter.settings import settings
 from usage_meter.store import counters as counter_store
 from usage_meter.store import keys as store_keys
@@ -81,9 +82,29 @@ class RollupFailed(Exception):
 
 @dataclass(frozen=True)
 class _Sum:
+    """A month of one metric from its day counters, combined as its aggregation says."""
+
     consumed: Decimal = Decimal(0)
     events: int = 0
     days: int = 0
+    aggregation: Aggregation = "sum"
+    latest_key: str = ""
+
+    def with_day(self, day: Counter, exact: Context) -> _Sum:
+        consumed, latest_key = self.consumed, self.latest_key
+        if day.aggregation == "max":
+            consumed = day.consumed if not self.days else max(consumed, day.consumed)
+        elif day.aggregation == "latest":
+            if (day.latest_key or "") >= latest_key:
+                consumed, latest_key = day.consumed, day.latest_key or ""
+        else:  # sum, count, a level's net change
+            consumed = exact.add(consumed, day.consumed)
+        return _Sum(consumed, self.events + day.events, self.days + 1, day.aggregation, latest_key)
+
+    @property
+    def grows(self) -> bool:
+        """Whether its consumption only grows (a latest value or a level may go down)."""
+        return self.aggregation not in ("latest", "level")
 
 
 _ZERO = _Sum()
@@ -119,17 +140,12 @@ def _sum_days(counters: Iterable[Counter]) -> dict[str, _Sum]:
     exact = _exact()
     sums: dict[str, _Sum] = {}
     for counter in counters:
-        so_far = sums.get(counter.metric, _ZERO)
-        sums[counter.metric] = _Sum(
-            consumed=exact.add(so_far.consumed, counter.consumed),
-            events=so_far.events + counter.events,
-            days=so_far.days + 1,
-        )
+        sums[counter.metric] = sums.get(counter.metric, _ZERO).with_day(counter, exact)
     return sums
 
 
 def _as_sums(counters: Iterable[Counter]) -> dict[str, _Sum]:
-    return {c.metric: _Sum(consumed=c.consumed, events=c.events) for c in counters}
+    return {c.metric: _Sum(consumed=c.consumed, events=c.events, aggregation=c.aggregation) for c in counters}
 
 
 def _same(a: _Sum, b: _Sum) -> bool:
@@ -137,7 +153,10 @@ def _same(a: _Sum, b: _Sum) -> bool:
 
 
 def _between(low: _Sum, value: _Sum, high: _Sum) -> bool:
-    return low.consumed <= value.consumed <= high.consumed and low.events <= value.events <= high.events
+    """Whether a day sum read between two readings of its month counter can be true: events
+    only grow, and so does consumption, but for a latest value or a level."""
+    events = low.events <= value.events <= high.events
+    return events and (not value.grows or low.consumed <= value.consumed <= high.consumed)
 
 
 def _read(

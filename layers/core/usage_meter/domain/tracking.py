@@ -91,7 +91,11 @@ def _summarise(results: list[EventResult]) -> TrackResponse:
 
 def _usage_block(event: PendingEvent) -> UsageBlock:
     """Where the event's metric stands in the event's billing period, after the write."""
-    counter = counter_store.month_counter(event.developer_id, event.period, event.metric)
+    counter = (
+        counter_store.level(event.developer_id, event.metric)  # where the level stands now
+        if event.aggregation == "level"
+        else counter_store.month_counter(event.developer_id, event.period, event.metric)
+    )
     consumed = counter.consumed if counter else Decimal(0)
     period = month_period(event.event_time)
     limit = event.allowance.limit if event.allowance else None
@@ -166,7 +170,9 @@ def _answer_single(response: TrackResponse, event: PendingEvent) -> TrackRespons
         logger.warning("usage block unavailable after the write")
         usage = None
     if only.status == "limit_exceeded" and only.error is not None:
-        wait = math.ceil((month_period(event.event_time).end - clock.now()).total_seconds())
+        # a period's limit resets with the period; a level's ceiling does not reset
+        reset = month_period(event.event_time).end if event.aggregation != "level" else clock.now()
+        wait = math.ceil((reset - clock.now()).total_seconds())
         raise LimitExceeded(
             only.error.message,
             retry_after=wait if wait > 0 else None,

@@ -104,6 +104,8 @@ def current_usage(
     expected = [metric] if metric else (plan.metrics if plan else [])
     tallies, total = _sum_counters(counters, metric, expected, MeterBook())
     in_billing = {c.metric: c.consumed for c in billing_counters}
+    for name, level in _levels(target, tallies).items():  # a level's usage is where it stands now
+        tallies[name].consumed = in_billing[name] = level
     developer = resolve.developer(target)
     return CurrentUsageResponse(
         developer_id=target,
@@ -138,11 +140,23 @@ def _asked_period(
 
 @dataclass
 class Tally:
-    """One metric's counters added up over a window."""
+    """One metric's counters combined over a window, as its aggregation says: added (sum,
+    count, a level's net change), the largest (max), the latest (latest)."""
 
     consumed: Decimal = Decimal(0)
     events: int = 0
     aggregation: Aggregation = "sum"
+    latest_key: str = ""
+
+    def add(self, counter: Counter) -> None:
+        if self.aggregation == "max":
+            self.consumed = counter.consumed if not self.events else max(self.consumed, counter.consumed)
+        elif self.aggregation == "latest":
+            if (counter.latest_key or "") >= self.latest_key:
+                self.consumed, self.latest_key = counter.consumed, counter.latest_key or ""
+        else:
+            self.consumed += counter.consumed
+        self.events += counter.events
 
 
 AVERAGE_PLACES = Decimal("0.000000001")
@@ -158,15 +172,22 @@ def _sum_counters(
     for counter in counters:
         if metric and counter.metric != metric:
             continue
-        tally = tallies.setdefault(counter.metric, Tally(aggregation=counter.aggregation))
-        tally.consumed += counter.consumed
-        tally.events += counter.events
+        tallies.setdefault(counter.metric, Tally(aggregation=counter.aggregation)).add(counter)
         total += counter.events
     for name in expected:
         if name not in tallies:
             meter = meters(name)
             tallies[name] = Tally(aggregation=meter.aggregation if meter else "sum")
     return tallies, total
+
+
+def _levels(developer_id: str, tallies: dict[str, Tally]) -> dict[str, Decimal]:
+    """The current level of each level meter among `tallies` (one Query, only if there is one)."""
+    wanted = {name for name, tally in tallies.items() if tally.aggregation == "level"}
+    if not wanted:
+        return {}
+    stored = {c.metric: c.consumed for c in counter_store.levels(developer_id) if c.metric in wanted}
+    return {name: stored.get(name, Decimal(0)) for name in wanted}
 
 
 def _metric_usage(plan: Plan | None, name: str, tally: Tally, used_in_billing: Decimal) -> MetricUsage:
@@ -199,7 +220,12 @@ def entitlement(
     now = clock.now()
     billing = month_period(now)
     allowance = metric_limit(resolve.plan(target), metric)
-    counter = counter_store.month_counter(target, billing.key, metric)
+    meter = MeterBook()(metric)
+    counter = (
+        counter_store.level(target, metric)  # a level's use is where it stands, against its ceiling
+        if meter is not None and meter.aggregation == "level"
+        else counter_store.month_counter(target, billing.key, metric)
+    )
     used = counter.consumed if counter else Decimal(0)
     limit = allowance.limit if allowance else None
     used_up = (
@@ -231,32 +257,69 @@ def usage_history(
     One paginated Query over the developer's day counters covers the whole range.
     """
     target = resolver(caller)(developer_id)
-    first, last = _history_range(days, start_date, end_date, clock.now().date())
-    per_step: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    today = clock.now().date()
+    first, last = _history_range(days, start_date, end_date, today)
+    per_step: dict[str, dict[str, Tally]] = defaultdict(dict)
     events: dict[str, int] = defaultdict(int)
-    seen: set[str] = {metric} if metric else set()
+    seen: dict[str, Aggregation] = {}
     for counter in counter_store.day_counters(target, day_key(first), day_key(last)):
         if metric and counter.metric != metric:
             continue
         step = counter.key if granularity == "day" else counter.key[:7]
-        per_step[step][counter.metric] += counter.consumed
+        per_step[step].setdefault(counter.metric, Tally(aggregation=counter.aggregation)).add(counter)
         events[step] += counter.events
-        seen.add(counter.metric)
+        seen[counter.metric] = counter.aggregation
+    if metric and metric not in seen:
+        meter = MeterBook()(metric)
+        seen[metric] = meter.aggregation if meter else "sum"
 
     steps = (
         [day_key(d) for d in days_between(first, last)]
         if granularity == "day"
         else months_between(first, last)
     )
+    values = {
+        name: {step: per_step[step][name].consumed for step in steps if name in per_step[step]}
+        for name in seen
+    }
+    levels = [name for name, aggregation in seen.items() if aggregation == "level"]
+    if levels:
+        values.update(_closing_levels(target, levels, steps, values, last, today))
     entries = [
         HistoryEntry(
             date=step,
-            metrics={name: per_step[step].get(name, Decimal(0)) for name in sorted(seen)},
+            metrics={name: values[name].get(step, Decimal(0)) for name in sorted(seen)},
             total_requests=events.get(step, 0),
         )
         for step in steps
     ]
     return HistoryResponse(developer_id=target, granularity=granularity, entries=entries)
+
+
+def _closing_levels(
+    developer_id: str,
+    names: list[str],
+    steps: list[str],
+    changes: dict[str, dict[str, Decimal]],
+    last: date,
+    today: date,
+) -> dict[str, dict[str, Decimal]]:
+    """Each level's closing value per step: where it stands now, less the changes made after
+    the step (the range's own, and those after it up to today: one more Query then)."""
+    now = {c.metric: c.consumed for c in counter_store.levels(developer_id)}
+    later: dict[str, Decimal] = defaultdict(Decimal)
+    if last < today:
+        after = counter_store.day_counters(developer_id, day_key(last + timedelta(days=1)), day_key(today))
+        for counter in after:
+            later[counter.metric] += counter.consumed
+    closing: dict[str, dict[str, Decimal]] = {}
+    for name in names:
+        running = now.get(name, Decimal(0)) - later[name]
+        closing[name] = {}
+        for step in reversed(steps):
+            closing[name][step] = running
+            running -= changes[name].get(step, Decimal(0))
+    return closing
 
 
 def _history_range(

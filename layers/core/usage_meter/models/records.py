@@ -28,14 +28,26 @@ class IdempotencyRecord(BaseModel):
     commit_token: str | None = None  # the ClientRequestToken of the transaction that wrote it
 
 
-CounterScope = Literal["day", "month", "minute"]
+CounterScope = Literal["day", "month", "minute", "level"]
+LEVEL_KEY = "current"
+"""The key of a level meter's running level (scope "level"): one item per developer and meter."""
 
 
 class CounterIncrement(BaseModel):
-    """One ADD on one counter item: a (day, billing period or minute; metric) of one developer.
+    """One change of one counter item: a (day, billing period, minute or running level;
+    metric) of one developer. `events` is always added; what happens to `consumed` depends on
+    the aggregation:
 
-    `ceiling` makes it conditional: applied only if the counter stays <= ceiling afterwards
-    (hard limits). `expires_at` marks short-lived counters (minutes) for TTL deletion.
+    - ADD `quantity` (sum, count, a level's change). `ceiling` makes it conditional: applied
+      only if the counter stays <= ceiling afterwards (hard limits, enforced rates).
+    - a level also keeps within its bounds: with `level_range` (low, high) the level before
+      the change must be in [low, high] (high None: no ceiling), so that every event of the
+      transaction, taken in order, keeps it in [0, ceiling]; with `level_was`, it must be
+      exactly that (a transaction that refused one of the level's events asserts what it read).
+    - `peak` (max): SET consumed to it, only if larger than what is stored.
+    - `latest` (latest): (order key, value) SET, only if the key is later than the stored one.
+
+    `expires_at` marks short-lived counters (minutes) for TTL deletion.
     """
 
     developer_id: str
@@ -46,6 +58,10 @@ class CounterIncrement(BaseModel):
     events: int
     aggregation: Aggregation = "sum"  # the metric's meter's, kept on the counter for its readers
     ceiling: Decimal | None = None
+    level_range: tuple[Decimal, Decimal | None] | None = None
+    level_was: Decimal | None = None
+    peak: Decimal | None = None
+    latest: tuple[str, Decimal] | None = None
     expires_at: int | None = None
 
 
@@ -69,6 +85,7 @@ class Counter(BaseModel):
     consumed: Decimal
     events: int
     aggregation: Aggregation = "sum"  # counters written before meters were summed
+    latest_key: str | None = None  # a latest meter's: "<event time>#<idempotency key>" of its value
 
 
 # ---- rollup: month summaries and the run's report -------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from usage_meter.models.records import Counter, CounterIncrement
+from usage_meter.models.records import LEVEL_KEY, Counter, CounterIncrement
 from usage_meter.settings import settings
 from usage_meter.store import dynamodb, keys
 from usage_meter.store.dynamodb import number, text
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemTypeDef:
-    """The Update of one counter: ADD, plus the ceiling condition of a hard limit."""
+    """The Update of one counter: its events added, its consumption changed as its aggregation
+    says (see CounterIncrement), under the condition that keeps it exact."""
     names: dict[str, str] = {
         "#c": "consumed",
         "#e": "events",
@@ -26,7 +27,6 @@ def increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemT
         "#g": "aggregation",
     }
     values: dict[str, AttributeValueTypeDef] = {
-        ":q": number(inc.quantity),
         ":e": number(inc.events),
         ":d": text(inc.developer_id),
         ":m": text(inc.metric),
@@ -34,31 +34,76 @@ def increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemT
         ":u": text(updated_at),
         ":g": text(inc.aggregation),
     }
-    sets = "#d = :d, #m = :m, #k = :k, #u = :u, #g = :g"
+    sets = ["#d = :d", "#m = :m", "#k = :k", "#u = :u", "#g = :g"]
     if inc.scope == "day":
         names["#a"] = "activeDay"
         values[":a"] = text(keys.activity_key(inc.key, inc.developer_id))
-        sets += ", #a = :a"
+        sets.append("#a = :a")
     if inc.expires_at is not None:
         names["#x"] = "expiresAt"
         values[":x"] = number(inc.expires_at)
-        sets += ", #x = :x"
+        sets.append("#x = :x")
+    adds = ["#e :e"]
+    condition = _consumption(inc, names, values, sets, adds)
     update: Any = {
         "TableName": settings().usage_table,
         "Key": {
             "pk": text(keys.developer_pk(inc.developer_id)),
             "sk": text(keys.counter_sk(inc.scope, inc.key, inc.metric)),
         },
-        "UpdateExpression": f"ADD #c :q, #e :e SET {sets}",
+        "UpdateExpression": f"ADD {', '.join(adds)} SET {', '.join(sets)}",
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
-    if inc.ceiling is not None:
-        # the limit check and the increment commit together: usage never passes the ceiling
-        update["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :room"
-        values[":room"] = number(inc.ceiling - inc.quantity)
+    if condition is not None:
+        update["ConditionExpression"] = condition
         update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     return {"Update": update}
+
+
+def _consumption(
+    inc: CounterIncrement,
+    names: dict[str, str],
+    values: dict[str, AttributeValueTypeDef],
+    sets: list[str],
+    adds: list[str],
+) -> str | None:
+    """How the change moves `consumed`, and the condition that keeps it exact (None: none)."""
+    if inc.peak is not None:  # max: only ever raised
+        values[":p"] = number(inc.peak)
+        sets.append("#c = :p")
+        return "attribute_not_exists(#c) OR #c < :p"
+    if inc.latest is not None:  # latest: only by a later event
+        order_key, value = inc.latest
+        names["#l"] = "latestKey"
+        values[":lk"] = text(order_key)
+        values[":lv"] = number(value)
+        sets.extend(["#c = :lv", "#l = :lk"])
+        return "attribute_not_exists(#l) OR #l < :lk"
+    values[":q"] = number(inc.quantity)
+    adds.insert(0, "#c :q")
+    if inc.level_was is not None:  # exactly the level a refusal in this transaction was judged by
+        values[":was"] = number(inc.level_was)
+        return "#c = :was" if inc.level_was else "attribute_not_exists(#c) OR #c = :was"
+    if inc.level_range is not None:
+        return _level_bounds(inc.level_range, values)
+    if inc.ceiling is not None:
+        # the limit check and the increment commit together: usage never passes the ceiling
+        values[":room"] = number(inc.ceiling - inc.quantity)
+        return "attribute_not_exists(#c) OR #c <= :room"
+    return None
+
+
+def _level_bounds(bounds: tuple[Decimal, Decimal | None], values: dict[str, AttributeValueTypeDef]) -> str:
+    """The level before the change must be in [low, high] (an absent level is 0)."""
+    low, high = bounds
+    values[":lo"] = number(low)
+    within = "#c >= :lo"
+    if high is not None:
+        values[":hi"] = number(high)
+        within = "#c BETWEEN :lo AND :hi"
+    fits_zero = low <= 0 and (high is None or high >= 0)
+    return f"attribute_not_exists(#c) OR {within}" if fits_zero else within
 
 
 def _counter(item: dict[str, Any]) -> Counter:
@@ -71,6 +116,7 @@ def _counter(item: dict[str, Any]) -> Counter:
         consumed=Decimal(item["consumed"]["N"]),
         events=int(item["events"]["N"]),
         aggregation=item.get("aggregation", {"S": "sum"})["S"],
+        latest_key=item["latestKey"]["S"] if "latestKey" in item else None,
     )
 
 
@@ -99,5 +145,20 @@ def minute_counter(developer_id: str, minute: str) -> Counter | None:
 def month_counter(developer_id: str, month: str, metric: str) -> Counter | None:
     """One metric's billing-period counter (strongly consistent)."""
     sk = keys.counter_sk("month", month, metric)
+    items = list(dynamodb.query_range(developer_id, sk, sk))
+    return _counter(items[0]) if items else None
+
+
+def levels(developer_id: str) -> list[Counter]:
+    """Every level meter's running level of a developer (one Query)."""
+    return [
+        _counter(i)
+        for i in dynamodb.query_range(developer_id, *keys.counter_range("level", LEVEL_KEY, LEVEL_KEY))
+    ]
+
+
+def level(developer_id: str, metric: str) -> Counter | None:
+    """One level meter's running level (strongly consistent)."""
+    sk = keys.counter_sk("level", LEVEL_KEY, metric)
     items = list(dynamodb.query_range(developer_id, sk, sk))
     return _counter(items[0]) if items else None

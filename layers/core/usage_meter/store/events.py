@@ -35,8 +35,9 @@ class CommitCancelled(Exception):
 
     `duplicates` maps the position of an idempotency record in the commit to the record that
     already holds the key; `retryable` is true when contention or throttling took part.
-    `over_limit` maps the position of a ceiling-conditioned increment that would have passed
-    its ceiling to the counter's value at that moment. `catalogued` lists the (developer,
+    `over_limit` maps the position of a conditioned counter change that failed (a ceiling, a
+    level's bounds, a max or a latest value already passed) to the counter's value at that
+    moment, and `latest_keys` to its latest meter's order key. `catalogued` lists the (developer,
     metric) claims whose metric was in the catalog already; `catalog_sizes` the size of each
     developer's catalog that a claim would have taken past its ceiling.
     """
@@ -46,6 +47,7 @@ class CommitCancelled(Exception):
         self.retryable = retryable
         self.duplicates: dict[int, IdempotencyRecord] = {}
         self.over_limit: dict[int, Decimal] = {}
+        self.latest_keys: dict[int, str] = {}
         self.catalogued: list[tuple[str, str]] = []
         self.catalog_sizes: dict[str, int] = {}
 
@@ -226,10 +228,10 @@ def _condition_failed(
         return
     position -= len(records)
     if position < increments:
-        if "consumed" in item:
-            cancelled.over_limit[position] = Decimal(item["consumed"]["N"])
-        else:  # no old value to judge by: read it again on the next attempt
-            cancelled.retryable = True
+        # an absent counter holds 0 (only a level's lower bound can fail on one)
+        cancelled.over_limit[position] = Decimal(item["consumed"]["N"]) if "consumed" in item else Decimal(0)
+        if "latestKey" in item:
+            cancelled.latest_keys[position] = item["latestKey"]["S"]
         return
     developer_id, metric = slots[position - increments]
     size = catalog.size_of(item)

@@ -5,6 +5,8 @@ UsageTable (pk, sk strings):
     sk = "D#<YYYY-MM-DD>#<metric>"   day counter; carries activeDay = "<day>#<shard>" (ActivityIndex)
     sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
     sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
+    sk = "L#current#<metric>"        a level meter's running level (never resets); its day and
+                                     month counters hold the level's net change in them
     sk = "METRIC#<metric>"           the developer's metric catalog: a metric its plan does not declare
     sk = "METRICS"                   the catalog's size (at most 100: too_many_metrics beyond)
     sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
@@ -33,7 +35,7 @@ KEY_LISTING_PREFIX = "KEY#"
 PLAN_SK = "PLAN"
 METER_SK = "METER"
 ACTIVITY_SHARDS = 8
-_SCOPE_PREFIX: dict[CounterScope, str] = {"day": "D", "month": "M", "minute": "R"}
+_SCOPE_PREFIX: dict[CounterScope, str] = {"day": "D", "month": "M", "minute": "R", "level": "L"}
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
 CATALOG_PREFIX = "METRIC#"
 CATALOG_SIZE_SK = "METRICS"

@@ -1,0 +1,144 @@
+"""Meters whose counting depends on what is stored, under real concurrency on DynamoDB Local:
+32 clients, each through its own Lambda-like container, race on one max meter, one latest
+meter (timestamps shuffled) and one level meter with a ceiling (changes in both directions,
+some past the ceiling or below zero), resending some events with the same keys. Every figure
+is compared with a reference computed from the accepted events.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from usage_meter.domain import accounts, meters
+from usage_meter.domain.periods import day_key, month_key
+from usage_meter.models.accounts import MetricLimit, Plan
+from usage_meter.store import accounts as account_store
+
+from engine.conftest import EngineStack
+from engine.support import Container, all_crashes, batched_requests, drain, run_threads, track
+from helpers import SERVICE, counters, iso, naming, table_items
+
+pytestmark = pytest.mark.engine
+
+Report = Callable[[str], None]
+
+CLIENTS = 32
+EVENTS = 600
+CEILING = 12
+DEVELOPER = "dev_meters"
+
+
+def sent_events(rng: random.Random, now: datetime) -> list[dict[str, Any]]:
+    """Keyed events over the three meters, times spread over the last hour, a tenth resent."""
+    events: list[dict[str, Any]] = []
+    for i in range(EVENTS):
+        metric = ("peak", "gauge", "agents")[i % 3]
+        if metric == "agents":
+            quantity = Decimal(rng.choice([1, 1, 2, 3, -1, -1, -2, -4]))
+        else:
+            quantity = Decimal(rng.randint(1, 10**6)) / 1000
+        moment = now - timedelta(minutes=5) - timedelta(seconds=rng.randint(0, 3600))
+        events.append(
+            {"metric": metric, "quantity": quantity, "idempotencyKey": f"m{i:04d}", "timestamp": iso(moment)}
+        )
+    resent = [dict(rng.choice(events)) for _ in range(EVENTS // 10)]
+    everything = events + resent
+    rng.shuffle(everything)
+    return everything
+
+
+def test_max_latest_and_level_are_exact_under_concurrency(engine: EngineStack, report: Report) -> None:
+    for name, aggregation in (("peak", "max"), ("gauge", "latest"), ("agents", "level")):
+        meters.create(meters.definition(name=name, aggregation=aggregation))
+    account_store.put_plan(
+        Plan(
+            name="engine-meters", metrics={"agents": MetricLimit(limit=Decimal(CEILING), enforcement="hard")}
+        )
+    )
+    accounts.create_developer(DEVELOPER, "engine-meters", DEVELOPER)
+    rng = random.Random(20261202)
+    now = datetime.now(UTC)
+    sent = sent_events(rng, now)
+    requests = batched_requests(rng, sent, single_share=0.5, largest=6)
+    containers = engine.containers(CLIENTS)
+    outcomes: dict[str, set[str]] = {}
+    failures: list[str] = []
+
+    def send(_: int, container: Container) -> None:
+        for events in drain(requests):
+            single = len(events) == 1
+            answer = track(container, naming(DEVELOPER, events[0] if single else {"events": events}), SERVICE)
+            body = answer.json()
+            if single and answer.status in (422, 429):
+                outcomes.setdefault(events[0]["idempotencyKey"], set()).add(body["error"]["code"])
+                continue
+            if answer.status != 200:
+                failures.append(f"{answer.status} {answer.body[:300]}")
+                continue
+            for event, result in zip(events, body["results"], strict=True):
+                status = (
+                    result["status"]
+                    if result["status"] in ("recorded", "duplicate")
+                    else result["error"]["code"]
+                )
+                outcomes.setdefault(event["idempotencyKey"], set()).add(status)
+
+    wall = run_threads(containers, send)
+
+    assert all_crashes(containers) == []
+    assert failures == []
+    records = {r["idempotencyKey"]["S"]: r for r in table_items(engine.dynamodb, engine.idempotency_table)}
+    distinct = {e["idempotencyKey"]: e for e in sent}
+    accepted = [distinct[key] for key in records]
+    for key, seen in outcomes.items():
+        if key in records:  # counted once; its resends are duplicates, or refused before it fit
+            assert "recorded" in seen, (key, seen)
+            assert seen <= {"recorded", "duplicate", "limit_exceeded", "level_below_zero"}, (key, seen)
+            assert distinct[key]["metric"] == "agents" or seen <= {"recorded", "duplicate"}, (key, seen)
+        else:  # only level changes are ever refused, and only by the level's bounds
+            assert distinct[key]["metric"] == "agents", (key, seen)
+            assert seen <= {"limit_exceeded", "level_below_zero"}, (key, seen)
+
+    stored = counters(engine.dynamodb, engine.usage_table)
+    expected = reference(accepted)
+    assert {k: v for k, v in stored.items() if k[0] == f"DEV#{DEVELOPER}"} == expected
+    level = expected[(f"DEV#{DEVELOPER}", "L#current#agents")][0]
+    assert 0 <= level <= CEILING
+    usage = engine.call("GET", "/v1/usage", auth=SERVICE, query={"developerId": DEVELOPER}).json()["metrics"]
+    assert usage["agents"]["consumed"] == level
+    refused = Counter(s for seen in outcomes.values() for s in seen if s not in ("recorded", "duplicate"))
+    report(
+        f"{len(sent)} sends ({EVENTS} distinct events) over a max, a latest and a level meter from "
+        f"{CLIENTS} clients in {wall:.1f} s: {len(records)} recorded, refused {dict(refused)}; "
+        f"final level {level} of {CEILING}; every counter equals the reference"
+    )
+
+
+def reference(accepted: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
+    """What the counters must hold, from the recorded events alone: per day and month, the
+    largest peak, the latest gauge by (time, key), the level's net change; and the level."""
+    pk = f"DEV#{DEVELOPER}"
+    values: dict[tuple[str, str], Any] = {}
+    events: Counter[tuple[str, str]] = Counter()
+    for e in sorted(accepted, key=lambda e: (e["timestamp"], e["idempotencyKey"])):
+        moment = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
+        windows = [f"D#{day_key(moment)}#{e['metric']}", f"M#{month_key(moment)}#{e['metric']}"]
+        if e["metric"] == "agents":
+            windows.append("L#current#agents")
+        for sk in windows:
+            slot = (pk, sk)
+            events[slot] += 1
+            if e["metric"] == "peak":
+                values[slot] = max(values.get(slot, Decimal(0)), e["quantity"])
+            elif e["metric"] == "gauge":
+                values[slot] = e["quantity"]  # in (time, key) order: the last one stands
+            else:
+                values[slot] = values.get(slot, Decimal(0)) + e["quantity"]
+    return {slot: (values[slot], events[slot]) for slot in values}
