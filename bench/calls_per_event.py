@@ -39,7 +39,7 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 
-from usage_meter.domain import accounts, clock
+from usage_meter.domain import accounts, clock, meters
 from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import LocalApi
 from usage_meter_local.template import create_tables, function_environment, table_logical_ids
@@ -167,6 +167,53 @@ def batch(metrics: list[str], days: list[datetime | None], *, keyed: bool = True
     }
 
 
+METERS = {"logins": "count", "peak": "max", "gauge": "latest", "agents": "level", "visitors": "unique_count"}
+"""The meters of the aggregation scenarios (sum is the plain api_calls of the others)."""
+
+
+def metered(metric: str, quantity: int = 1, **extra: Any) -> dict[str, Any]:
+    """A keyed single event of one of METERS."""
+    return {
+        "developerId": DEVELOPER,
+        "metric": metric,
+        "quantity": quantity,
+        "idempotencyKey": new_key(),
+        **extra,
+    }
+
+
+def aggregation_scenarios(now: datetime) -> list[Scenario]:
+    """One single event per aggregation, where it costs least and where it costs most."""
+    earlier, later = iso(now - timedelta(minutes=30)), iso(now - timedelta(minutes=10))
+    seen = {"metadata": {"user": "ann"}}
+    return [
+        Scenario("count meter", metered("logins"), "recorded"),
+        Scenario("max meter: a new peak", metered("peak", 9), "recorded", setup=metered("peak", 5)),
+        Scenario("max meter: below the peak", metered("peak", 3), "recorded", setup=metered("peak", 5)),
+        Scenario(
+            "latest meter: a later value",
+            metered("gauge", 4, timestamp=later),
+            "recorded",
+            setup=metered("gauge", 2, timestamp=earlier),
+        ),
+        Scenario(
+            "latest meter: an earlier value",
+            metered("gauge", 4, timestamp=earlier),
+            "recorded",
+            setup=metered("gauge", 2, timestamp=later),
+        ),
+        Scenario("level meter: +1", metered("agents", 1), "recorded", setup=metered("agents", 2)),
+        Scenario("level meter: -1", metered("agents", -1), "recorded", setup=metered("agents", 2)),
+        Scenario("unique_count: a new value", metered("visitors", metadata={"user": new_key()}), "recorded"),
+        Scenario(
+            "unique_count: a value seen",
+            metered("visitors", **seen),
+            "recorded",
+            setup=metered("visitors", **seen),
+        ),
+    ]
+
+
 def scenarios(now: datetime) -> list[Scenario]:
     one_day: list[datetime | None] = [None]
     two_days: list[datetime | None] = [now - timedelta(hours=1), now - timedelta(days=1, hours=1)]
@@ -182,6 +229,7 @@ def scenarios(now: datetime) -> list[Scenario]:
         Scenario("duplicate single event (key re-sent)", original, "duplicate", setup=original),
         Scenario("single event, no key", event(keyed=False), "recorded"),
         Scenario("batch: 1 metric x 1 day, no keys", batch(["api_calls"], one_day, keyed=False), "recorded"),
+        *aggregation_scenarios(now),
     ]
 
 
@@ -255,6 +303,14 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
                 stack.callback(admin.delete_table, TableName=table)
         accounts.seed_default_plans()
         accounts.create_developer("Benchmark", plan=plan, developer_id=DEVELOPER)
+        for name, aggregation in METERS.items():
+            meters.create(
+                meters.definition(
+                    name=name,
+                    aggregation=aggregation,
+                    unique_by=None if aggregation != "unique_count" else "user",
+                )
+            )
         meter = Meter(store_db.client(), ask_capacity=endpoint_url is not None)
         rows = run_scenarios(meter, pinned)
     store_db.reset()

@@ -48,12 +48,12 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 
 def counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    """Day and month counter items as {(pk, sk): (consumed, events)} (minute counters and the
-    metric catalog apart)."""
+    """Counter items (day, month, a level's running level) as {(pk, sk): (consumed, events)};
+    minute counters, the metric catalog and unique_count markers apart."""
     return {
         (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
         for i in items
-        if not i["sk"]["S"].startswith(("R#", "METRIC"))
+        if not i["sk"]["S"].startswith(("R#", "METRIC", "U#"))
     }
 
 

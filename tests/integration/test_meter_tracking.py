@@ -149,14 +149,62 @@ def test_declared_meters_take_no_place_in_the_catalog(api: Stack) -> None:
     assert catalogs_in(table_items(api.dynamodb, api.usage_table)) == {ALICE: ({"emails"}, 1)}
 
 
-def test_a_meter_not_counted_yet_refuses_its_events(api: Stack) -> None:
+def test_a_unique_count_meter_counts_each_value_once_per_day_and_month(api: Stack) -> None:
     assert (
         cli.main(["meters", "create", "visitors", "--aggregation", "unique_count", "--unique-by", "user"])
         == 0
     )
-    refused = api.track({"metric": "visitors", "metadata": {"user": "u1"}, "quantity": 1})
-    assert (refused.status, refused.json()["error"]["code"]) == (422, "aggregation_not_supported")
-    assert ("DEV#dev_alice", "M#2026-11#visitors") not in counters(api.dynamodb, api.usage_table)
+    assert cli.main(["plans", "put", "few", "--metric", "visitors=3:hard"]) == 0
+    assert cli.main(["plans", "set", ALICE, "few"]) == 0
+
+    def visit(user: str, when: str = "2026-11-25T10:00:00Z") -> dict[str, Any]:
+        return {"metric": "visitors", "metadata": {"user": user}, "timestamp": when}
+
+    sent = results(
+        api,
+        visit("ann", "2026-11-24T10:00:00Z"),
+        visit("ann"),  # seen this month already, new today
+        visit("bob"),
+        visit("ann"),
+        visit("cy"),
+        visit("dee"),  # a 4th distinct visitor in November: past the limit of 3
+        visit("bob"),  # not new: takes no room
+        {"metric": "visitors", "metadata": {"name": "eve"}},  # no uniqueBy property
+    )
+    assert [(r["status"], (r.get("error") or {}).get("code")) for r in sent] == [
+        ("recorded", None),
+        ("recorded", None),
+        ("recorded", None),
+        ("recorded", None),
+        ("recorded", None),
+        ("limit_exceeded", "limit_exceeded"),
+        ("recorded", None),
+        ("rejected", "unique_by_missing"),
+    ]
+    stored = counters(api.dynamodb, api.usage_table)
+    assert stored[(f"DEV#{ALICE}", "D#2026-11-24#visitors")] == (Decimal(1), 1)
+    assert stored[(f"DEV#{ALICE}", "D#2026-11-25#visitors")] == (Decimal(3), 5)  # ann, bob, cy
+    assert month(api, "visitors") == (Decimal(3), 6)
+    markers = sorted(
+        i["sk"]["S"][:19] for i in table_items(api.dynamodb, api.usage_table) if i["sk"]["S"].startswith("U#")
+    )
+    assert markers == ["U#D#2026-11-24#visi"] + ["U#D#2026-11-25#visi"] * 3 + ["U#M#2026-11#visitor"] * 3
+    again = api.track(visit("dee"))
+    assert (again.status, again.json()["error"]["code"]) == (429, "limit_exceeded")
+    assert api.track(visit("cy")).status == 200  # a known visitor still fits
+    usage = api.current().json()["metrics"]["visitors"]
+    assert (usage["consumed"], usage["limit"], usage["aggregation"], usage["events"]) == (
+        3,
+        3,
+        "unique_count",
+        7,
+    )
+    monthly = api.history(days="2", metric="visitors", granularity="month").json()["entries"]
+    assert monthly[0]["metrics"] == {"visitors": 3}  # the month's distinct visitors, not 1 + 3
+    assert [e["metrics"]["visitors"] for e in api.history(days="2", metric="visitors").json()["entries"]] == [
+        1,
+        3,
+    ]
 
 
 def test_a_max_meter_keeps_the_largest_value_of_each_window(api: Stack) -> None:

@@ -140,7 +140,7 @@ def test_a_limit_is_judged_before_the_rate(api: Stack) -> None:
     ("argv", "message"),
     [
         (["--rate-enforcement", "hard"], "error: --rate-enforcement hard needs --requests-per-minute\n"),
-        (["--requests-per-minute", "0"], "error: --requests-per-minute must be at least 1\n"),
+        (["--requests-per-minute", "0"], "error: --requests-per-minute 0: it must be at least 1\n"),
     ],
 )
 def test_the_cli_refuses_a_rate_it_cannot_enforce(

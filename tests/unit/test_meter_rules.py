@@ -89,9 +89,3 @@ def test_archived_meters_and_rejected_undeclared_metrics_take_no_events() -> Non
     refuse_unusable("emails", None, "accept")
     logins = Meter(name="logins", aggregation="count", created_at="2026-12-01T00:00:00.000Z")
     refuse_unusable("logins", logins, "reject")
-
-
-def test_aggregations_not_counted_yet_are_refused_not_summed() -> None:
-    with pytest.raises(ValidationFailed) as refused:
-        refuse_unusable("visitors", VISITORS, "accept")
-    assert refused.value.code == "aggregation_not_supported"

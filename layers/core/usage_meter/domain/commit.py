@@ -33,6 +33,7 @@ from usage_meter.domain.packing import (
     admit,
     increments,
     metric_claims,
+    unique_markers,
 )
 from usage_meter.domain.periods import RETENTION, month_period
 from usage_meter.errors import (
@@ -44,7 +45,7 @@ from usage_meter.errors import (
     UsageMeterError,
     ValidationFailed,
 )
-from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim
+from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim, UniqueMarker
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import ErrorDetail, EventResult
 from usage_meter.store import catalog
@@ -176,6 +177,7 @@ class Transaction:
     records: list[IdempotencyRecord]
     changes: list[CounterIncrement]
     claims: list[MetricClaim]
+    markers: list[UniqueMarker]
     token: str
     now_epoch: int
     recorded_at: str
@@ -186,6 +188,7 @@ class Transaction:
             self.records,
             self.changes,
             self.claims,
+            self.markers,
             token=self.token,
             now_epoch=self.now_epoch,
             updated_at=self.recorded_at,
@@ -219,6 +222,7 @@ def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None
             admitted, now, known, exact={e.level_group for e, _ in refused if e.aggregation == "level"}
         ),
         claims=metric_claims(admitted, catalog.catalogued),
+        markers=unique_markers(admitted),
         token=token,
         now_epoch=int(now.timestamp()),
         recorded_at=recorded_at,
@@ -244,6 +248,7 @@ def _learn(
         known.counters[(change.developer_id, change.key, change.metric)] = consumed
         if position in cancelled.latest_keys:
             known.latest[(change.developer_id, change.key, change.metric)] = cancelled.latest_keys[position]
+    known.seen.update((m.developer_id, m.scope, m.window, m.metric, m.digest) for m in cancelled.seen)
     for developer_id, metric in cancelled.catalogued:
         catalog.learn(developer_id, [metric])
     for developer_id, size in cancelled.catalog_sizes.items():
@@ -259,7 +264,11 @@ def _learn(
     if cancelled.duplicates:
         logger.info("duplicates peeled off", extra={"duplicates": len(cancelled.duplicates)})
     return bool(
-        cancelled.duplicates or cancelled.over_limit or cancelled.catalogued or cancelled.catalog_sizes
+        cancelled.duplicates
+        or cancelled.over_limit
+        or cancelled.catalogued
+        or cancelled.catalog_sizes
+        or cancelled.seen
     )
 
 

@@ -129,9 +129,10 @@ def _quantity_refused(code: str, message: str, kind: str) -> ValidationFailed:
 
 
 def contribution(aggregation: Aggregation, sent: Decimal | None) -> Decimal:
-    """What an event adds to its meter: 1 for count (its quantity, optional, is ignored), the
-    signed change for a level, else its quantity, which must be there and be positive."""
-    if aggregation == "count":
+    """What an event adds to its meter: 1 for count and unique_count (its quantity, optional,
+    is ignored; a unique_count's 1 counts only where its value is new), the signed change for a
+    level, else its quantity, which must be there and be positive."""
+    if aggregation in ("count", "unique_count"):
         if sent is not None and sent < 0:
             raise _quantity_refused("quantity_not_positive", "Input should be greater than 0", "greater_than")
         return Decimal(1)
@@ -157,15 +158,9 @@ def unique_value(meter: Meter, metadata: dict[str, Any] | None) -> str:
     return value
 
 
-TRACKED_AGGREGATIONS: frozenset[Aggregation] = frozenset({"sum", "count", "max", "latest", "level"})
-"""The aggregations the track pipeline counts today; the others are declared and listed, and
-their events are refused (aggregation_not_supported) rather than counted as a sum."""
-
-
 def refuse_unusable(metric: str, meter: Meter | None, undeclared: str) -> None:
     """An archived meter takes no events (meter_archived); with UndeclaredMetrics=reject, a
-    metric with no meter takes none either (unknown_metric); nor does a meter whose
-    aggregation the pipeline does not count yet."""
+    metric with no meter takes none either (unknown_metric)."""
     if meter is not None and meter.status == "archived":
         raise ValidationFailed(
             f"meter {metric} is archived: it takes no new events (its usage stays readable)",
@@ -175,10 +170,4 @@ def refuse_unusable(metric: str, meter: Meter | None, undeclared: str) -> None:
         raise ValidationFailed(
             f"no meter {metric}: this stack takes events only for declared meters (GET /v1/meters)",
             code="unknown_metric",
-        )
-    if meter is not None and meter.aggregation not in TRACKED_AGGREGATIONS:
-        raise ValidationFailed(
-            f"meter {metric} is a {meter.aggregation} meter: this version does not count them yet, "
-            "and refuses their events rather than count them wrong",
-            code="aggregation_not_supported",
         )

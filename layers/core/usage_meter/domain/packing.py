@@ -11,15 +11,16 @@ they are.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from usage_meter.domain.periods import day_key, month_key
+from usage_meter.domain.periods import RETENTION, day_key, day_period, month_key, month_period
 from usage_meter.models.accounts import MetricLimit
-from usage_meter.models.records import LEVEL_KEY, CounterIncrement, CounterScope, MetricClaim
+from usage_meter.models.records import LEVEL_KEY, CounterIncrement, CounterScope, MetricClaim, UniqueMarker
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation
 from usage_meter.store.keys import minute_key
@@ -32,6 +33,9 @@ MAX_UNDECLARED_METRICS = 100
 LimitGroup = tuple[str, str, str]
 """(developer, key, metric) of a capped counter: (developer, billing period, metric) under a
 hard limit, (developer, minute, "*") under an enforced rate."""
+
+MarkerId = tuple[str, CounterScope, str, str, str]
+"""(developer, day or month, window, metric, digest of the value) of a unique_count marker."""
 
 Catalogued = Callable[[str, str], bool]
 """Whether (developer, metric) is in the developer's metric catalog already."""
@@ -55,6 +59,7 @@ class PendingEvent:
     key_made: bool = False  # the key is the service's: the client sent none
     aggregation: Aggregation = "sum"  # its meter's; a metric without a meter is summed
     unique_value: str | None = None  # metadata[uniqueBy], for a unique_count meter
+    unique_new: set[CounterScope] = field(default_factory=set)  # windows where its value is new
     allowance: MetricLimit | None = None  # the plan's limit for this metric, if any
     undeclared: bool = False  # the plan does not list the metric: it takes a place in the catalog
     rate_ceiling: int | None = None  # events per minute the developer's plan enforces, if any
@@ -68,6 +73,13 @@ class PendingEvent:
     @property
     def limit_group(self) -> LimitGroup:
         return (self.developer_id, self.period, self.metric)
+
+    @property
+    def markers(self) -> list[MarkerId]:
+        """The (developer, scope, window, metric, digest) its unique value is counted by."""
+        digest = hashlib.sha256((self.unique_value or "").encode()).hexdigest()[:32]
+        d, m = self.developer_id, self.metric
+        return [(d, "day", self.day, m, digest), (d, "month", self.period, m, digest)]
 
     @property
     def level_group(self) -> LimitGroup:
@@ -102,7 +114,9 @@ def transaction_cost(events: Sequence[PendingEvent], catalogued: Catalogued) -> 
         | {("R", e.developer_id, "", "") for e in events}
         | {("L", e.developer_id, "", e.metric) for e in events if e.aggregation == "level"}
     )
-    return len(events) + len(counters) + len(claimed) + len({developer for developer, _ in claimed})
+    markers = {m for e in events if e.aggregation == "unique_count" for m in e.markers}  # at most
+    catalog = len(claimed) + len({developer for developer, _ in claimed})
+    return len(events) + len(counters) + catalog + len(markers)
 
 
 def chunks(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[list[PendingEvent]]:
@@ -153,9 +167,12 @@ def _slots_of(event: PendingEvent, minute: str) -> list[tuple[CounterSlot, Decim
     d, m = event.developer_id, event.metric
     level = event.aggregation == "level"
     rate = Decimal(event.rate_ceiling) if event.rate_ceiling is not None else None
+    day, month = event.quantity, event.quantity
+    if event.aggregation == "unique_count":  # 1 in a window only where its value is new
+        day, month = (Decimal(1 if scope in event.unique_new else 0) for scope in ("day", "month"))
     slots: list[tuple[CounterSlot, Decimal, Decimal | None]] = [
-        ((d, "day", event.day, m), event.quantity, None),
-        ((d, "month", event.period, m), event.quantity, None if level else event.hard_limit),
+        ((d, "day", event.day, m), day, None),
+        ((d, "month", event.period, m), month, None if level else event.hard_limit),
         ((d, "minute", minute, "*"), Decimal(1), rate),
     ]
     if level:
@@ -231,6 +248,27 @@ def _increment(
     return change
 
 
+def unique_markers(events: Sequence[PendingEvent]) -> list[UniqueMarker]:
+    """The markers of the values admitted events count as new, each kept while its window can
+    still take backdated events (its end, plus the retention window)."""
+    markers: list[UniqueMarker] = []
+    for e in events:
+        for developer_id, scope, window, metric, digest in e.markers:
+            if scope in e.unique_new:
+                end = month_period(e.event_time).end if scope == "month" else day_period(e.event_time).end
+                markers.append(
+                    UniqueMarker(
+                        developer_id=developer_id,
+                        scope=scope,
+                        window=window,
+                        metric=metric,
+                        digest=digest,
+                        expires_at=int((end + RETENTION + timedelta(days=1)).timestamp()),
+                    )
+                )
+    return markers
+
+
 def metric_claims(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[MetricClaim]:
     """The catalog claims of a transaction's events: per developer, its metrics not yet in its
     catalog, each once."""
@@ -252,6 +290,7 @@ class Known:
 
     counters: dict[LimitGroup, Decimal] = field(default_factory=dict)
     latest: dict[LimitGroup, str] = field(default_factory=dict)  # a latest counter's order key
+    seen: set[MarkerId] = field(default_factory=set)  # unique_count values their window has seen
     catalog_sizes: dict[str, int] = field(default_factory=dict)
 
 
@@ -264,6 +303,19 @@ class _Room:
     catalogued: Catalogued
     used: dict[LimitGroup, Decimal] = field(default_factory=dict)
     claimed: dict[str, set[str]] = field(default_factory=dict)
+    values: set[MarkerId] = field(default_factory=set)  # unique values counted by earlier events
+
+    def _new_in(self, event: PendingEvent) -> set[CounterScope]:
+        """The windows where a unique_count event's value is new (as far as is known)."""
+        if event.aggregation != "unique_count":
+            return set()
+        return {m[1] for m in event.markers if m not in self.known.seen and m not in self.values}
+
+    def _adds(self, event: PendingEvent) -> Decimal:
+        """What the event adds to its billing period's counter (what its limit judges)."""
+        if event.aggregation == "unique_count":
+            return Decimal(1 if "month" in self._new_in(event) else 0)
+        return event.quantity
 
     def _counter(self, group: LimitGroup) -> Decimal:
         return self.known.counters.get(group, Decimal(0)) + self.used.get(group, Decimal(0))
@@ -292,7 +344,7 @@ class _Room:
             reason = self._level(event)
             if reason is not None:
                 return reason
-        elif limit is not None and self._counter(event.limit_group) + event.quantity > limit:
+        elif limit is not None and self._counter(event.limit_group) + self._adds(event) > limit:
             return "limit"
         if self._claims(event):
             size = self.known.catalog_sizes.get(event.developer_id, 0)
@@ -307,7 +359,9 @@ class _Room:
         if event.aggregation == "level":
             self.used[event.level_group] = self.used.get(event.level_group, Decimal(0)) + event.quantity
         elif event.hard_limit is not None:
-            self.used[event.limit_group] = self.used.get(event.limit_group, Decimal(0)) + event.quantity
+            self.used[event.limit_group] = self.used.get(event.limit_group, Decimal(0)) + self._adds(event)
+        event.unique_new = self._new_in(event)
+        self.values.update(m for m in event.markers if m[1] in event.unique_new)
         if self._claims(event):
             self.claimed.setdefault(event.developer_id, set()).add(event.metric)
         rate = (event.developer_id, self.minute, "*")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Context, Decimal, Inexact
 from functools import partial
@@ -148,6 +148,17 @@ def _as_sums(counters: Iterable[Counter]) -> dict[str, _Sum]:
     return {c.metric: _Sum(consumed=c.consumed, events=c.events, aggregation=c.aggregation) for c in counters}
 
 
+def _month_distincts(sums: dict[str, _Sum], months: dict[str, _Sum]) -> dict[str, _Sum]:
+    """A unique_count month is not the sum of its days (a value seen on two days counts once):
+    its consumption is the month counter's own; its events still add up."""
+    return {
+        metric: replace(total, consumed=months[metric].consumed)
+        if total.aggregation == "unique_count" and metric in months
+        else total
+        for metric, total in sums.items()
+    }
+
+
 def _same(a: _Sum, b: _Sum) -> bool:
     return (a.consumed, a.events) == (b.consumed, b.events)
 
@@ -174,7 +185,9 @@ def _read(
     after: dict[str, _Sum] = {}
     for _attempt in range(2):
         before = _as_sums(counter_store.month_counters(developer_id, month))
-        sums = _sum_days(counter_store.day_counters(developer_id, first_day, last_day))
+        sums = _month_distincts(
+            _sum_days(counter_store.day_counters(developer_id, first_day, last_day)), before
+        )
         suspects = sorted(
             m for m in before.keys() | sums.keys() if not _same(before.get(m, _ZERO), sums.get(m, _ZERO))
         )

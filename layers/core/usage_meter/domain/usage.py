@@ -270,8 +270,7 @@ def usage_history(
         events[step] += counter.events
         seen[counter.metric] = counter.aggregation
     if metric and metric not in seen:
-        meter = MeterBook()(metric)
-        seen[metric] = meter.aggregation if meter else "sum"
+        seen[metric] = _aggregation_of(metric)
 
     steps = (
         [day_key(d) for d in days_between(first, last)]
@@ -282,6 +281,8 @@ def usage_history(
         name: {step: per_step[step][name].consumed for step in steps if name in per_step[step]}
         for name in seen
     }
+    if granularity == "month" and "unique_count" in seen.values():
+        _month_distincts(target, steps, seen, values)
     levels = [name for name, aggregation in seen.items() if aggregation == "level"]
     if levels:
         values.update(_closing_levels(target, levels, steps, values, last, today))
@@ -294,6 +295,21 @@ def usage_history(
         for step in steps
     ]
     return HistoryResponse(developer_id=target, granularity=granularity, entries=entries)
+
+
+def _aggregation_of(metric: str) -> Aggregation:
+    """A metric's aggregation from its meter (a metric without one is summed)."""
+    meter = MeterBook()(metric)
+    return meter.aggregation if meter else "sum"
+
+
+def _month_distincts(
+    developer_id: str, months: list[str], seen: dict[str, Aggregation], values: dict[str, dict[str, Decimal]]
+) -> None:
+    """A unique_count month is its month counter, not the sum of its days (one Query)."""
+    for counter in counter_store.month_range(developer_id, months[0], months[-1]):
+        if seen.get(counter.metric) == "unique_count":
+            values[counter.metric][counter.key] = counter.consumed
 
 
 def _closing_levels(

@@ -75,6 +75,18 @@ class MetricClaim(BaseModel):
     ceiling: int
 
 
+class UniqueMarker(BaseModel):
+    """A value a unique_count meter sees for the first time in a day or month: put only if
+    absent, in the transaction that counts it, so each value is counted once per window."""
+
+    developer_id: str
+    scope: CounterScope  # day or month
+    window: str
+    metric: str
+    digest: str  # sha256 of the value, 32 hex characters
+    expires_at: int  # kept while the window can still take (backdated) events
+
+
 class Counter(BaseModel):
     """A counter item as read back."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from usage_meter.models.records import LEVEL_KEY, Counter, CounterIncrement
+from usage_meter.models.records import LEVEL_KEY, Counter, CounterIncrement, UniqueMarker
 from usage_meter.settings import settings
 from usage_meter.store import dynamodb, keys
 from usage_meter.store.dynamodb import number, text
@@ -106,6 +106,23 @@ def _level_bounds(bounds: tuple[Decimal, Decimal | None], values: dict[str, Attr
     return f"attribute_not_exists(#c) OR {within}" if fits_zero else within
 
 
+def marker_item(marker: UniqueMarker) -> TransactWriteItemTypeDef:
+    """The Put of a unique_count value's marker, only if the window has not seen the value."""
+    return {
+        "Put": {
+            "TableName": settings().usage_table,
+            "Item": {
+                "pk": text(keys.developer_pk(marker.developer_id)),
+                "sk": text(keys.marker_sk(marker.scope, marker.window, marker.metric, marker.digest)),
+                "developerId": text(marker.developer_id),
+                "metric": text(marker.metric),
+                "expiresAt": number(marker.expires_at),
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
 def _counter(item: dict[str, Any]) -> Counter:
     scope = keys.scope_of_sk(item["sk"]["S"])
     return Counter(
@@ -132,6 +149,14 @@ def month_counters(developer_id: str, month: str) -> list[Counter]:
     """Every metric's billing-period counter of a developer for one month: one Query."""
     return [
         _counter(i) for i in dynamodb.query_range(developer_id, *keys.counter_range("month", month, month))
+    ]
+
+
+def month_range(developer_id: str, first_month: str, last_month: str) -> list[Counter]:
+    """Every metric's billing-period counters from `first_month` to `last_month`: one Query."""
+    return [
+        _counter(i)
+        for i in dynamodb.query_range(developer_id, *keys.counter_range("month", first_month, last_month))
     ]
 
 

@@ -10,11 +10,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from usage_meter import jsonutil
 from usage_meter.errors import Busy
-from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim
+from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim, UniqueMarker
 from usage_meter.settings import settings
 from usage_meter.store import catalog, dynamodb, keys
 from usage_meter.store.catalog import CatalogSlot
-from usage_meter.store.counters import increment_item
+from usage_meter.store.counters import increment_item, marker_item
 from usage_meter.store.dynamodb import (
     COMMIT_OPERATION,
     MAYBE_APPLIED_ERRORS,
@@ -39,7 +39,8 @@ class CommitCancelled(Exception):
     level's bounds, a max or a latest value already passed) to the counter's value at that
     moment, and `latest_keys` to its latest meter's order key. `catalogued` lists the (developer,
     metric) claims whose metric was in the catalog already; `catalog_sizes` the size of each
-    developer's catalog that a claim would have taken past its ceiling.
+    developer's catalog that a claim would have taken past its ceiling; `seen` the unique_count
+    values a window had seen already.
     """
 
     def __init__(self, retryable: bool) -> None:
@@ -50,6 +51,7 @@ class CommitCancelled(Exception):
         self.latest_keys: dict[int, str] = {}
         self.catalogued: list[tuple[str, str]] = []
         self.catalog_sizes: dict[str, int] = {}
+        self.seen: list[UniqueMarker] = []
 
     def __str__(self) -> str:
         return (
@@ -127,6 +129,7 @@ def commit_events(
     records: Sequence[IdempotencyRecord],
     increments: Sequence[CounterIncrement],
     claims: Sequence[MetricClaim] = (),
+    markers: Sequence[UniqueMarker] = (),
     *,
     token: str,
     now_epoch: int,
@@ -155,12 +158,14 @@ def commit_events(
     ]
     items.extend(increment_item(inc, updated_at) for inc in increments)
     items.extend(catalog.claim_items(claims, updated_at))
+    items.extend(marker_item(marker) for marker in markers)
     try:
         dynamodb.client().transact_write_items(TransactItems=items, ClientRequestToken=token)
     except ClientError as exc:
         code = dynamodb.error_code(exc)
         if code == "TransactionCanceledException":
-            raise _cancelled(exc, records, len(increments), catalog.slots(claims)) from exc
+            slots = catalog.slots(claims)
+            raise _cancelled(exc, records, len(increments), slots, markers) from exc
         if code in RETRYABLE_ERRORS:
             raise CommitInDoubt(maybe_applied=code in MAYBE_APPLIED_ERRORS) from exc
         raise
@@ -188,7 +193,11 @@ def written_by(record: IdempotencyRecord, token: str) -> bool | None:
 
 
 def _cancelled(
-    exc: ClientError, records: Sequence[IdempotencyRecord], increments: int, slots: list[CatalogSlot]
+    exc: ClientError,
+    records: Sequence[IdempotencyRecord],
+    increments: int,
+    slots: list[CatalogSlot],
+    markers: Sequence[UniqueMarker] = (),
 ) -> CommitCancelled:
     """Read the per-item cancellation reasons: which keys exist already, which ceilings were hit,
     which catalog claims failed, and was there contention."""
@@ -197,7 +206,11 @@ def _cancelled(
     for position, reason in enumerate(reasons):
         code = reason.get("Code", "None")
         if code == "ConditionalCheckFailed":
-            _condition_failed(cancelled, position, reason, records, increments, slots)
+            past_claims = position - len(records) - increments - len(slots)
+            if past_claims >= 0:  # a value the window has seen already
+                cancelled.seen.append(markers[past_claims])
+            else:
+                _condition_failed(cancelled, position, reason, records, increments, slots)
         elif code in RETRYABLE_REASONS:
             cancelled.retryable = True
         elif code not in ("None", ""):

@@ -7,6 +7,8 @@ UsageTable (pk, sk strings):
     sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
     sk = "L#current#<metric>"        a level meter's running level (never resets); its day and
                                      month counters hold the level's net change in them
+    sk = "U#<D|M>#<window>#<metric>#<digest>"  a value a unique_count meter has seen in a day or
+                                     month (digest: sha256 of the value, 32 hex); TTL-deleted
     sk = "METRIC#<metric>"           the developer's metric catalog: a metric its plan does not declare
     sk = "METRICS"                   the catalog's size (at most 100: too_many_metrics beyond)
     sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
@@ -103,6 +105,11 @@ def summary_range(month: str) -> tuple[str, str]:
 def counter_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
     """The sk range holding every metric's counters from `first` to `last` (inclusive)."""
     return f"{_SCOPE_PREFIX[scope]}#{first}#", f"{_SCOPE_PREFIX[scope]}#{last}#~"
+
+
+def marker_sk(scope: CounterScope, window: str, metric: str, digest: str) -> str:
+    """A unique_count meter's record of one value seen in one day or month."""
+    return f"U#{_SCOPE_PREFIX[scope]}#{window}#{metric}#{digest}"
 
 
 def catalog_sk(metric: str) -> str:
