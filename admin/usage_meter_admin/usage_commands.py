@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from usage_meter import jsonutil
-from usage_meter.domain import clock, rollup, usage
+from usage_meter.domain import clock, meters, rollup, usage
 from usage_meter.domain.plans import get_plan
 from usage_meter.models.accounts import Identity
 from usage_meter.models.records import RollupReport, RollupRequest
@@ -94,7 +94,8 @@ def _usage_show(args: argparse.Namespace) -> None:
         return
     from usage_meter_admin import views
 
-    views.render_current(_console(), response, get_plan(response.plan) if response.plan else None)
+    units = {m.name: m.unit for m in meters.meters() if m.unit and m.name in response.metrics}
+    views.render_current(_console(), response, get_plan(response.plan) if response.plan else None, units)
 
 
 def _check_history_range(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ thousands separators.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
@@ -123,10 +123,25 @@ def _bar_width(console: Console, columns: list[list[str]], preferred: int) -> in
     return width if width >= MIN_BAR_WIDTH else 0
 
 
-def render_current(console: Console, response: CurrentUsageResponse, plan: Plan | None) -> None:
+def consumed_text(usage: MetricUsage, unit: str | None = None) -> str:
+    """A metric's consumption as the table shows it: a level against its ceiling reads
+    "37 of 500 agents", anything else its number (and unit)."""
+    amount = number(usage.consumed)
+    if usage.aggregation == "level" and usage.limit is not None:
+        amount = f"{amount} of {number(usage.limit)}"
+    return f"{amount} {unit}" if unit else amount
+
+
+def render_current(
+    console: Console,
+    response: CurrentUsageResponse,
+    plan: Plan | None,
+    units: Mapping[str, str] | None = None,
+) -> None:
     """`usage show`: a header (developer, plan, period, reset, requests, rate limit) and one row
     per metric with its limit, what remains, the percentage used as a number and a bar, and
-    the plan's enforcement. Unlimited metrics show "unlimited" and dashes."""
+    the plan's enforcement. Unlimited metrics show "unlimited" and dashes; a level shows where
+    it stands against its ceiling, in its meter's unit (`units`)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -156,7 +171,7 @@ def render_current(console: Console, response: CurrentUsageResponse, plan: Plan 
     rows = [
         [
             name,
-            number(u.consumed),
+            consumed_text(u, (units or {}).get(name)),
             "unlimited" if u.limit is None else number(u.limit),
             NONE if u.remaining is None else number(u.remaining),
             NONE if u.percentage_used is None else percent(u.percentage_used),

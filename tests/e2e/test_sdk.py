@@ -368,7 +368,7 @@ def test_reused_key_with_another_event_is_conflict(dev: UsageMeter, service: Usa
     ("quantity", "timestamp", "code"),
     [
         (0, None, "validation_error"),
-        (Decimal("-1"), None, "validation_error"),
+        (Decimal("-1"), None, "quantity_not_positive"),  # a sum meter's rule
         (Decimal("0.0000000001"), None, "validation_error"),  # 10 decimal places
         (Decimal("1E+13"), None, "validation_error"),
         (1, datetime.now(UTC) - timedelta(days=60), "timestamp_out_of_range"),

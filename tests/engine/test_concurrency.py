@@ -81,15 +81,18 @@ def test_concurrent_duplicates_record_once(engine: EngineStack, report: Report) 
     assert sorted(r["pk"]["S"] for r in records) == [f"dev_alice#same-{i}" for i in range(rounds)]
 
 
+DISTINCT, RESENT = 3_500, 1_500  # the mixed load: distinct keyed events, and resends of them
+
+
 @pytest.mark.parametrize("conflicts", ["from-engine", "injected"])
 def test_hot_counter_is_exact(engine: EngineStack, report: Report, conflicts: str) -> None:
-    """16 clients x 300 events on one developer/day/metric: every event counted, contention retried.
+    """16 clients x 150 events on one developer/day/metric: every event counted, contention retried.
 
     DynamoDB Local serializes transactions, so it never answers TransactionConflict itself;
     the "injected" run cancels a quarter of the transactions with one, as DynamoDB does under
     contention, to show that each is retried until it commits.
     """
-    threads, per_thread = 16, 300
+    threads, per_thread = 16, 150
     engine.add_developers(["dev_alice"], ["api_calls"])  # the service key names an existing developer
     setup = count_commits
     if conflicts == "injected":
@@ -129,14 +132,14 @@ def test_hot_counter_is_exact(engine: EngineStack, report: Report, conflicts: st
 
 
 def test_mixed_load_counts_every_distinct_event_once(engine: EngineStack, report: Report) -> None:
-    """10,000 events (7,000 keys, 3,000 duplicates) over 50 developers x 3 metrics x 2 days, shuffled,
+    """5,000 events (3,500 keys, 1,500 duplicates) over 50 developers x 3 metrics x 2 days, shuffled,
     as single events and small batches from 16 clients: every counter is the exact sum."""
     rng = random.Random(20261125)
     developers = [f"dev_mix{i:02d}" for i in range(50)]
     metrics = ["api_calls", "tokens", "storage_gb"]
     engine.add_developers(developers, metrics)
     now = datetime.now(UTC)
-    distinct, sent = keyed_events(rng, developers, metrics, now, 7_000, 3_000, "mix", 5)
+    distinct, sent = keyed_events(rng, developers, metrics, now, DISTINCT, RESENT, "mix", 5)
     requests = batched_requests(rng, sent, single_share=0.3, largest=8)
     request_count = requests.qsize()
     containers = engine.containers(16, count_commits)
@@ -157,20 +160,21 @@ def test_mixed_load_counts_every_distinct_event_once(engine: EngineStack, report
 
     assert all_crashes(containers) == []
     assert failures == []
-    assert len(outcomes) == 7_000
-    assert sum(len(v) for v in outcomes.values()) == 10_000
+    assert len(outcomes) == DISTINCT
+    assert sum(len(v) for v in outcomes.values()) == DISTINCT + RESENT
     for key, answers in outcomes.items():
         statuses = sorted(status for status, _ in answers)
         assert statuses == ["duplicate"] * (len(answers) - 1) + ["recorded"], key
         assert len({recorded_at for _, recorded_at in answers}) == 1, key
     assert counters(engine.dynamodb, engine.usage_table) == expected_counters(distinct)
     records = table_items(engine.dynamodb, engine.idempotency_table)
-    assert len(records) == 7_000
+    assert len(records) == DISTINCT
     stored = {r["idempotencyKey"]["S"]: r["recordedAt"]["S"] for r in records}
     assert stored == {key: answers[0][1] for key, answers in outcomes.items()}
     stats = total_stats(containers)
     report(
-        f"10,000 events in {request_count} requests in {wall:.1f} s ({10_000 / wall:.0f} events/s, "
+        f"{DISTINCT + RESENT:,} events in {request_count} requests in {wall:.1f} s "
+        f"({(DISTINCT + RESENT) / wall:.0f} events/s, "
         f"{request_count / wall:.0f} requests/s), {stats['transactions']} transactions, "
         f"{stats['transaction_conflicts']} TransactionConflict cancellations"
     )

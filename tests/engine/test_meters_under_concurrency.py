@@ -1,8 +1,9 @@
 """Meters whose counting depends on what is stored, under real concurrency on DynamoDB Local:
 32 clients, each through its own Lambda-like container, race on one max meter, one latest
-meter (timestamps shuffled) and one level meter with a ceiling (changes in both directions,
-some past the ceiling or below zero), resending some events with the same keys. Every figure
-is compared with a reference computed from the accepted events.
+meter (timestamps shuffled), one unique_count meter (a few values, many repeats) and one
+level meter with a ceiling (changes in both directions, some past the ceiling or below
+zero), resending some events with the same keys. Every figure is compared with a reference
+computed from the accepted events.
 """
 
 from __future__ import annotations
@@ -33,30 +34,38 @@ CLIENTS = 32
 EVENTS = 600
 CEILING = 12
 DEVELOPER = "dev_meters"
+METRICS = ("peak", "gauge", "agents", "visitors")
 
 
 def sent_events(rng: random.Random, now: datetime) -> list[dict[str, Any]]:
-    """Keyed events over the three meters, times spread over the last hour, a tenth resent."""
+    """Keyed events over the four meters, times spread over the last hour, a tenth resent."""
     events: list[dict[str, Any]] = []
     for i in range(EVENTS):
-        metric = ("peak", "gauge", "agents")[i % 3]
+        metric = METRICS[i % len(METRICS)]
         if metric == "agents":
             quantity = Decimal(rng.choice([1, 1, 2, 3, -1, -1, -2, -4]))
         else:
             quantity = Decimal(rng.randint(1, 10**6)) / 1000
         moment = now - timedelta(minutes=5) - timedelta(seconds=rng.randint(0, 3600))
-        events.append(
-            {"metric": metric, "quantity": quantity, "idempotencyKey": f"m{i:04d}", "timestamp": iso(moment)}
-        )
+        event = {
+            "metric": metric,
+            "quantity": quantity,
+            "idempotencyKey": f"m{i:04d}",
+            "timestamp": iso(moment),
+        }
+        if metric == "visitors":
+            event["metadata"] = {"user": f"u{rng.randint(1, 12)}"}
+        events.append(event)
     resent = [dict(rng.choice(events)) for _ in range(EVENTS // 10)]
     everything = events + resent
     rng.shuffle(everything)
     return everything
 
 
-def test_max_latest_and_level_are_exact_under_concurrency(engine: EngineStack, report: Report) -> None:
+def test_max_latest_unique_and_level_are_exact_under_concurrency(engine: EngineStack, report: Report) -> None:
     for name, aggregation in (("peak", "max"), ("gauge", "latest"), ("agents", "level")):
         meters.create(meters.definition(name=name, aggregation=aggregation))
+    meters.create(meters.definition(name="visitors", aggregation="unique_count", unique_by="user"))
     account_store.put_plan(
         Plan(
             name="engine-meters", metrics={"agents": MetricLimit(limit=Decimal(CEILING), enforcement="hard")}
@@ -115,7 +124,7 @@ def test_max_latest_and_level_are_exact_under_concurrency(engine: EngineStack, r
     assert usage["agents"]["consumed"] == level
     refused = Counter(s for seen in outcomes.values() for s in seen if s not in ("recorded", "duplicate"))
     report(
-        f"{len(sent)} sends ({EVENTS} distinct events) over a max, a latest and a level meter from "
+        f"{len(sent)} sends ({EVENTS} distinct events) over a max, a latest, a unique_count and a level meter from "
         f"{CLIENTS} clients in {wall:.1f} s: {len(records)} recorded, refused {dict(refused)}; "
         f"final level {level} of {CEILING}; every counter equals the reference"
     )
@@ -123,9 +132,11 @@ def test_max_latest_and_level_are_exact_under_concurrency(engine: EngineStack, r
 
 def reference(accepted: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
     """What the counters must hold, from the recorded events alone: per day and month, the
-    largest peak, the latest gauge by (time, key), the level's net change; and the level."""
+    largest peak, the latest gauge by (time, key), the distinct visitors, the level's net
+    change; and the level."""
     pk = f"DEV#{DEVELOPER}"
     values: dict[tuple[str, str], Any] = {}
+    visitors: dict[tuple[str, str], set[str]] = {}
     events: Counter[tuple[str, str]] = Counter()
     for e in sorted(accepted, key=lambda e: (e["timestamp"], e["idempotencyKey"])):
         moment = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
@@ -139,6 +150,9 @@ def reference(accepted: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Dec
                 values[slot] = max(values.get(slot, Decimal(0)), e["quantity"])
             elif e["metric"] == "gauge":
                 values[slot] = e["quantity"]  # in (time, key) order: the last one stands
+            elif e["metric"] == "visitors":
+                visitors.setdefault(slot, set()).add(e["metadata"]["user"])
+                values[slot] = Decimal(len(visitors[slot]))
             else:
                 values[slot] = values.get(slot, Decimal(0)) + e["quantity"]
     return {slot: (values[slot], events[slot]) for slot in values}

@@ -135,6 +135,26 @@ def test_show_renders_a_row_per_metric_with_limit_percentage_and_enforcement(
     assert text(out) == SHOW
 
 
+def test_show_gives_a_level_against_its_ceiling_in_its_unit(carol: Stack, run: Run, plain: None) -> None:
+    assert run("meters", "create", "agents", "--aggregation", "level", "--unit", "agents")[0] == 0
+    account_store.put_plan(
+        STARTUP.model_copy(
+            update={
+                "metrics": {**STARTUP.metrics, "agents": MetricLimit(limit=Decimal(500), enforcement="hard")}
+            }
+        )
+    )
+    body = {"events": [{"developerId": "dev_carol", "metric": "agents", "quantity": q} for q in (40, -3)]}
+    assert carol.track(jsonutil.dumps(body), auth=SERVICE).json()["recorded"] == 2
+
+    code, out, err = run("usage", "show", "--developer", "dev_carol", "--metric", "agents")
+
+    assert (code, err) == (0, "")
+    row = next(line for line in text(out).splitlines() if line.startswith("agents"))
+    assert row.split()[:6] == ["agents", "37", "of", "500", "agents", "500"]
+    assert "463" in row.split()
+
+
 def test_show_a_week_of_one_metric_says_limits_are_the_billing_periods(
     carol: Stack, run: Run, plain: None
 ) -> None:

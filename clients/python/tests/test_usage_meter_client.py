@@ -262,6 +262,20 @@ def test_answers_keep_exact_decimals(make: Callable[..., UsageMeter]) -> None:
     assert usage.rate_limit is None
 
 
+def test_metric_entries_carry_their_aggregation_events_and_average(make: Callable[..., UsageMeter]) -> None:
+    text = """{"developerId": "dev_x", "plan": "pro",
+      "period": {"key": "2026-11", "start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
+      "metrics": {"tokens": {"consumed": 2.75, "limit": null, "remaining": null, "percentageUsed": null,
+                             "aggregation": "sum", "events": 3, "average": 0.916666667},
+                  "agents": {"consumed": 37, "limit": 500, "remaining": 463, "percentageUsed": 7.4,
+                             "aggregation": "level", "events": 41, "average": null}},
+      "totalRequests": 44, "resetsInDays": 6}"""
+    usage = make(answer(200, text=text)).usage.current()
+    tokens, agents = usage.metrics["tokens"], usage.metrics["agents"]
+    assert (tokens.aggregation, tokens.events, tokens.average) == ("sum", 3, Decimal("0.916666667"))
+    assert (agents.aggregation, agents.events, agents.average, agents.consumed) == ("level", 41, None, 37)
+
+
 def test_unreadable_answer_is_invalid_response(make: Callable[..., UsageMeter]) -> None:
     client = make(answer(200, text="<html>"))
     with pytest.raises(UsageMeterError) as caught:

@@ -46,12 +46,17 @@ class Period(ApiObject):
 
 
 class MetricUsage(ApiObject):
-    """One metric's consumption; `limit`, `remaining` and `percentage_used` are None when unlimited."""
+    """One metric's consumption; `limit`, `remaining` and `percentage_used` are None when
+    unlimited. `aggregation` is its meter's (sum, count, max, latest, unique_count, level),
+    `events` the events counted in the window, `average` (sum meters) consumed / events."""
 
     consumed: Decimal
     limit: Decimal | None = None
     remaining: Decimal | None = None
     percentage_used: Decimal | None = None
+    aggregation: str = "sum"
+    events: int = 0
+    average: Decimal | None = None
 
     @property
     def unlimited(self) -> bool:
