@@ -7,6 +7,8 @@ another name. Meters are created by the admin CLI (and the plan catalogs) and re
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 from usage_meter.domain import clock
 from usage_meter.errors import Conflict, NotFound, ValidationFailed, json_message
 from usage_meter.models.accounts import Meter, MeterDefinition, Plan
+from usage_meter.models.records import Counter
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation, MeterOut, MetersResponse
 from usage_meter.store import meters as meter_store
@@ -156,6 +159,25 @@ def unique_value(meter: Meter, metadata: dict[str, Any] | None) -> str:
             ],
         )
     return value
+
+
+Adder = Callable[[Decimal, Decimal], Decimal]
+
+
+def combine(
+    aggregation: Aggregation, so_far: tuple[Decimal, str] | None, counter: Counter, add: Adder = operator.add
+) -> tuple[Decimal, str]:
+    """Two windows' consumption as one, as the aggregation says: (consumption, latest key) of
+    what was combined so far (None: nothing yet) and one more counter. The largest (max), the
+    one with the later key (latest), else the two added with `add` (sum, count, a level's net
+    change; the rollup adds exactly, at DynamoDB's 38 digits)."""
+    consumed, latest_key = so_far if so_far is not None else (Decimal(0), "")
+    key = counter.latest_key or ""
+    if aggregation == "max":
+        return (counter.consumed if so_far is None else max(consumed, counter.consumed)), latest_key
+    if aggregation == "latest":
+        return (counter.consumed, key) if key >= latest_key else (consumed, latest_key)
+    return add(consumed, counter.consumed), latest_key
 
 
 def refuse_unusable(metric: str, meter: Meter | None, undeclared: str) -> None:

@@ -49,6 +49,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_meter.domain import clock
+from usage_meter.domain.meters import combine
 from usage_meter.domain.periods import RETENTION, day_key, days_between, month_key, month_period
 from usage_meter.models.records import (
     MAX_REPORTED_DRIFTS,
@@ -91,14 +92,8 @@ class _Sum:
     latest_key: str = ""
 
     def with_day(self, day: Counter, exact: Context) -> _Sum:
-        consumed, latest_key = self.consumed, self.latest_key
-        if day.aggregation == "max":
-            consumed = day.consumed if not self.days else max(consumed, day.consumed)
-        elif day.aggregation == "latest":
-            if (day.latest_key or "") >= latest_key:
-                consumed, latest_key = day.consumed, day.latest_key or ""
-        else:  # sum, count, a level's net change
-            consumed = exact.add(consumed, day.consumed)
+        so_far = (self.consumed, self.latest_key) if self.days else None
+        consumed, latest_key = combine(day.aggregation, so_far, day, exact.add)
         return _Sum(consumed, self.events + day.events, self.days + 1, day.aggregation, latest_key)
 
     @property

@@ -12,7 +12,7 @@ from typing import Literal
 
 from usage_meter.domain import clock
 from usage_meter.domain.identity import DeveloperResolver
-from usage_meter.domain.meters import MeterBook
+from usage_meter.domain.meters import MeterBook, combine
 from usage_meter.domain.periods import (
     Period,
     day_key,
@@ -149,13 +149,8 @@ class Tally:
     latest_key: str = ""
 
     def add(self, counter: Counter) -> None:
-        if self.aggregation == "max":
-            self.consumed = counter.consumed if not self.events else max(self.consumed, counter.consumed)
-        elif self.aggregation == "latest":
-            if (counter.latest_key or "") >= self.latest_key:
-                self.consumed, self.latest_key = counter.consumed, counter.latest_key or ""
-        else:
-            self.consumed += counter.consumed
+        so_far = (self.consumed, self.latest_key) if self.events else None
+        self.consumed, self.latest_key = combine(self.aggregation, so_far, counter)
         self.events += counter.events
 
 
