@@ -199,6 +199,10 @@ def test_a_unique_count_meter_counts_each_value_once_per_day_and_month(api: Stac
         "unique_count",
         7,
     )
+    for ranged in ({"period": "week"}, {"startDate": "2026-11-24", "endDate": "2026-11-25"}):
+        week = api.current(metric="visitors", **ranged).json()["metrics"]["visitors"]
+        assert (week["consumed"], week["events"]) == (3, 7)  # ann, bob, cy: not 1 + 3
+    assert api.current(metric="visitors", period="day").json()["metrics"]["visitors"]["consumed"] == 3
     monthly = api.history(days="2", metric="visitors", granularity="month").json()["entries"]
     assert monthly[0]["metrics"] == {"visitors": 3}  # the month's distinct visitors, not 1 + 3
     assert [e["metrics"]["visitors"] for e in api.history(days="2", metric="visitors").json()["entries"]] == [

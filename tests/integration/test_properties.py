@@ -2,8 +2,12 @@
 client retries, checked after every operation against a reference model of what must be stored.
 
 What is generated (one hypothesis example = fresh tables + 1-5 operations):
-- 1-3 developers on the plans "capped" (api_calls: 6, hard; tokens: 4, soft), "pro" or
-  "enterprise", called with their developer keys or with the service key;
+- 1-3 developers on the plans "capped" (api_calls: 6, hard; tokens: 4, soft; logins: 2, hard;
+  visitors: 1, hard; seats: a ceiling of 5), "pro" or "enterprise", called with their
+  developer keys or with the service key;
+- half the events on metered metrics, one meter per aggregation but sum: logins (count), peak
+  (max), gauge (latest), visitors (unique_count by metadata.region, sometimes missing) and
+  seats (level: changes of -2 to +3);
 - single events (the idempotency key in the body or in the Idempotency-Key header) and batches
   of 1-20 events, sometimes padded to the transaction boundary (one TransactWriteItems exactly
   full, or one item over it) or past 100 events (422), and sometimes with the items per
@@ -26,18 +30,21 @@ every event a key; unkeyed events appear only in fault-free examples, where each
 exactly once and its made key is checked like a client's.
 
 The reference model keeps, per (developer, key), the first accepted payload and its recordedAt,
-and per (developer, day, metric) and (developer, month, metric) the sum and count of the
-distinct accepted events; a hard limit accepts events in request order while they fit. After
-every operation:
-- the usage table's day and month counters equal the model exactly, and each developer's
-  minute counters add up to its accepted events;
+and per (developer, day, metric) and (developer, month, metric) the events and the figure of
+the distinct accepted events as their aggregation says (sum; count; the largest; the value of
+the latest by time then key; the distinct regions; a level's net change, and its running
+level); a hard limit accepts events in request order while they fit (a level's ceiling, and
+its floor of zero, judge the running level). After every operation:
+- the usage table's day, month and level counters equal the model exactly, its unique_count
+  markers hold exactly the model's distinct values per window, and each developer's minute
+  counters add up to its accepted events;
 - the idempotency table holds exactly one record per accepted key, with the first answer's
   recordedAt, and none for refused events;
 - every replay of an accepted keyed event answers `duplicate` with that same recordedAt;
 - a request answered 4xx (and, without faults, a request that recorded nothing) changed
   neither table, item for item;
-- no hard-limited month counter passes its limit, and each event refused at the limit really
-  did not fit.
+- no hard-limited month counter (level) passes its limit (ceiling), no level is below zero,
+  and each event refused at the limit (or the floor) really did not fit.
 
 Defects the properties found are kept below as @example cases (hypothesis's minimal examples),
 with what was wrong and how it was fixed.
@@ -69,9 +76,11 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from usage_meter import jsonutil
-from usage_meter.domain import accounts, clock, commit, packing
+from usage_meter.domain import accounts, clock, commit, meters, packing
 from usage_meter.domain.plans import DEFAULT_PLANS
 from usage_meter.models.accounts import Developer, MetricLimit, Plan
+from usage_meter.models.timestamps import format_timestamp
+from usage_meter.models.wire import Aggregation
 from usage_meter.store import accounts as account_store
 from usage_meter.store import dynamodb as store_db
 from usage_meter_local.invoke import Answer, LocalApi
@@ -84,12 +93,25 @@ T0 = datetime(2026, 11, 30, 23, 57, tzinfo=UTC)  # three minutes before the Dece
 DEVELOPERS = ("dev_p0", "dev_p1", "dev_p2")
 GHOST = "dev_ghost"  # no such developer
 SERVICE_CALLER = -1
-METRICS = ("api_calls", "tokens", "storage_gb")
+METRICS = ("api_calls", "tokens", "storage_gb")  # no meter: summed
+METERED: dict[str, Aggregation] = {
+    "logins": "count",
+    "peak": "max",
+    "gauge": "latest",
+    "visitors": "unique_count",
+    "seats": "level",
+}
+"""Metrics with a meter (made at the start of every example), one per other aggregation."""
+UNIQUE_BY = "region"
+ALL_METRICS = (*METRICS, *METERED)
 CAPPED = Plan(
     name="capped",
     metrics={
         "api_calls": MetricLimit(limit=Decimal(6), enforcement="hard"),  # quantities are mostly 0-6
         "tokens": MetricLimit(limit=Decimal(4), enforcement="soft"),
+        "logins": MetricLimit(limit=Decimal(2), enforcement="hard"),  # 2 events a month
+        "visitors": MetricLimit(limit=Decimal(1), enforcement="hard"),  # 1 region of eu, us a month
+        "seats": MetricLimit(limit=Decimal(5), enforcement="hard"),  # a ceiling on the level
     },
 )
 PLANS = {plan.name: plan for plan in (*DEFAULT_PLANS, CAPPED)}
@@ -128,8 +150,9 @@ INVALIDATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "big_metadata": lambda body: body.update(metadata={"blob": "x" * 2100}),
 }
 INVALID_CODE = {"negative": "quantity_not_positive"}
-"""The flaws a metric's meter judges (here none: api_calls is summed), with the code naming the
-rule; the others fail the wire model's own validation (validation_error)."""
+"""The flaws a metric's meter judges (a summed metric with no meter too), with the code naming
+the rule; the others fail the wire model's own validation (validation_error). A level takes
+negative changes: `negative` is never drawn for seats."""
 BODY_FLAWS = frozenset(INVALIDATIONS) - frozenset(INVALID_CODE)
 """Flaws of a single event's body that API Gateway's request validation, before any handler
 code, answers 422 whoever calls: a developer key's track gets 422 for them, not 403."""
@@ -142,6 +165,8 @@ SINGLE_STATUS = {
     "developer_not_found": 404,
     "idempotency_key_reused": 409,
     "limit_exceeded": 429,
+    "unique_by_missing": 422,
+    "level_below_zero": 422,
 }
 
 
@@ -310,17 +335,26 @@ def _event(draw: st.DrawFn, caller: int, drawing: _Drawing) -> Ev:
                 ev, quantity=respelled(ev.quantity), alt=not ev.alt, meta={2: 3, 3: 2}.get(ev.meta, ev.meta)
             )
         elif change == "quantity":
-            ev = replace(ev, quantity=ev.quantity + 1 if ev.quantity + 1 <= 10**12 else ev.quantity - 1)
+            more = ev.quantity + 1
+            ev = replace(ev, quantity=more if more <= 10**12 and more != 0 else ev.quantity - 1)
         elif change == "metric":
-            ev = replace(ev, metric=METRICS[(METRICS.index(ev.metric) + 1) % len(METRICS)])
+            metric = ALL_METRICS[(ALL_METRICS.index(ev.metric) + 1) % len(ALL_METRICS)]
+            ev = replace(ev, metric=metric, quantity=ev.quantity if metric == "seats" else abs(ev.quantity))
         elif change == "meta":
             ev = replace(ev, meta=(ev.meta + 1) % 3)
         elif change == "offset":
             ev = replace(ev, offset=draw(st.sampled_from(OFFSETS_IN)))
     else:
+        if draw(st.booleans()):  # a metered metric half the time
+            metric = draw(st.sampled_from(sorted(METERED)))
+        else:  # api_calls, the capped one, half the time
+            metric = draw(st.sampled_from((METRICS[0], *METRICS)))
+        quantity = draw(quantities())
+        if metric == "seats":  # small changes around a ceiling of 5, down as well as up
+            quantity = Decimal(draw(st.sampled_from((1, 2, 3, -1, -2)))) if quantity < 10**12 else quantity
         ev = Ev(
-            metric=draw(st.sampled_from((METRICS[0], *METRICS))),  # api_calls, the capped one, half the time
-            quantity=draw(quantities()),
+            metric=metric,
+            quantity=quantity,
             key=_key(draw, drawing),
             offset=_offset(draw),
             developer=_developer_field(draw, caller, drawing),
@@ -328,7 +362,8 @@ def _event(draw: st.DrawFn, caller: int, drawing: _Drawing) -> Ev:
             alt=draw(st.booleans()),
         )
     if draw(st.integers(0, 19)) == 19:
-        ev = replace(ev, invalid=draw(st.sampled_from(sorted(INVALIDATIONS))))
+        flaws = sorted(set(INVALIDATIONS) - ({"negative"} if ev.metric == "seats" else set()))
+        ev = replace(ev, invalid=draw(st.sampled_from(flaws)))
     developer = _resolved(caller, ev.developer, drawing)
     if developer is not None and ev.invalid is None:
         drawing.history.append((ev, developer))
@@ -485,6 +520,9 @@ def environment(scenario: Scenario) -> Iterator[Env]:
                 dynamodb.create_table(**request)
             stepping = SteppingClock()
             patch.setattr(clock, "now", stepping.now)
+            for name, aggregation in METERED.items():
+                unique_by = UNIQUE_BY if aggregation == "unique_count" else None
+                meters.create(meters.definition(name=name, aggregation=aggregation, unique_by=unique_by))
             accounts.put_plan(CAPPED)
             for developer, plan in zip(DEVELOPERS, scenario.plans, strict=False):
                 account_store.put_developer(
@@ -516,6 +554,21 @@ def fingerprint(developer: str, ev: Ev) -> tuple[Any, ...]:
     return (developer, ev.metric, ev.quantity, ev.offset, json.dumps(METADATA[ev.meta], sort_keys=True))
 
 
+def unique_of(ev: Ev) -> str:
+    """The value a unique_count event is counted by (its metadata's region)."""
+    metadata = METADATA[ev.meta]
+    assert metadata is not None
+    return metadata[UNIQUE_BY]
+
+
+def meter_refusal(ev: Ev) -> str | None:
+    """The code of a valid event's refusal by its meter, judged before anything else but the
+    event's own validation: a visitors event must name its region."""
+    if ev.metric == "visitors" and (METADATA[ev.meta] or {}).get(UNIQUE_BY) is None:
+        return "unique_by_missing"
+    return None
+
+
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -525,6 +578,8 @@ class Model:
         self.plans = dict(zip(DEVELOPERS, plans, strict=False))
         self.records: dict[tuple[str, str], Record] = {}
         self.counters: dict[tuple[str, str], tuple[Decimal, int]] = {}
+        self.latest: dict[tuple[str, str], str] = {}  # a latest counter's order key
+        self.values: dict[tuple[str, str], set[str]] = {}  # a unique_count window's values: U#<D|M>#…
         self.accepted: Counter[str] = Counter()
         self.seen: set[str] = set()  # what happened, reported as hypothesis events
 
@@ -551,19 +606,55 @@ class Model:
         return allowance.limit
 
     def month_used(self, developer: str, month: str, metric: str) -> Decimal:
-        return self.counters.get((f"DEV#{developer}", f"M#{month}#{metric}"), (Decimal(0), 0))[0]
+        """What a hard limit judges: the billing period's figure, a level's current level."""
+        sk = f"L#current#{metric}" if METERED.get(metric) == "level" else f"M#{month}#{metric}"
+        return self.counters.get((f"DEV#{developer}", sk), (Decimal(0), 0))[0]
+
+    def adds(self, developer: str, ev: Ev, month: str) -> Decimal:
+        """What the event adds to what its limit judges: 1 for a count, 1 for a unique value new
+        in the month (else 0), its quantity (a level's signed change) for the others."""
+        aggregation = METERED.get(ev.metric, "sum")
+        if aggregation == "count":
+            return Decimal(1)
+        if aggregation == "unique_count":
+            seen = self.values.get((f"DEV#{developer}", f"U#M#{month}#{ev.metric}"), set())
+            return Decimal(unique_of(ev) not in seen)
+        return ev.quantity
 
     def accept(self, developer: str, ev: Ev, recorded_at: str, key: str) -> None:
         """An event counted under `key`: the client's, or the one the service made for it."""
         moment = T0 + timedelta(seconds=ev.offset) if ev.offset is not None else parse(recorded_at)
         assert (developer, key) not in self.records, f"{key} recorded twice"
+        aggregation = METERED.get(ev.metric, "sum")
+        contribution = Decimal(1) if aggregation in ("count", "unique_count") else ev.quantity
         self.records[(developer, key)] = Record(
-            fingerprint(developer, ev), recorded_at, ev.metric, ev.quantity, moment
+            fingerprint(developer, ev), recorded_at, ev.metric, contribution, moment
         )
-        for sk in (f"D#{moment:%Y-%m-%d}#{ev.metric}", f"M#{moment:%Y-%m}#{ev.metric}"):
-            total, events = self.counters.get((f"DEV#{developer}", sk), (Decimal(0), 0))
-            self.counters[(f"DEV#{developer}", sk)] = (total + ev.quantity, events + 1)
+        pk = f"DEV#{developer}"
+        windows = [("D", f"{moment:%Y-%m-%d}"), ("M", f"{moment:%Y-%m}")]
+        if aggregation == "level":
+            windows.append(("L", "current"))
+        for scope, window in windows:
+            slot = (pk, f"{scope}#{window}#{ev.metric}")
+            so_far, events = self.counters.get(slot, (Decimal(0), 0))
+            if aggregation == "max":
+                consumed = max(so_far, ev.quantity) if events else ev.quantity
+            elif aggregation == "latest":
+                order = f"{format_timestamp(moment)}#{key}"
+                consumed = ev.quantity if order > self.latest.get(slot, "") else so_far
+                self.latest[slot] = max(order, self.latest.get(slot, ""))
+            elif aggregation == "unique_count":
+                values = self.values.setdefault((pk, f"U#{scope}#{window}#{ev.metric}"), set())
+                consumed = so_far + (unique_of(ev) not in values)
+                values.add(unique_of(ev))
+            else:
+                consumed = so_far + contribution
+            self.counters[slot] = (consumed, events + 1)
         self.accepted[developer] += 1
+
+    def markers(self) -> dict[tuple[str, str], int]:
+        """The unique_count markers the tables must hold: (pk, U#<D|M>#<window>#<metric>) -> values."""
+        return {slot: len(values) for slot, values in self.values.items()}
 
     def expected_records(self) -> dict[str, tuple[Any, ...]]:
         return {
@@ -593,6 +684,15 @@ def stored_records(items: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
         )
         for item in items
     }
+
+
+def markers_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """The unique_count markers stored: (pk, U#<D|M>#<window>#<metric>) -> how many values."""
+    found: Counter[tuple[str, str]] = Counter()
+    for item in items:
+        if item["sk"]["S"].startswith("U#"):
+            found[(item["pk"]["S"], item["sk"]["S"].rsplit("#", 1)[0])] += 1
+    return dict(found)
 
 
 def minute_totals(items: list[dict[str, Any]]) -> Counter[str]:
@@ -687,7 +787,7 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
         assert body["rejected"] == sum(r["status"] in ("rejected", "limit_exceeded") for r in results)
 
     leaders: dict[tuple[str, str], int] = {}
-    refused: list[tuple[str, str, str, Decimal]] = []  # (developer, month, metric, quantity) over a limit
+    refused: list[tuple[str, str, Ev]] = []  # (developer, month, event) over a limit (not a level's)
     for index, (ev, got) in enumerate(zip(items, results, strict=True)):
         where = f"item {index} of {op}: {ev} -> {got}"
         status, code = got["status"], (got.get("error") or {}).get("code")
@@ -695,6 +795,11 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
             expected = INVALID_CODE.get(ev.invalid, "validation_error")
             assert (status, code) == ("rejected", expected), where
             model.seen.add(f"rejected: {expected}")
+            continue
+        judged = meter_refusal(ev)
+        if judged is not None:
+            assert (status, code) == ("rejected", judged), where
+            model.seen.add(f"rejected: {judged}")
             continue
         developer, denial = model.resolve(op.caller, ev)
         if developer is None:
@@ -738,14 +843,22 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
         # a new event: counted, unless a hard limit refuses it
         limit = model.hard_limit(developer, ev.metric)
         month = f"{moment:%Y-%m}"
+        level = METERED.get(ev.metric) == "level"
+        used, adds = model.month_used(developer, month, ev.metric), model.adds(developer, ev, month)
+        if code == "level_below_zero":
+            assert level, where
+            assert status == "rejected", where
+            assert not strict or used + adds < 0, f"refused though the level stays >= 0 ({used}): {where}"
+            model.seen.add("rejected: level_below_zero")
+            continue
         if status == "limit_exceeded":
             assert limit is not None, where
             assert code == "limit_exceeded", where
             if strict:
-                used = model.month_used(developer, month, ev.metric)
-                assert used + ev.quantity > limit, f"refused though it fits ({used} used of {limit}): {where}"
-            refused.append((developer, month, ev.metric, ev.quantity))
-            model.seen.add("limit_exceeded")
+                assert used + adds > limit, f"refused though it fits ({used} used of {limit}): {where}"
+            if not level:  # a level may go down later in the batch: judged in order only
+                refused.append((developer, month, ev))
+            model.seen.add(f"limit_exceeded ({METERED.get(ev.metric, 'sum')})")
             continue
         if status == "recorded":
             assert got.get("recordedAt") == iso(now), where
@@ -758,18 +871,20 @@ def check_operation(model: Model, op: Op, items: list[Ev], delivery: Delivery) -
             assert got.get("recordedAt") in earlier, where
             model.seen.add("answer lost, the resend answered duplicate")
         if strict and limit is not None:
-            used = model.month_used(developer, month, ev.metric)
-            assert used + ev.quantity <= limit, f"accepted past the limit ({used} used of {limit}): {where}"
+            assert used + adds <= limit, f"accepted past the limit ({used} used of {limit}): {where}"
+        if strict and level:
+            assert used + adds >= 0, f"accepted below zero ({used}): {where}"
+        model.seen.add(f"accepted: {METERED.get(ev.metric, 'sum')}")
         model.accept(
             developer, ev, got["recordedAt"], ev.key if ev.key is not None else got["idempotencyKey"]
         )
 
-    for developer, month, metric, quantity in refused:
-        limit = model.hard_limit(developer, metric)
-        used = model.month_used(developer, month, metric)
+    for developer, month, ev in refused:
+        limit = model.hard_limit(developer, ev.metric)
+        used, adds = model.month_used(developer, month, ev.metric), model.adds(developer, ev, month)
         assert limit is not None
-        assert used + quantity > limit, (
-            f"{quantity} {metric} of {developer} refused in {month}, but it fits: {used} used of {limit}"
+        assert used + adds > limit, (
+            f"{ev} of {developer} refused in {month}, but it fits: {used} used of {limit}"
         )
     if op.single:
         check_single_answer(model, op, items[0], answer, results[0], now, strict)
@@ -791,9 +906,13 @@ def check_single_answer(
     period_end = (period_start + timedelta(days=32)).replace(day=1)
     body = answer.json()
     usage = body.get("usage")
-    if status == "limit_exceeded":  # Retry-After: until the period resets (none for a past period)
+    if status == "limit_exceeded":  # Retry-After: until the period resets (none for a past period,
+        # none for a level's ceiling: it does not reset)
         wait = math.ceil((period_end - now).total_seconds())
-        assert answer.headers.get("retry-after") == (str(wait) if wait > 0 else None), answer.headers
+        level = METERED.get(ev.metric) == "level"
+        assert answer.headers.get("retry-after") == (str(wait) if wait > 0 and not level else None), (
+            answer.headers
+        )
     if usage is None:
         assert not strict, f"no usage block in {answer.body}"
         return
@@ -816,10 +935,15 @@ def check_tables(model: Model, snapshot: tuple[list[str], list[str]], where: str
     assert counters_in(usage_items) == model.counters, where
     assert stored_records(record_items) == model.expected_records(), where
     assert minute_totals(usage_items) == +model.accepted, where
+    assert markers_in(usage_items) == model.markers(), where
     for (pk, sk), (consumed, _) in model.counters.items():
-        if sk.startswith("M#"):
-            limit = model.hard_limit(pk.removeprefix("DEV#"), sk.rsplit("#", 1)[1])
+        metric = sk.rsplit("#", 1)[1]
+        judged = sk.startswith("L#") if METERED.get(metric) == "level" else sk.startswith("M#")
+        if judged:
+            limit = model.hard_limit(pk.removeprefix("DEV#"), metric)
             assert limit is None or consumed <= limit, f"{pk} {sk} passed its hard limit: {where}"
+        if sk.startswith("L#"):
+            assert consumed >= 0, f"{pk} {sk} went below zero: {where}"
 
 
 def run(scenario: Scenario) -> Model:

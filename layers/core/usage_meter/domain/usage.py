@@ -14,6 +14,7 @@ from usage_meter.domain import clock
 from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.meters import MeterBook, combine
 from usage_meter.domain.periods import (
+    RETENTION,
     Period,
     day_key,
     day_period,
@@ -103,6 +104,8 @@ def current_usage(
     plan = resolve.plan(target)
     expected = [metric] if metric else (plan.metrics if plan else [])
     tallies, total = _sum_counters(counters, metric, expected, MeterBook())
+    if asked is not None:
+        _range_distincts(target, asked, tallies, now.date())
     in_billing = {c.metric: c.consumed for c in billing_counters}
     for name, level in _levels(target, tallies).items():  # a level's usage is where it stands now
         tallies[name].consumed = in_billing[name] = level
@@ -174,6 +177,19 @@ def _sum_counters(
             meter = meters(name)
             tallies[name] = Tally(aggregation=meter.aggregation if meter else "sum")
     return tallies, total
+
+
+def _range_distincts(developer_id: str, asked: Period, tallies: dict[str, Tally], today: date) -> None:
+    """A unique_count over several days is the number of distinct values in them, not the sum
+    of each day's: counted from the day markers (one Query), exact while they are all kept
+    (the days of the retention window; packing keeps a day's markers past it). An older range
+    keeps the sum of its days' distinct counts (README: Meters)."""
+    unique = [name for name, tally in tallies.items() if tally.aggregation == "unique_count"]
+    if not unique or asked.first_day == asked.last_day or asked.first_day < today - RETENTION:
+        return
+    distinct = counter_store.distinct_values(developer_id, day_key(asked.first_day), day_key(asked.last_day))
+    for name in unique:
+        tallies[name].consumed = Decimal(distinct.get(name, 0))
 
 
 def _levels(developer_id: str, tallies: dict[str, Tally]) -> dict[str, Decimal]:

@@ -160,6 +160,16 @@ def month_range(developer_id: str, first_month: str, last_month: str) -> list[Co
     ]
 
 
+def distinct_values(developer_id: str, first_day: str, last_day: str) -> dict[str, int]:
+    """Each unique_count meter's distinct values over the days from first_day to last_day: the
+    digests of its day markers, each counted once however many days saw it (one paginated
+    Query, one small item per value and day)."""
+    digests: dict[str, set[str]] = {}
+    for item in dynamodb.query_range(developer_id, *keys.marker_range("day", first_day, last_day)):
+        digests.setdefault(item["metric"]["S"], set()).add(item["sk"]["S"].rsplit("#", 1)[1])
+    return {metric: len(values) for metric, values in digests.items()}
+
+
 def minute_counter(developer_id: str, minute: str) -> Counter | None:
     """Events recorded for a developer in one minute (rate reporting)."""
     sk = keys.counter_sk("minute", minute, "*")

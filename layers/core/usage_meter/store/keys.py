@@ -112,6 +112,11 @@ def marker_sk(scope: CounterScope, window: str, metric: str, digest: str) -> str
     return f"U#{_SCOPE_PREFIX[scope]}#{window}#{metric}#{digest}"
 
 
+def marker_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
+    """The sk range holding every unique_count marker of the windows `first` to `last`."""
+    return f"U#{_SCOPE_PREFIX[scope]}#{first}#", f"U#{_SCOPE_PREFIX[scope]}#{last}#~"
+
+
 def catalog_sk(metric: str) -> str:
     return f"{CATALOG_PREFIX}{metric}"
 
