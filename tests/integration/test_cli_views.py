@@ -179,7 +179,11 @@ group       consumed  events    share
 /v1/keys           1       1  10.00 %  ██████▋
 """)
     refused = run("usage", "show", "--developer", "dev_carol", "--group-by", "region")
-    assert refused == (1, "", "error: groupBy: no meter declares region (GET /v1/meters lists the dimensions)\n")
+    assert refused == (
+        1,
+        "",
+        "error: groupBy: no meter declares region (GET /v1/meters lists the dimensions)\n",
+    )
 
 
 def test_show_a_week_of_one_metric_says_limits_are_the_billing_periods(
