@@ -27,6 +27,7 @@ from helpers import SERVICE, counters, groups_in, iso, naming, table_items
 pytestmark = pytest.mark.engine
 
 Report = Callable[[str], None]
+MAX_ATTEMPTS = 20
 
 CLIENTS = 16
 EVENTS = 5000
@@ -55,6 +56,40 @@ def sent_events(rng: random.Random, now: datetime) -> list[dict[str, Any]]:
     return everything
 
 
+def sender(developer: str, requests: Any, failures: list[str]) -> Callable[[int, Container], None]:
+    """A client thread's work: take requests off the queue and send them; what comes back
+    temporarily_unavailable is resent with the same keys (as a careful client does: contention
+    on a day's first combinations can outlast one request's attempts). Anything else but
+    recorded or duplicate is a failure."""
+
+    def deliver(container: Container, events: list[dict[str, Any]]) -> None:
+        for _attempt in range(MAX_ATTEMPTS):
+            single = len(events) == 1
+            answer = track(container, naming(developer, events[0] if single else {"events": events}), SERVICE)
+            body = answer.json()
+            if answer.status == 503 and body["error"]["code"] == "temporarily_unavailable":
+                continue
+            if answer.status != 200:
+                failures.append(f"{answer.status} {answer.body[:300]}")
+                return
+            results = [body] if single else body["results"]
+            again = [e for e, r in zip(events, results, strict=True) if r.get("status") == "rejected"]
+            codes = {(r.get("error") or {}).get("code") for r in results if r.get("status") == "rejected"}
+            if codes - {"temporarily_unavailable"}:
+                failures.append(f"refused: {codes}")
+                return
+            if not again:
+                return
+            events = again
+        failures.append(f"{len(events)} events not answered after {MAX_ATTEMPTS} attempts")
+
+    def send(_: int, container: Container) -> None:
+        for events in drain(requests):
+            deliver(container, events)
+
+    return send
+
+
 def test_groups_equal_the_reference_and_add_up_to_the_total(engine: EngineStack, report: Report) -> None:
     meters.create(meters.definition(name="tokens", aggregation="sum", dimensions=["endpoint", "model"]))
     engine.add_developers([DEVELOPER], ["tokens"])
@@ -63,18 +98,7 @@ def test_groups_equal_the_reference_and_add_up_to_the_total(engine: EngineStack,
     requests = batched_requests(rng, sent, single_share=0.02, largest=60)
     containers = engine.containers(CLIENTS)
     failures: list[str] = []
-
-    def send(_: int, container: Container) -> None:
-        for events in drain(requests):
-            body = events[0] if len(events) == 1 else {"events": events}
-            answer = track(container, naming(DEVELOPER, body), SERVICE)
-            results = [answer.json()] if len(events) == 1 else answer.json().get("results", [])
-            if answer.status != 200 or any(
-                r.get("status", "recorded") not in ("recorded", "duplicate") for r in results
-            ):
-                failures.append(f"{answer.status} {answer.body[:300]}")
-
-    wall = run_threads(containers, send)
+    wall = run_threads(containers, sender(DEVELOPER, requests, failures))
     assert all_crashes(containers) == []
     assert failures == []
 
@@ -122,4 +146,66 @@ def test_groups_equal_the_reference_and_add_up_to_the_total(engine: EngineStack,
     report(
         f"{len(sent)} sends ({EVENTS} distinct events, {len(expected)} combinations) from {CLIENTS} clients "
         f"in {wall:.1f} s: every combination equals the reference, groups add up to the total"
+    )
+
+
+# ---- the cardinality bound ------------------------------------------------------------------
+
+OVERFLOW_CLIENTS = 8
+VALUES = 1500
+BOUND = 1000  # the template's default DimensionCardinality
+CROWDED = "dev_overflow"
+
+
+def test_1500_values_in_a_day_are_1000_groups_and_other(engine: EngineStack, report: Report) -> None:
+    meters.create(meters.definition(name="calls", aggregation="count", dimensions=["endpoint"]))
+    engine.add_developers([CROWDED], ["calls"])
+    rng = random.Random(20261217)
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    sent = [
+        {"metric": "calls", "idempotencyKey": f"o{i:05d}", "metadata": {"endpoint": f"/v1/e{i:04d}"}}
+        for i in range(VALUES)
+    ]
+    rng.shuffle(sent)
+    requests = batched_requests(rng, sent, single_share=0.02, largest=60)
+    containers = engine.containers(OVERFLOW_CLIENTS)
+    failures: list[str] = []
+    wall = run_threads(containers, sender(CROWDED, requests, failures))
+    assert all_crashes(containers) == []
+    assert failures == []
+
+    items = table_items(engine.dynamodb, engine.usage_table)
+    combinations = [i for i in items if i["sk"]["S"].startswith(f"G#calls#{today}#")]
+    values = [i["dimensions"]["M"]["endpoint"]["S"] for i in combinations]
+    named = [v for v in values if v != "(other)"]
+    assert len(named) == len(set(named)) == BOUND
+    assert values.count("(other)") == 1
+    assert {
+        int(i["events"]["N"]) for i in combinations if i["dimensions"]["M"]["endpoint"]["S"] != "(other)"
+    } == {1}
+    assert sum(int(i["events"]["N"]) for i in combinations) == VALUES
+    [count] = [int(i["combinations"]["N"]) for i in items if i["sk"]["S"] == f"C#calls#{today}"]
+    assert count == BOUND
+    records = table_items(engine.dynamodb, engine.idempotency_table)
+    counted_as = [r["dimensions"]["M"]["endpoint"]["S"] for r in records]
+    assert counted_as.count("(other)") == VALUES - BOUND
+    assert sorted(v for v in counted_as if v != "(other)") == sorted(named)
+
+    answer = engine.call(
+        "GET",
+        "/v1/usage",
+        auth=SERVICE,
+        query={"developerId": CROWDED, "metric": "calls", "period": "day", "groupBy": "endpoint"},
+    ).json()["metrics"]["calls"]
+    assert (answer["consumed"], answer["events"]) == (VALUES, VALUES)
+    assert answer["groups"][0] == {
+        "dimensions": {"endpoint": "(other)"},
+        "consumed": VALUES - BOUND,
+        "events": VALUES - BOUND,
+    }
+    assert len(answer["groups"]) == BOUND + 1
+    assert sum(g["consumed"] for g in answer["groups"]) == VALUES
+    report(
+        f"{VALUES} distinct values from {OVERFLOW_CLIENTS} clients in {wall:.1f} s: {BOUND} combinations and "
+        f"(other) with {VALUES - BOUND} events; the day's count of combinations is exactly {count}"
     )

@@ -37,7 +37,7 @@ OTHER = "(other)"
 """The value of every dimension of the combination that takes a day's events past the bound."""
 MAX_VALUE_LENGTH = 64
 MAX_GROUPS = 1000
-"""Groups in one answered entry; any further ones are merged into the "(other)" group."""
+"""Groups in one answered entry besides "(other)"; any further ones are merged into it."""
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'")
 """What a spreadsheet may take for the start of a formula: a CSV text cell starting with one
 gets a single quote in front (OWASP's advice against CSV injection). A cell that starts with a
@@ -196,19 +196,21 @@ class Groups:
         slot[1] += counter.events
 
     def ranked(self, group_by: tuple[str, ...]) -> list[GroupOut]:
-        """The groups, largest first (then most events, then by value), at most MAX_GROUPS: the
-        smallest beyond them are merged into the "(other)" group."""
+        """The groups, largest first (then most events, then by value): at most MAX_GROUPS and
+        "(other)", into which the smallest beyond them are merged."""
         order = sorted(self.by.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
-        if len(order) > MAX_GROUPS:
-            rest = (OTHER,) * len(group_by)
-            head = [kv for kv in order if kv[0] != rest][: MAX_GROUPS - 1]
-            kept = {projection for projection, _ in head}
+        rest = (OTHER,) * len(group_by)
+        named = [kv for kv in order if kv[0] != rest]
+        if len(named) > MAX_GROUPS:
+            kept = {projection for projection, _ in named[:MAX_GROUPS]}
             merged = [Decimal(0), 0]
             for projection, (consumed, events) in order:
                 if projection not in kept:
                     merged[0] += consumed
                     merged[1] += events
-            order = sorted([*head, (rest, merged)], key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+            order = sorted(
+                [*named[:MAX_GROUPS], (rest, merged)], key=lambda kv: (-kv[1][0], -kv[1][1], kv[0])
+            )
         return [
             GroupOut(dimensions=dict(zip(group_by, projection, strict=True)), consumed=c, events=e)
             for projection, (c, e) in order
