@@ -91,6 +91,7 @@ openapi: install
 
 bench: install
 	$(BIN)/python bench/calls_per_event.py
+	$(BIN)/python bench/grouped_reads.py
 	$(BIN)/python bench/vs_naive.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/import_time.py

@@ -214,6 +214,36 @@ def aggregation_scenarios(now: datetime) -> list[Scenario]:
     ]
 
 
+DIMENSIONED = {
+    "calls_1d": ["endpoint"],
+    "calls_2d": ["endpoint", "model"],
+    "calls_3d": ["endpoint", "model", "region"],
+}
+"""Count meters with 1, 2 and 3 dimensions (values of realistic length: 20-30 characters)."""
+VALUES = {"endpoint": "/v1/documents/verify", "model": "glyph-large-2026-11", "region": "eu-central-1"}
+
+
+def dimension_scenarios() -> list[Scenario]:
+    """A single event of a meter with 1, 2 and 3 dimensions: its combination already counted
+    today, and a new one (its first writer claims a place under the day's bound)."""
+    found: list[Scenario] = []
+    for metric, names in DIMENSIONED.items():
+        seen = {"metadata": {n: VALUES[n] for n in names}}
+        found.append(
+            Scenario(
+                f"{len(names)} dimension(s): a combination seen today",
+                metered(metric, **seen),
+                "recorded",
+                setup=metered(metric, **seen),
+            )
+        )
+        fresh = {"metadata": {n: f"{VALUES[n][:-6]}{uuid.uuid4().hex[:6]}" for n in names}}
+        found.append(
+            Scenario(f"{len(names)} dimension(s): a new combination", metered(metric, **fresh), "recorded")
+        )
+    return found
+
+
 def scenarios(now: datetime) -> list[Scenario]:
     one_day: list[datetime | None] = [None]
     two_days: list[datetime | None] = [now - timedelta(hours=1), now - timedelta(days=1, hours=1)]
@@ -230,6 +260,7 @@ def scenarios(now: datetime) -> list[Scenario]:
         Scenario("single event, no key", event(keyed=False), "recorded"),
         Scenario("batch: 1 metric x 1 day, no keys", batch(["api_calls"], one_day, keyed=False), "recorded"),
         *aggregation_scenarios(now),
+        *dimension_scenarios(),
     ]
 
 
@@ -283,9 +314,10 @@ def configure_environment(names: dict[str, str], endpoint_url: str | None) -> No
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-def measure(endpoint_url: str | None, plan: str) -> list[Row]:
-    """Create the tables (moto, or unique names at the endpoint) and the developer on `plan`,
-    run every scenario, clean up."""
+@contextmanager
+def bench_stack(endpoint_url: str | None = None) -> Iterator[datetime]:
+    """The tables (moto, or unique names at the endpoint, dropped at the end) with the default
+    plans stored, the service's clock pinned (yielded); cleaned up after."""
     prefix = "bench" if endpoint_url is None else f"bench-{uuid.uuid4().hex[:8]}"
     names = {logical_id: f"{prefix}-{logical_id}" for logical_id in table_logical_ids()}
     configure_environment(names, endpoint_url)
@@ -302,6 +334,13 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
             for table in names.values():
                 stack.callback(admin.delete_table, TableName=table)
         accounts.seed_default_plans()
+        yield pinned
+    store_db.reset()
+
+
+def measure(endpoint_url: str | None, plan: str) -> list[Row]:
+    """Create the tables and the developer on `plan`, run every scenario, clean up."""
+    with bench_stack(endpoint_url) as pinned:
         accounts.create_developer("Benchmark", plan=plan, developer_id=DEVELOPER)
         for name, aggregation in METERS.items():
             meters.create(
@@ -311,10 +350,10 @@ def measure(endpoint_url: str | None, plan: str) -> list[Row]:
                     unique_by=None if aggregation != "unique_count" else "user",
                 )
             )
+        for name, names in DIMENSIONED.items():
+            meters.create(meters.definition(name=name, aggregation="count", dimensions=names))
         meter = Meter(store_db.client(), ask_capacity=endpoint_url is not None)
-        rows = run_scenarios(meter, pinned)
-    store_db.reset()
-    return rows
+        return run_scenarios(meter, pinned)
 
 
 # ---- output -----------------------------------------------------------------------------------

@@ -49,11 +49,27 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 def counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
     """Counter items (day, month, a level's running level) as {(pk, sk): (consumed, events)};
-    minute counters, the metric catalog and unique_count markers apart."""
+    minute counters, the metric catalog, unique_count markers and dimension groups apart."""
     return {
         (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
         for i in items
-        if not i["sk"]["S"].startswith(("R#", "METRIC", "U#"))
+        if not i["sk"]["S"].startswith(("R#", "METRIC", "U#", "G#", "C#"))
+    }
+
+
+def groups_in(
+    items: list[dict[str, Any]],
+) -> dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Decimal]:
+    """Dimension group counters as {(pk, metric, day, sorted values): consumed}."""
+    return {
+        (
+            i["pk"]["S"],
+            i["metric"]["S"],
+            i["day"]["S"],
+            tuple(sorted((k, v["S"]) for k, v in i["dimensions"]["M"].items())),
+        ): Decimal(i["consumed"]["N"])
+        for i in items
+        if i["sk"]["S"].startswith("G#")
     }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from usage_meter import jsonutil
 from usage_meter.domain import clock, meters, rollup, usage
+from usage_meter.domain.dimensions import parse_query
 from usage_meter.domain.plans import get_plan
 from usage_meter.models.accounts import Identity
 from usage_meter.models.records import RollupReport, RollupRequest
@@ -87,7 +88,11 @@ def _console() -> Console:
 
 def _usage_show(args: argparse.Namespace) -> None:
     response = usage.current_usage(
-        _service(args.developer), developer_id=args.developer, metric=args.metric, period=args.period
+        _service(args.developer),
+        developer_id=args.developer,
+        metric=args.metric,
+        period=args.period,
+        query=parse_query(args.group_by, args.filter),
     )
     if args.json:
         print(jsonutil.dumps(response.wire()))
@@ -95,7 +100,9 @@ def _usage_show(args: argparse.Namespace) -> None:
     from usage_meter_admin import views
 
     units = {m.name: m.unit for m in meters.meters() if m.unit and m.name in response.metrics}
-    views.render_current(_console(), response, get_plan(response.plan) if response.plan else None, units)
+    console = _console()
+    views.render_current(console, response, get_plan(response.plan) if response.plan else None, units)
+    views.render_groups(console, response, units)
 
 
 def _check_history_range(args: argparse.Namespace) -> None:
@@ -164,6 +171,17 @@ def add_usage_commands(groups: Any) -> None:
     show.add_argument("--metric", type=metric, help="this metric only")
     show.add_argument(
         "--period", choices=["day", "week", "month"], help="today, this ISO week or this month (default)"
+    )
+    show.add_argument(
+        "--group-by",
+        metavar="DIMENSION[,DIMENSION]",
+        help="also each group of the meters declaring these dimensions, one bar per group",
+    )
+    show.add_argument(
+        "--filter",
+        action="append",
+        metavar="DIMENSION:VALUE",
+        help="only the events with this value (repeatable, one per dimension)",
     )
     history = _view(
         usages,

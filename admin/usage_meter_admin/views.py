@@ -201,6 +201,52 @@ def render_current(
         )
 
 
+def render_groups(
+    console: Console, response: CurrentUsageResponse, units: Mapping[str, str] | None = None
+) -> None:
+    """`usage show --group-by`: per grouped metric, one row per group (largest first) with its
+    consumption, its events, its share of the metric and a bar scaled to the largest group."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    for name, usage in response.metrics.items():
+        if usage.groups is None:
+            continue
+        console.print()
+        unit = (units or {}).get(name)
+        console.print(Text(f"{name} by {', '.join(_group_names(usage))}" + (f" ({unit})" if unit else "")))
+        labels = [", ".join(g.dimensions.values()) or '""' for g in usage.groups]
+        figures = [number(g.consumed) for g in usage.groups]
+        largest = max((g.consumed for g in usage.groups), default=Decimal(0))
+        width = _bar_width(
+            console, [["group", *labels], ["consumed", *figures], ["events"], ["share"]], HISTORY_BAR_WIDTH
+        )
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        table.add_column("group", overflow="fold")
+        for header in ("consumed", "events", "share"):
+            table.add_column(header, justify="right", overflow="fold")
+        if width:
+            table.add_column("", width=width, no_wrap=True)
+        for label, figure, group in zip(labels, figures, usage.groups, strict=True):
+            share = (
+                percent((group.consumed * 100 / usage.consumed).quantize(Decimal("0.01")))
+                if usage.consumed
+                else NONE
+            )
+            cells: list[Text | str] = [Text(label), figure, number(group.events), share]
+            table.add_row(
+                *cells, *([Text(bar(group.consumed, largest, width), style="cyan")] if width else [])
+            )
+        if not usage.groups:
+            table.add_row(Text(NONE), "0", "0", NONE, *([""] if width else []))
+        console.print(table)
+
+
+def _group_names(usage: MetricUsage) -> list[str]:
+    return list(usage.groups[0].dimensions) if usage.groups else []
+
+
 def history_values(response: HistoryResponse, metric: str | None) -> list[tuple[str, Decimal]]:
     """(date, value) per entry: the metric's consumed quantity, or the step's events without one."""
     return [

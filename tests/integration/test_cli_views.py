@@ -155,6 +155,37 @@ def test_show_gives_a_level_against_its_ceiling_in_its_unit(carol: Stack, run: R
     assert "463" in row.split()
 
 
+def test_show_group_by_draws_one_bar_per_group(carol: Stack, run: Run, plain: None) -> None:
+    assert run("meters", "create", "requests", "--aggregation", "count", "--dimensions", "endpoint")[0] == 0
+    sent = ["/v1/verify"] * 6 + ["/v1/sign"] * 3 + ["/v1/keys"]
+    body = {
+        "events": [
+            {"developerId": "dev_carol", "metric": "requests", "metadata": {"endpoint": e}} for e in sent
+        ]
+    }
+    assert carol.track(jsonutil.dumps(body), auth=SERVICE).json()["recorded"] == len(sent)
+
+    code, out, err = run(
+        "usage", "show", "--developer", "dev_carol", "--metric", "requests", "--group-by", "endpoint"
+    )
+
+    assert (code, err) == (0, "")
+    assert text(out).split("\n\n", 2)[2] == snapshot("""
+requests by endpoint
+group       consumed  events    share
+───────────────────────────────────────────────────────────────────────────────
+/v1/verify         6       6  60.00 %  ████████████████████████████████████████
+/v1/sign           3       3  30.00 %  ████████████████████
+/v1/keys           1       1  10.00 %  ██████▋
+""")
+    refused = run("usage", "show", "--developer", "dev_carol", "--group-by", "region")
+    assert refused == (
+        1,
+        "",
+        "error: groupBy: no meter declares region (GET /v1/meters lists the dimensions)\n",
+    )
+
+
 def test_show_a_week_of_one_metric_says_limits_are_the_billing_periods(
     carol: Stack, run: Run, plain: None
 ) -> None:

@@ -57,8 +57,6 @@ def test_create_stores_the_definition(stack: Stack, run: Run, freeze: Freeze) ->
         "unique_count",
         "--unique-by",
         "user_id",
-        "--dimensions",
-        "region,plan",
         "--unit",
         "users",
         "--description",
@@ -67,7 +65,7 @@ def test_create_stores_the_definition(stack: Stack, run: Run, freeze: Freeze) ->
 
     assert (code, err) == (0, "")
     assert out == (
-        "created meter active_users\tunique_count(user_id)\tactive\tregion,plan\tusers\tDistinct users in the period\n"
+        "created meter active_users\tunique_count(user_id)\tactive\t-\tusers\tDistinct users in the period\n"
     )
     assert meter_items(stack) == {
         "METER#active_users": {
@@ -77,7 +75,7 @@ def test_create_stores_the_definition(stack: Stack, run: Run, freeze: Freeze) ->
             "name": {"S": "active_users"},
             "aggregation": {"S": "unique_count"},
             "uniqueBy": {"S": "user_id"},
-            "dimensions": {"L": [{"S": "region"}, {"S": "plan"}]},
+            "dimensions": {"L": []},
             "unit": {"S": "users"},
             "description": {"S": "Distinct users in the period"},
             "status": {"S": "active"},
@@ -204,6 +202,11 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
             "error: invalid meter: dimensions: dimensions repeat endpoint",
         ),
         (
+            ["meters", "create", "peak", "--aggregation", "max", "--dimensions", "region"],
+            "error: invalid meter: dimensions apply to sum and count meters, not to max (their groups "
+            "add up to the total; a peak, a last value, a distinct count or a level does not)",
+        ),
+        (
             ["meters", "create", "calls", "--dimensions", "end point"],
             'error: invalid meter: dimensions.0: String should match pattern "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"',
         ),
@@ -237,6 +240,7 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
         "unique-by-on-max",
         "four-dimensions",
         "repeated-dimension",
+        "dimensions-on-max",
         "bad-dimension",
         "unknown-aggregation",
         "name-starts-with-digit",

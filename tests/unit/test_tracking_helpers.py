@@ -274,3 +274,35 @@ def test_increments_sum_exactly() -> None:
 
 def test_no_events_no_increments() -> None:
     assert increments([], NOW) == []
+
+
+# ---- dimensions ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=1, max_size=250))
+def test_dimensioned_chunks_fit_whatever_their_combinations_turn_out_to_be(
+    spec: list[tuple[int, bool]],
+) -> None:
+    """Packing counts a combination's counter per event and, per day, the count and "(other)":
+    however many combinations turn out new or past the bound, a transaction stays in 100 items."""
+    events = []
+    for i, value in enumerate(spec):
+        event = make(i, key=f"k{i}")
+        event.dimensions = {"endpoint": f"/e{value}"}
+        events.append(event)
+    for chunk in pack(events):
+        for absent, bound in ((set(), 1000), ({e.group_of(e.dimensions or {}) for e in chunk}, 3)):
+            known = packing.Known(absent=absent, cardinality=bound)
+            admitted, refused = packing.admit(chunk, known, MINUTE, in_catalog)
+            assert refused == []
+            groups = packing.group_increments(admitted, known)
+            claims = packing.combination_claims(groups, bound)
+            items = len(admitted) + len(increments(admitted, NOW, known)) + len(groups) + len(claims)
+            assert items <= MAX_TRANSACTION_ITEMS
+            # past the bound, "(other)": every event is counted under exactly one combination
+            assert sum(g.events for g in groups) == len(admitted)
+            if absent:  # every combination new: at most the bound of them, the rest "(other)"
+                kept = [g for g in groups if "(other)" not in g.values.values()]
+                assert len(kept) == min(bound, len({e.group_of(e.dimensions or {}) for e in chunk}))
+                assert sum(c.combinations for c in claims) == len(kept)

@@ -216,6 +216,38 @@ def test_query_parameters(make: Callable[..., UsageMeter]) -> None:
     assert result.entries[0].metrics["a"] == Decimal("1.5")
 
 
+def test_grouped_reads_send_group_by_and_one_filter_per_dimension(make: Callable[..., UsageMeter]) -> None:
+    current = """{"developerId": "dev_x", "plan": null,
+      "period": {"key": "2026-11", "start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
+      "metrics": {"calls": {"consumed": 3, "events": 3, "aggregation": "count",
+                  "groups": [{"dimensions": {"endpoint": "/v1/a"}, "consumed": 2, "events": 2},
+                             {"dimensions": {"endpoint": "/v1/b"}, "consumed": 1.5, "events": 1}]}},
+      "totalRequests": 3, "resetsInDays": 6}"""
+    client = make(answer(200, text=current))
+    usage = client.usage.current(
+        metric="calls", group_by=["endpoint", "model"], filters={"model": "x,y", "region": "eu"}
+    )
+    sent = script_of(client).requests[0].url.params
+    assert sent.get_list("groupBy") == ["endpoint,model"]
+    assert sent.get_list("filter") == ["model:x,y", "region:eu"]
+    groups = usage.metrics["calls"].groups or []
+    assert [(g.dimensions, g.consumed, g.events) for g in groups] == [
+        ({"endpoint": "/v1/a"}, Decimal(2), 2),
+        ({"endpoint": "/v1/b"}, Decimal("1.5"), 1),
+    ]
+
+
+def test_history_csv_asks_for_csv_and_returns_the_text(make: Callable[..., UsageMeter]) -> None:
+    body = 'date,metric,endpoint,consumed,events\r\n2026-11-25,calls,"a,b",2,2\r\n'
+    client = make(
+        httpx.Response(200, content=body.encode(), headers={"content-type": "text/csv; charset=utf-8"})
+    )
+    assert client.usage.history_csv(days=1, group_by="endpoint") == body
+    request = script_of(client).requests[0]
+    assert request.headers["accept"] == "text/csv"
+    assert dict(request.url.params) == {"days": "1", "granularity": "day", "groupBy": "endpoint"}
+
+
 def test_entitlement_path_is_quoted(make: Callable[..., UsageMeter]) -> None:
     client = make(error(404, "not_found"))
     with pytest.raises(NotFoundError):

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_KEY_CACHE_SECONDS = 60.0
+DEFAULT_DIMENSION_CARDINALITY = 1000
 _TABLE_VARIABLES = {
     "usage_table": "USAGE_TABLE",
     "idempotency_table": "IDEMPOTENCY_TABLE",
@@ -47,6 +48,8 @@ class Settings(BaseModel):
     rollup_lookback_days: int | None = Field(default=None, ge=0)  # None: the rollup's own default
     rollup_workers: int | None = Field(default=None, ge=1)
     undeclared_metrics: Literal["accept", "reject"] = "accept"  # a metric with no meter
+    dimension_cardinality: int = Field(default=DEFAULT_DIMENSION_CARDINALITY, ge=1)
+    # combinations of dimension values per developer, meter and day; beyond: "(other)"
 
 
 def _number(name: str, default: float) -> float:
@@ -85,5 +88,6 @@ def settings() -> Settings:
         ),
         rollup_lookback_days=_count("ROLLUP_LOOKBACK_DAYS"),
         rollup_workers=_count("ROLLUP_WORKERS"),
+        dimension_cardinality=max(1, _count("DIMENSION_CARDINALITY") or DEFAULT_DIMENSION_CARDINALITY),
         undeclared_metrics="reject" if os.environ.get("UNDECLARED_METRICS") == "reject" else "accept",
     )

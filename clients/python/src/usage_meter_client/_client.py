@@ -16,6 +16,8 @@ from ._core import (
     DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    Filters,
+    GroupBy,
     ModelT,
     Request,
     Settings,
@@ -162,6 +164,8 @@ class Usage:
         period: PeriodName | None = None,
         start_date: dt.date | str | None = None,
         end_date: dt.date | str | None = None,
+        group_by: GroupBy = None,
+        filters: Filters = None,
     ) -> CurrentUsage:
         """Usage of the billing period, or of `period` ("day", "week", "month"), or of a date range.
 
@@ -174,6 +178,8 @@ class Usage:
                 period=period,
                 start_date=start_date,
                 end_date=end_date,
+                group_by=group_by,
+                filters=filters,
             ),
             CurrentUsage,
         )
@@ -187,8 +193,14 @@ class Usage:
         metric: str | None = None,
         granularity: Granularity = "day",
         developer_id: str | None = None,
+        group_by: GroupBy = None,
+        filters: Filters = None,
     ) -> History:
-        """Usage per day (or month) of the last `days` days (server default 30) or a date range."""
+        """Usage per day (or month) of the last `days` days (server default 30) or a date range.
+
+        `group_by` ("endpoint" or ["endpoint", "model"]: dimensions the meters declare) adds each
+        metric's groups, largest first; `filters` ({"endpoint": "/v1/verify"}) counts only the
+        matching events."""
         return self._client._call(
             history_request(
                 days=days,
@@ -197,9 +209,39 @@ class Usage:
                 metric=metric,
                 granularity=granularity,
                 developer_id=developer_id,
+                group_by=group_by,
+                filters=filters,
             ),
             History,
         )
+
+    def history_csv(
+        self,
+        days: int | None = None,
+        *,
+        start_date: dt.date | str | None = None,
+        end_date: dt.date | str | None = None,
+        metric: str | None = None,
+        granularity: Granularity = "day",
+        developer_id: str | None = None,
+        group_by: GroupBy = None,
+        filters: Filters = None,
+    ) -> str:
+        """The history as CSV text (`Accept: text/csv`): `date,metric,<dimension…>,consumed,events`,
+        RFC 4180 (read it with `csv.reader(io.StringIO(text, newline=""))`). A text cell that
+        starts with = + - @ tab, CR or ' has a ' put before it, so no spreadsheet runs it."""
+        request = history_request(
+            days=days,
+            start_date=start_date,
+            end_date=end_date,
+            metric=metric,
+            granularity=granularity,
+            developer_id=developer_id,
+            group_by=group_by,
+            filters=filters,
+            csv=True,
+        )
+        return (self._client._send(request)).text
 
     def track(
         self,

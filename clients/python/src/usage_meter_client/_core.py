@@ -67,8 +67,9 @@ class Request:
 
     method: str
     path: str
-    params: Mapping[str, str] | None = None
+    params: Mapping[str, str | list[str]] | None = None
     body: bytes | None = None
+    accept: str | None = None  # instead of application/json (CSV history)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class Settings:
 
     def request_headers(self, request: Request) -> dict[str, str]:
         headers = dict(self.headers)
+        if request.accept is not None:
+            headers["Accept"] = request.accept
         if request.body is not None:
             headers["Content-Type"] = "application/json"
         return headers
@@ -158,6 +161,20 @@ def _params(**values: str | int | dt.date | None) -> dict[str, str]:
     return params
 
 
+GroupBy = str | Sequence[str] | None
+Filters = Mapping[str, str] | None
+
+
+def _grouping(group_by: GroupBy, filters: Filters) -> dict[str, str | list[str]]:
+    """`groupBy` (comma-separated) and one `filter=DIMENSION:VALUE` per filtered dimension."""
+    params: dict[str, str | list[str]] = {}
+    if group_by is not None:
+        params["groupBy"] = group_by if isinstance(group_by, str) else ",".join(group_by)
+    if filters:
+        params["filter"] = [f"{name}:{value}" for name, value in filters.items()]
+    return params
+
+
 def current_request(
     *,
     developer_id: str | None,
@@ -165,17 +182,22 @@ def current_request(
     period: PeriodName | None,
     start_date: dt.date | str | None,
     end_date: dt.date | str | None,
+    group_by: GroupBy = None,
+    filters: Filters = None,
 ) -> Request:
     return Request(
         "GET",
         "/v1/usage",
-        _params(
-            developerId=developer_id,
-            metric=metric,
-            period=period,
-            startDate=start_date,
-            endDate=end_date,
-        ),
+        {
+            **_params(
+                developerId=developer_id,
+                metric=metric,
+                period=period,
+                startDate=start_date,
+                endDate=end_date,
+            ),
+            **_grouping(group_by, filters),
+        },
     )
 
 
@@ -187,18 +209,25 @@ def history_request(
     metric: str | None,
     granularity: Granularity,
     developer_id: str | None,
+    group_by: GroupBy = None,
+    filters: Filters = None,
+    csv: bool = False,
 ) -> Request:
     return Request(
         "GET",
         "/v1/usage/history",
-        _params(
-            days=days,
-            startDate=start_date,
-            endDate=end_date,
-            metric=metric,
-            granularity=granularity,
-            developerId=developer_id,
-        ),
+        {
+            **_params(
+                days=days,
+                startDate=start_date,
+                endDate=end_date,
+                metric=metric,
+                granularity=granularity,
+                developerId=developer_id,
+            ),
+            **_grouping(group_by, filters),
+        },
+        accept="text/csv" if csv else None,
     )
 
 

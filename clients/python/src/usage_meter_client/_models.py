@@ -45,10 +45,20 @@ class Period(ApiObject):
     end: dt.datetime
 
 
+class Group(ApiObject):
+    """One group of a grouped read (`group_by`): the values of the dimensions grouped by
+    ("(other)": the combinations past the service's cardinality bound) and its figures."""
+
+    dimensions: dict[str, str]
+    consumed: Decimal
+    events: int
+
+
 class MetricUsage(ApiObject):
     """One metric's consumption; `limit`, `remaining` and `percentage_used` are None when
     unlimited. `aggregation` is its meter's (sum, count, max, latest, unique_count, level),
-    `events` the events counted in the window, `average` (sum meters) consumed / events."""
+    `events` the events counted in the window, `average` (sum meters) consumed / events,
+    `groups` (asked with `group_by`) its usage per group, largest first."""
 
     consumed: Decimal
     limit: Decimal | None = None
@@ -57,6 +67,7 @@ class MetricUsage(ApiObject):
     aggregation: str = "sum"
     events: int = 0
     average: Decimal | None = None
+    groups: list[Group] | None = None
 
     @property
     def unlimited(self) -> bool:
@@ -83,11 +94,14 @@ class CurrentUsage(ApiObject):
 
 
 class HistoryEntry(ApiObject):
-    """One day (or month: `date` is then the month's first day) of usage."""
+    """One day (or month: `date` is then the month's first day) of usage; a grouped history
+    (`group_by`, `filters`) also has each metric's `events` and each grouped metric's `groups`."""
 
     date: Annotated[dt.date, BeforeValidator(_month_or_day)]
     metrics: dict[str, Decimal]
     total_requests: int
+    events: dict[str, int] | None = None
+    groups: dict[str, list[Group]] | None = None
 
 
 class History(ApiObject):

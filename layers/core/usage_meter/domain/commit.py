@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_meter import jsonutil
 from usage_meter.domain import clock
+from usage_meter.domain.dimensions import OTHER
 from usage_meter.domain.packing import (
     MAX_UNDECLARED_METRICS,
     Known,
@@ -31,6 +32,8 @@ from usage_meter.domain.packing import (
     Refusal,
     RefusalReason,
     admit,
+    combination_claims,
+    group_increments,
     increments,
     metric_claims,
     unique_markers,
@@ -45,9 +48,17 @@ from usage_meter.errors import (
     UsageMeterError,
     ValidationFailed,
 )
-from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim, UniqueMarker
+from usage_meter.models.records import (
+    CombinationClaim,
+    CounterIncrement,
+    GroupIncrement,
+    IdempotencyRecord,
+    MetricClaim,
+    UniqueMarker,
+)
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import ErrorDetail, EventResult
+from usage_meter.settings import settings
 from usage_meter.store import catalog
 from usage_meter.store import events as event_store
 from usage_meter.store.keys import minute_key
@@ -109,6 +120,7 @@ def record(e: PendingEvent, recorded_at: str, expires_at: int, token: str) -> Id
         expires_at=expires_at,
         metadata=e.metadata,
         commit_token=token,
+        dimensions=e.counted_as,
     )
 
 
@@ -178,6 +190,8 @@ class Transaction:
     changes: list[CounterIncrement]
     claims: list[MetricClaim]
     markers: list[UniqueMarker]
+    groups: list[GroupIncrement]
+    combinations: list[CombinationClaim]
     token: str
     now_epoch: int
     recorded_at: str
@@ -189,6 +203,8 @@ class Transaction:
             self.changes,
             self.claims,
             self.markers,
+            self.groups,
+            self.combinations,
             token=self.token,
             now_epoch=self.now_epoch,
             updated_at=self.recorded_at,
@@ -202,6 +218,13 @@ class Transaction:
         for event in self.admitted:
             outcomes.set(event, "recorded", self.recorded_at)
         refuse(self.refused, outcomes)
+        overflowed = [g for g in self.groups if OTHER in g.values.values()]
+        for g in overflowed:
+            logger.warning(
+                "dimension combinations past the bound counted under (other)",
+                extra={"developer_id": g.developer_id, "metric": g.metric, "day": g.day, "events": g.events},
+            )
+            metrics.add_metric(name="DimensionOverflow", unit=MetricUnit.Count, value=g.events)
 
 
 def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None, list[Refusal]]:
@@ -214,6 +237,7 @@ def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None
     recorded_at = format_timestamp(now)
     expires_at = int((now + RETENTION).timestamp())
     token = str(uuid.uuid4())
+    groups = group_increments(admitted, known)
     return Transaction(
         admitted=admitted,
         refused=refused,
@@ -223,6 +247,8 @@ def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None
         ),
         claims=metric_claims(admitted, catalog.catalogued),
         markers=unique_markers(admitted),
+        groups=groups,
+        combinations=combination_claims(groups, known.cardinality),
         token=token,
         now_epoch=int(now.timestamp()),
         recorded_at=recorded_at,
@@ -249,6 +275,12 @@ def _learn(
         if position in cancelled.latest_keys:
             known.latest[(change.developer_id, change.key, change.metric)] = cancelled.latest_keys[position]
     known.seen.update((m.developer_id, m.scope, m.window, m.metric, m.digest) for m in cancelled.seen)
+    for position in cancelled.groups_flipped:  # a combination is new, or was created meanwhile
+        g = tx.groups[position]
+        known.absent.symmetric_difference_update({(g.developer_id, g.metric, g.day, g.digest)})
+    for position, stored in cancelled.combinations.items():
+        c = tx.combinations[position]
+        known.combinations[(c.developer_id, c.metric, c.day)] = stored
     for developer_id, metric in cancelled.catalogued:
         catalog.learn(developer_id, [metric])
     for developer_id, size in cancelled.catalog_sizes.items():
@@ -269,6 +301,8 @@ def _learn(
         or cancelled.catalogued
         or cancelled.catalog_sizes
         or cancelled.seen
+        or cancelled.groups_flipped
+        or cancelled.combinations
     )
 
 
@@ -287,7 +321,7 @@ def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) ->
     it unchanged.
     """
     pending = list(part)
-    known = Known()
+    known = Known(cardinality=settings().dimension_cardinality)
     ours: set[str] = set()
     tx: Transaction | None = None
     for attempt in range(MAX_COMMIT_ATTEMPTS):

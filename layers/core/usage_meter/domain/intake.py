@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from usage_meter import jsonutil
 from usage_meter.domain.commit import Outcomes, error_detail
+from usage_meter.domain.dimensions import event_values
 from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.meters import MeterBook, contribution, refuse_unusable, unique_value
 from usage_meter.domain.packing import PendingEvent
@@ -107,6 +108,7 @@ def prepare(
     """A valid item as an event: judged by its meter, its developer resolved, its time checked,
     its payload hashed, its key the client's or, if it sent none, one made here."""
     aggregation, adds, value = judge_by_meter(event, meters(event.metric))
+    dimensions = event_values(meters(event.metric), event.metadata)
     developer_id = resolve(event.developer_id)
     key = event.idempotency_key or header_key
     return PendingEvent(
@@ -121,6 +123,7 @@ def prepare(
         metadata=event.metadata,
         aggregation=aggregation,
         unique_value=value,
+        dimensions=dimensions,
     )
 
 

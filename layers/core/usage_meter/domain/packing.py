@@ -18,9 +18,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from usage_meter.domain import dimensions as dims
 from usage_meter.domain.periods import RETENTION, day_key, day_period, month_key, month_period
 from usage_meter.models.accounts import MetricLimit
-from usage_meter.models.records import LEVEL_KEY, CounterIncrement, CounterScope, MetricClaim, UniqueMarker
+from usage_meter.models.records import (
+    LEVEL_KEY,
+    CombinationClaim,
+    CounterIncrement,
+    CounterScope,
+    GroupIncrement,
+    MetricClaim,
+    UniqueMarker,
+)
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation
 from usage_meter.store.keys import minute_key
@@ -36,6 +45,12 @@ hard limit, (developer, minute, "*") under an enforced rate."""
 
 MarkerId = tuple[str, CounterScope, str, str, str]
 """(developer, day or month, window, metric, digest of the value) of a unique_count marker."""
+
+GroupId = tuple[str, str, str, str]
+"""(developer, metric, day, digest of the values) of a combination's day counter."""
+
+DaySpace = tuple[str, str, str]
+"""(developer, metric, day): where the cardinality bound counts combinations."""
 
 Catalogued = Callable[[str, str], bool]
 """Whether (developer, metric) is in the developer's metric catalog already."""
@@ -63,6 +78,9 @@ class PendingEvent:
     allowance: MetricLimit | None = None  # the plan's limit for this metric, if any
     undeclared: bool = False  # the plan does not list the metric: it takes a place in the catalog
     rate_ceiling: int | None = None  # events per minute the developer's plan enforces, if any
+    dimensions: dict[str, str] | None = None  # its meter's dimensions' values (see dimensions)
+    counted_as: dict[str, str] | None = None  # the combination it counts under: its values, or
+    # "(other)" past the day's cardinality bound (set as it is admitted)
     followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
 
     @property
@@ -98,6 +116,14 @@ class PendingEvent:
     def period(self) -> str:
         return month_key(self.event_time)
 
+    @property
+    def day_space(self) -> DaySpace:
+        return (self.developer_id, self.metric, self.day)
+
+    def group_of(self, values: dict[str, str]) -> GroupId:
+        """The day counter of one combination of its meter's dimensions."""
+        return (self.developer_id, self.metric, self.day, dims.digest(values))
+
     def claims_metric(self, catalogued: Catalogued) -> bool:
         """Whether its transaction must put its metric in the developer's catalog."""
         return self.undeclared and not catalogued(self.developer_id, self.metric)
@@ -116,7 +142,12 @@ def transaction_cost(events: Sequence[PendingEvent], catalogued: Catalogued) -> 
     )
     markers = {m for e in events if e.aggregation == "unique_count" for m in e.markers}  # at most
     catalog = len(claimed) + len({developer for developer, _ in claimed})
-    return len(events) + len(counters) + catalog + len(markers)
+    dimensioned = [e for e in events if e.dimensions is not None]
+    # a combination each, and per day space its count of combinations and "(other)" (at most)
+    groups = len({e.group_of(e.dimensions or {}) for e in dimensioned}) + 2 * len(
+        {e.day_space for e in dimensioned}
+    )
+    return len(events) + len(counters) + catalog + len(markers) + groups
 
 
 def chunks(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[list[PendingEvent]]:
@@ -178,6 +209,56 @@ def _slots_of(event: PendingEvent, minute: str) -> list[tuple[CounterSlot, Decim
     if level:
         slots.append(((d, "level", LEVEL_KEY, m), event.quantity, event.hard_limit))
     return slots
+
+
+def group_slot(event: PendingEvent) -> tuple[GroupId, dict[str, str]] | None:
+    """The combination counter an admitted event of a dimensioned meter changes, with its
+    values (None: its meter has no dimensions). With `_slots_of`, every counter an event moves:
+    the combination is also kept on its idempotency record (`dimensions`), since "(other)"
+    depends on the day's other events."""
+    if event.counted_as is None:
+        return None
+    return event.group_of(event.counted_as), event.counted_as
+
+
+def group_increments(events: Sequence[PendingEvent], known: Known) -> list[GroupIncrement]:
+    """The combination counters of admitted events, each combined once, asserted to exist
+    unless `known` says it is new (then its first writer)."""
+    gathered: dict[GroupId, GroupIncrement] = {}
+    for e in events:
+        slot = group_slot(e)
+        if slot is None:
+            continue
+        group, values = slot
+        change = gathered.get(group)
+        if change is None:
+            change = gathered[group] = GroupIncrement(
+                developer_id=e.developer_id,
+                metric=e.metric,
+                day=e.day,
+                values=values,
+                digest=group[3],
+                quantity=Decimal(0),
+                events=0,
+                aggregation=e.aggregation,
+                new=group in known.absent,
+            )
+        change.quantity += e.quantity
+        change.events += 1
+    return list(gathered.values())
+
+
+def combination_claims(groups: Sequence[GroupIncrement], ceiling: int) -> list[CombinationClaim]:
+    """Per day space, the places its new combinations take under the bound ("(other)" takes none)."""
+    new: dict[DaySpace, int] = {}
+    for g in groups:
+        if g.new and dims.digest(dims.overflow(g.values)) != g.digest:
+            space = (g.developer_id, g.metric, g.day)
+            new[space] = new.get(space, 0) + 1
+    return [
+        CombinationClaim(developer_id=d, metric=m, day=day, combinations=n, ceiling=ceiling)
+        for (d, m, day), n in new.items()
+    ]
 
 
 def increments(
@@ -292,6 +373,9 @@ class Known:
     latest: dict[LimitGroup, str] = field(default_factory=dict)  # a latest counter's order key
     seen: set[MarkerId] = field(default_factory=set)  # unique_count values their window has seen
     catalog_sizes: dict[str, int] = field(default_factory=dict)
+    absent: set[GroupId] = field(default_factory=set)  # combinations not stored yet
+    combinations: dict[DaySpace, int] = field(default_factory=dict)  # a day's stored combinations
+    cardinality: int = 1000  # the bound (settings().dimension_cardinality)
 
 
 @dataclass
@@ -304,6 +388,23 @@ class _Room:
     used: dict[LimitGroup, Decimal] = field(default_factory=dict)
     claimed: dict[str, set[str]] = field(default_factory=dict)
     values: set[MarkerId] = field(default_factory=set)  # unique values counted by earlier events
+    creating: dict[DaySpace, set[GroupId]] = field(default_factory=dict)  # new combinations taken
+
+    def _place(self, event: PendingEvent) -> None:
+        """The combination a dimensioned event counts under: its own, if stored or created by
+        an earlier event of the transaction, or new while the day's bound leaves room (as far
+        as is known); else "(other)"."""
+        if event.dimensions is None:
+            return
+        group = event.group_of(event.dimensions)
+        creating = self.creating.setdefault(event.day_space, set())
+        if group not in self.known.absent or group in creating:
+            event.counted_as = event.dimensions
+        elif self.known.combinations.get(event.day_space, 0) + len(creating) < self.known.cardinality:
+            creating.add(group)
+            event.counted_as = event.dimensions
+        else:
+            event.counted_as = dims.overflow(event.dimensions)
 
     def _new_in(self, event: PendingEvent) -> set[CounterScope]:
         """The windows where a unique_count event's value is new (as far as is known)."""
@@ -361,6 +462,7 @@ class _Room:
         elif event.hard_limit is not None:
             self.used[event.limit_group] = self.used.get(event.limit_group, Decimal(0)) + self._adds(event)
         event.unique_new = self._new_in(event)
+        self._place(event)
         self.values.update(m for m in event.markers if m[1] in event.unique_new)
         if self._claims(event):
             self.claimed.setdefault(event.developer_id, set()).add(event.metric)

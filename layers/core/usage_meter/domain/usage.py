@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from usage_meter.domain import clock
+from usage_meter.domain.dimensions import GroupQuery, Groups, grouped_meters, read_groups
 from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.meters import MeterBook, combine
 from usage_meter.domain.periods import (
@@ -82,16 +83,20 @@ def current_usage(
     period: PeriodName | None = None,
     start_date: date | None = None,
     end_date: date | None = None,
+    query: GroupQuery | None = None,
 ) -> CurrentUsageResponse:
     """Usage of the billing period (default), today, this ISO week or a date range.
 
     The billing period reads the month counters (one Query); other ranges sum day counters
     (one Query). Both strongly consistent, so a track followed by a read sees the event.
+    A grouped or filtered read (`query`) also reads the combination counters of each meter
+    that declares its dimensions (one paginated Query each; see dimensions).
     """
     resolve = resolver(caller)
     target = resolve(developer_id)
     now = clock.now()
     asked = _asked_period(now, period, start_date, end_date)
+    grouped = _grouped_meters(query, metric)
     billing = month_period(now)
     billing_counters = counter_store.month_counters(target, billing.key)
     selected = asked or billing
@@ -106,24 +111,44 @@ def current_usage(
     tallies, total = _sum_counters(counters, metric, expected, MeterBook())
     if asked is not None:
         _range_distincts(target, asked, tallies, now.date())
+    groups: dict[str, Groups] = {}
+    if query is not None and grouped:
+        window = asked or billing
+        read = read_groups(target, query, grouped, window.first_day, window.last_day, lambda _: "")
+        groups = {name: steps.get("", Groups()) for name, steps in read.items()}
+        if query.filters:  # only the matching events count
+            tallies = {n: Tally(g.consumed, g.events, grouped[n]) for n, g in groups.items()}
+            total = sum(g.events for g in groups.values())
     in_billing = {c.metric: c.consumed for c in billing_counters}
     for name, level in _levels(target, tallies).items():  # a level's usage is where it stands now
         tallies[name].consumed = in_billing[name] = level
     developer = resolve.developer(target)
+    entries = {
+        name: _metric_usage(plan, name, tallies[name], in_billing.get(name, Decimal(0)))
+        for name in sorted(tallies)
+    }
+    if query is not None and query.group_by:
+        for name, found in groups.items():
+            if name in entries:
+                entries[name].groups = found.ranked(query.group_by)
     return CurrentUsageResponse(
         developer_id=target,
         plan=developer.plan if developer else None,
         period=PeriodOut(
             key=selected.key, start=format_instant(selected.start), end=format_instant(selected.end)
         ),
-        metrics={
-            name: _metric_usage(plan, name, tallies[name], in_billing.get(name, Decimal(0)))
-            for name in sorted(tallies)
-        },
+        metrics=entries,
         total_requests=total,
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
         rate_limit=rate_report(plan, target, now),
     )
+
+
+def _grouped_meters(query: GroupQuery | None, metric: str | None) -> dict[str, Aggregation]:
+    """The meters a grouped read groups, with their aggregations (none for a plain read)."""
+    if query is None or not query.active:
+        return {}
+    return {name: meter.aggregation for name, meter in grouped_meters(query, metric).items()}
 
 
 def _asked_period(
@@ -262,50 +287,112 @@ def usage_history(
     start_date: date | None = None,
     end_date: date | None = None,
     granularity: Granularity = "day",
+    query: GroupQuery | None = None,
+    per_metric_events: bool = False,
 ) -> HistoryResponse:
     """Day (or month) entries over a range, oldest first, every step present (zero-filled).
 
-    One paginated Query over the developer's day counters covers the whole range.
+    One paginated Query over the developer's day counters covers the whole range; a grouped or
+    filtered read (`query`) adds one paginated Query per meter it groups. Grouped entries (and
+    `per_metric_events`) also carry each metric's events.
     """
     target = resolver(caller)(developer_id)
     today = clock.now().date()
     first, last = _history_range(days, start_date, end_date, today)
-    per_step: dict[str, dict[str, Tally]] = defaultdict(dict)
-    events: dict[str, int] = defaultdict(int)
-    seen: dict[str, Aggregation] = {}
-    for counter in counter_store.day_counters(target, day_key(first), day_key(last)):
-        if metric and counter.metric != metric:
-            continue
-        step = counter.key if granularity == "day" else counter.key[:7]
-        per_step[step].setdefault(counter.metric, Tally(aggregation=counter.aggregation)).add(counter)
-        events[step] += counter.events
-        seen[counter.metric] = counter.aggregation
-    if metric and metric not in seen:
-        seen[metric] = _aggregation_of(metric)
-
+    grouped = _grouped_meters(query, metric)
     steps = (
         [day_key(d) for d in days_between(first, last)]
         if granularity == "day"
         else months_between(first, last)
     )
+    step_of = (lambda day: day) if granularity == "day" else (lambda day: day[:7])
+    detailed = per_metric_events or (query is not None and query.active)
+    tallies, seen = _history_tallies(target, metric, first, last, step_of)
+    by_metric: dict[str, dict[str, Groups]] = {}
+    if query is not None and grouped:
+        by_metric = read_groups(target, query, grouped, first, last, step_of)
+        if query.filters:  # only the matching events count
+            seen, tallies = dict(grouped), _filtered(by_metric, grouped)
+    return _history_answer(target, granularity, steps, seen, tallies, last, today, query, by_metric, detailed)
+
+
+def _history_answer(
+    target: str,
+    granularity: Granularity,
+    steps: list[str],
+    seen: dict[str, Aggregation],
+    tallies: StepTallies,
+    last: date,
+    today: date,
+    query: GroupQuery | None,
+    by_metric: dict[str, dict[str, Groups]],
+    detailed: bool,
+) -> HistoryResponse:
+    """The entries of a history from its tallies: unique_count months and levels as stored,
+    grouped metrics with their groups."""
     values = {
-        name: {step: per_step[step][name].consumed for step in steps if name in per_step[step]}
-        for name in seen
+        name: {step: tallies[step][name].consumed for step in steps if name in tallies[step]} for name in seen
     }
     if granularity == "month" and "unique_count" in seen.values():
         _month_distincts(target, steps, seen, values)
     levels = [name for name, aggregation in seen.items() if aggregation == "level"]
     if levels:
         values.update(_closing_levels(target, levels, steps, values, last, today))
-    entries = [
-        HistoryEntry(
-            date=step,
-            metrics={name: values[name].get(step, Decimal(0)) for name in sorted(seen)},
-            total_requests=events.get(step, 0),
-        )
-        for step in steps
-    ]
+    entries = [_history_entry(step, sorted(seen), values, tallies[step], detailed) for step in steps]
+    if query is not None and query.group_by:
+        for entry in entries:
+            entry.groups = {
+                name: found[entry.date].ranked(query.group_by) if entry.date in found else []
+                for name, found in sorted(by_metric.items())
+            }
     return HistoryResponse(developer_id=target, granularity=granularity, entries=entries)
+
+
+def _filtered(by_metric: dict[str, dict[str, Groups]], grouped: dict[str, Aggregation]) -> StepTallies:
+    """step -> metric -> Tally of the events a filter keeps."""
+    tallies: StepTallies = defaultdict(dict)
+    for name, found in by_metric.items():
+        for step, g in found.items():
+            tallies[step][name] = Tally(g.consumed, g.events, grouped[name])
+    return tallies
+
+
+def _history_entry(
+    step: str,
+    names: list[str],
+    values: dict[str, dict[str, Decimal]],
+    tallies: dict[str, Tally],
+    detailed: bool,
+) -> HistoryEntry:
+    """One step's entry: each metric's value, the events of all (and of each, `detailed`)."""
+    return HistoryEntry(
+        date=step,
+        metrics={name: values[name].get(step, Decimal(0)) for name in names},
+        total_requests=sum(t.events for t in tallies.values()),
+        events={name: tallies[name].events if name in tallies else 0 for name in names} if detailed else None,
+    )
+
+
+StepTallies = dict[str, dict[str, Tally]]
+
+
+def _history_tallies(
+    developer_id: str, metric: str | None, first: date, last: date, step_of: Callable[[str], str]
+) -> tuple[StepTallies, dict[str, Aggregation]]:
+    """step -> metric -> Tally of the day counters from `first` to `last` (one paginated
+    Query), and the aggregation of each metric seen (`metric` always)."""
+    per_step: StepTallies = defaultdict(dict)
+    seen: dict[str, Aggregation] = {}
+    for counter in counter_store.day_counters(developer_id, day_key(first), day_key(last)):
+        if metric and counter.metric != metric:
+            continue
+        per_step[step_of(counter.key)].setdefault(counter.metric, Tally(aggregation=counter.aggregation)).add(
+            counter
+        )
+        seen[counter.metric] = counter.aggregation
+    if metric and metric not in seen:
+        seen[metric] = _aggregation_of(metric)
+    return per_step, seen
 
 
 def _aggregation_of(metric: str) -> Aggregation:

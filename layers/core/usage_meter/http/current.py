@@ -9,11 +9,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from usage_meter.domain import clock
+from usage_meter.domain.dimensions import parse_query
 from usage_meter.domain.ratelimit import status_of
 from usage_meter.domain.usage import current_usage
 from usage_meter.http.resolver import (
     DeveloperIdQuery,
     EndDateQuery,
+    FilterQuery,
+    GroupByQuery,
     MetricQuery,
     StartDateQuery,
     caller,
@@ -40,7 +43,10 @@ def get_current(
     ] = None,
     start_date: StartDateQuery = None,
     end_date: EndDateQuery = None,
+    group_by: GroupByQuery = None,
+    filters: FilterQuery = None,
 ) -> Response[str]:
+    query = parse_query(group_by, filters)
     answer = current_usage(
         caller(router),
         developer_id=developer_id,
@@ -48,6 +54,7 @@ def get_current(
         period=period,
         start_date=start_date,
         end_date=end_date,
+        query=query,
     )
     # the headers say what the body's rateLimit says
     return json_response(200, answer.wire(), headers=rate_headers(status_of(answer.rate_limit, clock.now())))

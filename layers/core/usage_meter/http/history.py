@@ -8,18 +8,23 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from usage_meter.domain.dimensions import history_csv, parse_query
 from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status
 from usage_meter.domain.usage import usage_history
 from usage_meter.http.resolver import (
+    CSV,
     DeveloperIdQuery,
     EndDateQuery,
+    FilterQuery,
+    GroupByQuery,
     MetricQuery,
     StartDateQuery,
     caller,
     json_response,
     ok_responses,
     rate_headers,
+    wants_csv,
 )
 from usage_meter.models.wire import HistoryResponse
 
@@ -29,7 +34,13 @@ router = APIGatewayHttpRouter()
 @router.get(
     "/v1/usage/history",
     summary="Daily or monthly usage history, zero-filled",
-    responses=ok_responses(HistoryResponse, "Entries oldest first, one per day (or month) of the range"),
+    responses=ok_responses(
+        HistoryResponse,
+        "Entries oldest first, one per day (or month) of the range. With `Accept: text/csv`: "
+        "`date,metric,<dimension…>,consumed,events` (RFC 4180; a text cell starting with = + - @ "
+        "tab, CR or ' gets a leading ')",
+        csv=True,
+    ),
     tags=["usage"],
 )
 def get_history(
@@ -39,7 +50,11 @@ def get_history(
     start_date: StartDateQuery = None,
     end_date: EndDateQuery = None,
     granularity: Annotated[Literal["day", "month"], Query()] = "day",
+    group_by: GroupByQuery = None,
+    filters: FilterQuery = None,
 ) -> Response[str]:
+    query = parse_query(group_by, filters)
+    as_csv = wants_csv(router.current_event.headers.get("accept"))
     resolve = DeveloperResolver(caller(router))
     answer = usage_history(
         resolve,
@@ -49,5 +64,15 @@ def get_history(
         start_date=start_date,
         end_date=end_date,
         granularity=granularity,
+        query=query,
+        per_metric_events=as_csv,
     )
-    return json_response(200, answer.wire(), headers=rate_headers(rate_status(resolve, answer.developer_id)))
+    headers = rate_headers(rate_status(resolve, answer.developer_id))
+    if as_csv:
+        return Response(
+            status_code=200,
+            content_type=CSV,
+            body=history_csv(answer, query.group_by),
+            headers={**(headers or {}), "Content-Disposition": 'attachment; filename="usage-history.csv"'},
+        )
+    return json_response(200, answer.wire(), headers=headers)

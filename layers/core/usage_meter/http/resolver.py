@@ -31,6 +31,20 @@ from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorR
 logger = Logger(child=True)
 
 JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+
+
+def wants_csv(accept: str | None) -> bool:
+    """Whether an Accept header asks for CSV before JSON (text/csv named, and no JSON type
+    listed ahead of it)."""
+    if not accept:
+        return False
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if "text/csv" not in kinds:
+        return False
+    first_json = next((i for i, kind in enumerate(kinds) if kind in (JSON, "application/*")), len(kinds))
+    return kinds.index("text/csv") < first_json
+
 
 _ERRORS: dict[int | HTTPStatus, Any] = {
     status: {"description": text, "content": {JSON: {"model": ErrorResponse}}}
@@ -70,7 +84,7 @@ def rate_headers(status: RateStatus | None) -> dict[str, str] | None:
 
 
 def ok_responses(
-    model: type[BaseModel], description: str, *, developer_scoped: bool = True
+    model: type[BaseModel], description: str, *, developer_scoped: bool = True, csv: bool = False
 ) -> dict[int | HTTPStatus, Any]:
     """A route's answers: the 200 and every error; a developer-scoped route's 200 carries the
     rate headers."""
@@ -84,6 +98,8 @@ def ok_responses(
         for name, text in _RATE_HEADERS.items()
     }
     ok: dict[str, Any] = {"description": description, "content": {JSON: {"model": model}}}
+    if csv:
+        ok["content"]["text/csv"] = {"schema": {"type": "string"}}
     if developer_scoped:
         ok["headers"] = headers
     return {200: ok, **_ERRORS}
@@ -203,4 +219,20 @@ MetricQuery = Annotated[str | None, Query(pattern=METRIC_PATTERN, description="O
 StartDateQuery = Annotated[date | None, Query(alias="startDate", description="First day, inclusive")]
 EndDateQuery = Annotated[
     date | None, Query(alias="endDate", description="Last day, inclusive (default today)")
+]
+GroupByQuery = Annotated[
+    str | None,
+    Query(
+        alias="groupBy",
+        max_length=200,
+        description="Up to 3 dimensions the metric's meter declares, comma-separated: adds `groups`",
+    ),
+]
+FilterQuery = Annotated[
+    list[str] | None,
+    Query(
+        alias="filter",
+        description="DIMENSION:VALUE (repeatable, one value per dimension, at most 3): only the "
+        "matching events count",
+    ),
 ]

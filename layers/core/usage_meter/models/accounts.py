@@ -95,6 +95,8 @@ class Plan(BaseModel):
 MAX_DIMENSIONS = 3
 MAX_UNIT = 32
 MAX_DESCRIPTION = 256
+DIMENSIONED_AGGREGATIONS: frozenset[Aggregation] = frozenset({"sum", "count"})
+"""Aggregations whose meters may declare dimensions (see domain/dimensions.py)."""
 LIMITLESS_AGGREGATIONS: frozenset[Aggregation] = frozenset({"max", "latest"})
 """Aggregations a plan may not limit: a peak or a last value is not a quantity that runs out."""
 
@@ -129,6 +131,11 @@ class MeterDefinition(BaseModel):
             )
         if self.aggregation != "unique_count" and self.unique_by is not None:
             raise ValueError(f"unique_by applies only to unique_count meters, not to {self.aggregation}")
+        if self.dimensions and self.aggregation not in DIMENSIONED_AGGREGATIONS:
+            raise ValueError(
+                f"dimensions apply to sum and count meters, not to {self.aggregation} (their groups "
+                "add up to the total; a peak, a last value, a distinct count or a level does not)"
+            )
         return self
 
     @property

@@ -26,6 +26,8 @@ class IdempotencyRecord(BaseModel):
     expires_at: int
     metadata: dict[str, Any] | None = None
     commit_token: str | None = None  # the ClientRequestToken of the transaction that wrote it
+    dimensions: dict[str, str] | None = None  # the combination its day was counted under (its
+    # meter's dimensions: the event's values, or "(other)" past the cardinality bound)
 
 
 CounterScope = Literal["day", "month", "minute", "level"]
@@ -85,6 +87,44 @@ class UniqueMarker(BaseModel):
     metric: str
     digest: str  # sha256 of the value, 32 hex characters
     expires_at: int  # kept while the window can still take (backdated) events
+
+
+class GroupIncrement(BaseModel):
+    """One change of one day's counter of one combination of dimension values (a dimensioned
+    sum or count meter): `quantity` and `events` added. The combination's item is asserted to
+    exist (`new` False) or to be absent (`new` True: its first writer, which also takes a place
+    under the day's cardinality bound unless it is the overflow combination)."""
+
+    developer_id: str
+    metric: str
+    day: str
+    values: dict[str, str]  # dimension -> value (every dimension of the meter)
+    digest: str  # of the values: the item's key
+    quantity: Decimal
+    events: int
+    aggregation: Aggregation = "sum"
+    new: bool = False
+
+
+class CombinationClaim(BaseModel):
+    """New combinations of one (developer, meter, day): the day's count of combinations raised
+    by `combinations`, only while it stays at most `ceiling` (the cardinality bound)."""
+
+    developer_id: str
+    metric: str
+    day: str
+    combinations: int
+    ceiling: int
+
+
+class GroupCounter(BaseModel):
+    """A day's counter of one combination, as read back."""
+
+    metric: str
+    day: str
+    values: dict[str, str]
+    consumed: Decimal
+    events: int
 
 
 class Counter(BaseModel):

@@ -228,9 +228,23 @@ class PeriodOut(ApiModel):
     end: str
 
 
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+class GroupOut(ApiModel):
+    """One group of a grouped read: the values of the dimensions grouped by ("(other)": the
+    combinations past the cardinality bound), and its figures."""
+
+    dimensions: dict[str, str]
+    consumed: Amount
+    events: int
+
+
 class MetricUsage(ApiModel):
     """One metric in a window: `consumed` is its meter's aggregated value (the sum, the count,
-    ...), `events` the events counted, `average` (sum meters) consumed / events."""
+    ...), `events` the events counted, `average` (sum meters) consumed / events; `groups`
+    (asked with groupBy) its usage per group, largest first."""
 
     consumed: Amount
     limit: Amount | None = None
@@ -239,6 +253,7 @@ class MetricUsage(ApiModel):
     aggregation: Aggregation = "sum"
     events: int = 0
     average: Amount | None = None
+    groups: list[GroupOut] | None = Field(default=None, exclude_if=_absent)
 
 
 class RateLimit(ApiModel):
@@ -280,9 +295,14 @@ class EntitlementResponse(ApiModel):
 
 
 class HistoryEntry(ApiModel):
+    """One step: each metric's consumption and the events of all; grouped (groupBy), also the
+    events of each metric and each grouped metric's groups, largest first."""
+
     date: str
     metrics: dict[str, Amount]
     total_requests: int
+    events: dict[str, int] | None = Field(default=None, exclude_if=_absent)
+    groups: dict[str, list[GroupOut]] | None = Field(default=None, exclude_if=_absent)
 
 
 class HistoryResponse(ApiModel):

@@ -10,9 +10,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from usage_meter import jsonutil
 from usage_meter.errors import Busy
-from usage_meter.models.records import CounterIncrement, IdempotencyRecord, MetricClaim, UniqueMarker
+from usage_meter.models.records import (
+    CombinationClaim,
+    CounterIncrement,
+    GroupIncrement,
+    IdempotencyRecord,
+    MetricClaim,
+    UniqueMarker,
+)
 from usage_meter.settings import settings
-from usage_meter.store import catalog, dynamodb, keys
+from usage_meter.store import catalog, dynamodb, groups, keys
 from usage_meter.store.catalog import CatalogSlot
 from usage_meter.store.counters import increment_item, marker_item
 from usage_meter.store.dynamodb import (
@@ -40,7 +47,9 @@ class CommitCancelled(Exception):
     moment, and `latest_keys` to its latest meter's order key. `catalogued` lists the (developer,
     metric) claims whose metric was in the catalog already; `catalog_sizes` the size of each
     developer's catalog that a claim would have taken past its ceiling; `seen` the unique_count
-    values a window had seen already.
+    values a window had seen already; `groups_flipped` the positions of combination counters
+    whose existence was not as asserted, `combinations` a day's stored count of combinations by
+    the position of the claim it refused.
     """
 
     def __init__(self, retryable: bool) -> None:
@@ -52,6 +61,8 @@ class CommitCancelled(Exception):
         self.catalogued: list[tuple[str, str]] = []
         self.catalog_sizes: dict[str, int] = {}
         self.seen: list[UniqueMarker] = []
+        self.groups_flipped: list[int] = []
+        self.combinations: dict[int, int] = {}
 
     def __str__(self) -> str:
         return (
@@ -91,6 +102,8 @@ def _record_item(record: IdempotencyRecord) -> Item:
     }
     if record.commit_token is not None:
         item["commitToken"] = text(record.commit_token)
+    if record.dimensions is not None:
+        item["dimensions"] = {"M": {name: text(value) for name, value in record.dimensions.items()}}
     if record.metadata is not None:
         # kept as JSON text: any JSON the API accepts is storable (DynamoDB's number range,
         # empty keys and nesting limits do not apply to a string)
@@ -122,6 +135,7 @@ def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
         expires_at=int(plain["expiresAt"]),
         metadata=_metadata(item.get("metadata")),
         commit_token=plain.get("commitToken"),
+        dimensions=plain.get("dimensions"),
     )
 
 
@@ -130,6 +144,8 @@ def commit_events(
     increments: Sequence[CounterIncrement],
     claims: Sequence[MetricClaim] = (),
     markers: Sequence[UniqueMarker] = (),
+    group_changes: Sequence[GroupIncrement] = (),
+    combinations: Sequence[CombinationClaim] = (),
     *,
     token: str,
     now_epoch: int,
@@ -159,13 +175,15 @@ def commit_events(
     items.extend(increment_item(inc, updated_at) for inc in increments)
     items.extend(catalog.claim_items(claims, updated_at))
     items.extend(marker_item(marker) for marker in markers)
+    items.extend(groups.group_item(change, updated_at) for change in group_changes)
+    items.extend(groups.claim_item(claim, updated_at) for claim in combinations)
     try:
         dynamodb.client().transact_write_items(TransactItems=items, ClientRequestToken=token)
     except ClientError as exc:
         code = dynamodb.error_code(exc)
         if code == "TransactionCanceledException":
             slots = catalog.slots(claims)
-            raise _cancelled(exc, records, len(increments), slots, markers) from exc
+            raise _cancelled(exc, records, len(increments), slots, markers, len(group_changes)) from exc
         if code in RETRYABLE_ERRORS:
             raise CommitInDoubt(maybe_applied=code in MAYBE_APPLIED_ERRORS) from exc
         raise
@@ -198,6 +216,7 @@ def _cancelled(
     increments: int,
     slots: list[CatalogSlot],
     markers: Sequence[UniqueMarker] = (),
+    group_changes: int = 0,
 ) -> CommitCancelled:
     """Read the per-item cancellation reasons: which keys exist already, which ceilings were hit,
     which catalog claims failed, and was there contention."""
@@ -207,8 +226,8 @@ def _cancelled(
         code = reason.get("Code", "None")
         if code == "ConditionalCheckFailed":
             past_claims = position - len(records) - increments - len(slots)
-            if past_claims >= 0:  # a value the window has seen already
-                cancelled.seen.append(markers[past_claims])
+            if past_claims >= 0:
+                _after_claims(cancelled, past_claims, reason, markers, group_changes)
             else:
                 _condition_failed(cancelled, position, reason, records, increments, slots)
         elif code in RETRYABLE_REASONS:
@@ -216,6 +235,29 @@ def _cancelled(
         elif code not in ("None", ""):
             raise RuntimeError(f"transaction item {position} failed with {code}: {reason.get('Message')}")
     return cancelled
+
+
+def _after_claims(
+    cancelled: CommitCancelled,
+    position: int,
+    reason: dict[str, Any],
+    markers: Sequence[UniqueMarker],
+    group_changes: int,
+) -> None:
+    """A failed condition past the catalog claims: a unique value the window has seen, a
+    combination whose existence was not as asserted, or a day's combinations at the bound."""
+    if position < len(markers):
+        cancelled.seen.append(markers[position])
+        return
+    position -= len(markers)
+    if position < group_changes:
+        cancelled.groups_flipped.append(position)
+        return
+    stored = groups.combinations_of(reason.get("Item") or {})
+    if stored is None:  # no count came back: try again
+        cancelled.retryable = True
+    else:
+        cancelled.combinations[position - group_changes] = stored
 
 
 def _condition_failed(

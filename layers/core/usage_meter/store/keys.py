@@ -9,6 +9,11 @@ UsageTable (pk, sk strings):
                                      month counters hold the level's net change in them
     sk = "U#<D|M>#<window>#<metric>#<digest>"  a value a unique_count meter has seen in a day or
                                      month (digest: sha256 of the value, 32 hex); TTL-deleted
+    sk = "G#<metric>#<YYYY-MM-DD>#<digest>"  a dimensioned meter's day counter of one combination
+                                     of dimension values (held in `dimensions`; digest: sha256 of
+                                     them, 32 hex); a month of one meter is one range
+    sk = "C#<metric>#<YYYY-MM-DD>"   the combinations a dimensioned meter has in a day (at most
+                                     the cardinality bound; "(other)" is not counted)
     sk = "METRIC#<metric>"           the developer's metric catalog: a metric its plan does not declare
     sk = "METRICS"                   the catalog's size (at most 100: too_many_metrics beyond)
     sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
@@ -115,6 +120,19 @@ def marker_sk(scope: CounterScope, window: str, metric: str, digest: str) -> str
 def marker_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
     """The sk range holding every unique_count marker of the windows `first` to `last`."""
     return f"U#{_SCOPE_PREFIX[scope]}#{first}#", f"U#{_SCOPE_PREFIX[scope]}#{last}#~"
+
+
+def group_sk(metric: str, day: str, digest: str) -> str:
+    return f"G#{metric}#{day}#{digest}"
+
+
+def group_range(metric: str, first_day: str, last_day: str) -> tuple[str, str]:
+    """The sk range holding every combination's day counters of one meter, first to last day."""
+    return f"G#{metric}#{first_day}#", f"G#{metric}#{last_day}#~"
+
+
+def combinations_sk(metric: str, day: str) -> str:
+    return f"C#{metric}#{day}"
 
 
 def catalog_sk(metric: str) -> str:
