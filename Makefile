@@ -63,8 +63,9 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit clients/python/tests
 
+# moto runs in-process: two workers (one per core of a CI machine) halve this tier's time
 integration: install
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -n 2 tests/integration
 
 engine: install
 	$(BIN)/pytest tests/engine

@@ -100,17 +100,9 @@ def current_usage(
     billing = month_period(now)
     billing_counters = counter_store.month_counters(target, billing.key)
     selected = asked or billing
-    counters = (
-        billing_counters
-        if asked is None
-        else counter_store.day_counters(target, day_key(asked.first_day), day_key(asked.last_day))
-    )
-
     plan = resolve.plan(target)
     expected = [metric] if metric else (plan.metrics if plan else [])
-    tallies, total = _sum_counters(counters, metric, expected, MeterBook())
-    if asked is not None:
-        _range_distincts(target, asked, tallies, now.date())
+    tallies, total = _window_tallies(target, asked, billing_counters, metric, expected, now.date())
     groups: dict[str, Groups] = {}
     if query is not None and grouped:
         window = asked or billing
@@ -142,6 +134,27 @@ def current_usage(
         resets_in_days=math.ceil((billing.end - now).total_seconds() / 86400),
         rate_limit=rate_report(plan, target, now),
     )
+
+
+def _window_tallies(
+    developer_id: str,
+    asked: Period | None,
+    billing_counters: list[Counter],
+    metric: str | None,
+    expected: Iterable[str],
+    today: date,
+) -> tuple[dict[str, Tally], int]:
+    """Each metric's figure in the window asked for (None: the billing period, whose counters
+    are read already), and the events behind them."""
+    counters = (
+        billing_counters
+        if asked is None
+        else counter_store.day_counters(developer_id, day_key(asked.first_day), day_key(asked.last_day))
+    )
+    tallies, total = _sum_counters(counters, metric, expected, MeterBook())
+    if asked is not None:
+        _range_distincts(developer_id, asked, tallies, today)
+    return tallies, total
 
 
 def _grouped_meters(query: GroupQuery | None, metric: str | None) -> dict[str, Aggregation]:
