@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -224,13 +225,21 @@ def test_bad_dimension_values_are_refused_and_nothing_counted(api: Stack, metada
     assert table_items(api.dynamodb, api.usage_table) == before
 
 
-def test_past_the_bound_events_count_under_other(api: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_past_the_bound_events_count_under_other(
+    api: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DIMENSION_CARDINALITY", "5")
     settings.cache_clear()
     sent = [call(f"/e{i % 8}", "m") for i in range(30)]  # 8 endpoints, 4 events each at most
+    capsys.readouterr()
     for start in range(0, len(sent), 10):
         assert {r["status"] for r in track(api, *sent[start : start + 10])} == {"recorded"}
     settings.cache_clear()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    overflowed = sum(sum(line.get("DimensionOverflow", [])) for line in printed)
+    warned = [line for line in printed if line.get("message", "").startswith("dimension combinations past")]
+    assert warned
+    assert {(w["developer_id"], w["metric"]) for w in warned} == {(ALICE, "calls")}
 
     groups = api.current(metric="calls", groupBy="endpoint,model").json()["metrics"]["calls"]
     counts = Counter(e["metadata"]["endpoint"] for e in sent)
@@ -239,7 +248,7 @@ def test_past_the_bound_events_count_under_other(api: Stack, monkeypatch: pytest
     for g in kept:
         assert g["events"] == counts[g["dimensions"]["endpoint"]]
     [other] = [g for g in groups["groups"] if g["dimensions"] == {"endpoint": "(other)", "model": "(other)"}]
-    assert other["events"] == 30 - sum(g["events"] for g in kept)
+    assert other["events"] == 30 - sum(g["events"] for g in kept) == overflowed
     assert sum(g["consumed"] for g in groups["groups"]) == groups["consumed"] == 30
     items = table_items(api.dynamodb, api.usage_table)
     assert {int(i["combinations"]["N"]) for i in items if i["sk"]["S"].startswith("C#calls")} == {5}
