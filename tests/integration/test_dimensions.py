@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from usage_meter import jsonutil
+from usage_meter.domain import dimensions
 from usage_meter.settings import settings
 from usage_meter_admin import cli
 
@@ -261,3 +262,16 @@ def test_a_filter_value_may_hold_a_comma(api: Stack) -> None:
     # two filters, as API Gateway joins a repeated parameter
     both = api.current(metric="calls", filter="endpoint:/v1/a,model:m,n").json()["metrics"]["calls"]
     assert (both["consumed"], both["events"]) == (1, 1)
+
+
+def test_breakdown_is_the_grouped_read_for_other_presenters(api: Stack) -> None:
+    track(api, *[call("/v1/verify", "small")] * 2, call("/v1/sign", "large"), call("/v1/sign", "small"))
+    day = NOW.date()
+    by_endpoint = dimensions.breakdown(ALICE, "calls", day, day, ["endpoint"])
+    assert [(g.dimensions, g.consumed, g.events) for g in by_endpoint] == [
+        ({"endpoint": "/v1/sign"}, 2, 2),
+        ({"endpoint": "/v1/verify"}, 2, 2),
+    ]
+    small = dimensions.breakdown(ALICE, "calls", day, day, ["endpoint"], {"model": "small"})
+    assert [(g.dimensions["endpoint"], g.events) for g in small] == [("/v1/verify", 2), ("/v1/sign", 1)]
+    assert dimensions.breakdown("dev_bob", "calls", day, day, ["endpoint"]) == []
