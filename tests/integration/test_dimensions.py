@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from usage_meter import jsonutil
+from usage_meter.domain import dimensions
 from usage_meter.settings import settings
 from usage_meter_admin import cli
 
@@ -224,13 +226,21 @@ def test_bad_dimension_values_are_refused_and_nothing_counted(api: Stack, metada
     assert table_items(api.dynamodb, api.usage_table) == before
 
 
-def test_past_the_bound_events_count_under_other(api: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_past_the_bound_events_count_under_other(
+    api: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DIMENSION_CARDINALITY", "5")
     settings.cache_clear()
     sent = [call(f"/e{i % 8}", "m") for i in range(30)]  # 8 endpoints, 4 events each at most
+    capsys.readouterr()
     for start in range(0, len(sent), 10):
         assert {r["status"] for r in track(api, *sent[start : start + 10])} == {"recorded"}
     settings.cache_clear()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    overflowed = sum(sum(line.get("DimensionOverflow", [])) for line in printed)
+    warned = [line for line in printed if line.get("message", "").startswith("dimension combinations past")]
+    assert warned
+    assert {(w["developer_id"], w["metric"]) for w in warned} == {(ALICE, "calls")}
 
     groups = api.current(metric="calls", groupBy="endpoint,model").json()["metrics"]["calls"]
     counts = Counter(e["metadata"]["endpoint"] for e in sent)
@@ -239,7 +249,7 @@ def test_past_the_bound_events_count_under_other(api: Stack, monkeypatch: pytest
     for g in kept:
         assert g["events"] == counts[g["dimensions"]["endpoint"]]
     [other] = [g for g in groups["groups"] if g["dimensions"] == {"endpoint": "(other)", "model": "(other)"}]
-    assert other["events"] == 30 - sum(g["events"] for g in kept)
+    assert other["events"] == 30 - sum(g["events"] for g in kept) == overflowed
     assert sum(g["consumed"] for g in groups["groups"]) == groups["consumed"] == 30
     items = table_items(api.dynamodb, api.usage_table)
     assert {int(i["combinations"]["N"]) for i in items if i["sk"]["S"].startswith("C#calls")} == {5}
@@ -252,3 +262,16 @@ def test_a_filter_value_may_hold_a_comma(api: Stack) -> None:
     # two filters, as API Gateway joins a repeated parameter
     both = api.current(metric="calls", filter="endpoint:/v1/a,model:m,n").json()["metrics"]["calls"]
     assert (both["consumed"], both["events"]) == (1, 1)
+
+
+def test_breakdown_is_the_grouped_read_for_other_presenters(api: Stack) -> None:
+    track(api, *[call("/v1/verify", "small")] * 2, call("/v1/sign", "large"), call("/v1/sign", "small"))
+    day = NOW.date()
+    by_endpoint = dimensions.breakdown(ALICE, "calls", day, day, ["endpoint"])
+    assert [(g.dimensions, g.consumed, g.events) for g in by_endpoint] == [
+        ({"endpoint": "/v1/sign"}, 2, 2),
+        ({"endpoint": "/v1/verify"}, 2, 2),
+    ]
+    small = dimensions.breakdown(ALICE, "calls", day, day, ["endpoint"], {"model": "small"})
+    assert [(g.dimensions["endpoint"], g.events) for g in small] == [("/v1/verify", 2), ("/v1/sign", 1)]
+    assert dimensions.breakdown("dev_bob", "calls", day, day, ["endpoint"]) == []

@@ -235,11 +235,18 @@ def read_groups(
 
 
 def breakdown(
-    developer_id: str, metric: str, first: date, last: date, group_by: Iterable[str], **filters: str
+    developer_id: str,
+    metric: str,
+    first: date,
+    last: date,
+    group_by: Iterable[str],
+    filters: Mapping[str, str] | None = None,
 ) -> list[GroupOut]:
-    """One meter's usage from `first` to `last` grouped by some of its dimensions (and only the
-    events whose values match `filters`), largest first: one paginated Query."""
-    query = GroupQuery(group_by=tuple(group_by), filters=tuple(filters.items()))
+    """One meter's usage from `first` to `last` grouped by some of its dimensions (only the
+    events whose values match `filters`), largest first, at most MAX_GROUPS and "(other)": one
+    paginated Query. For presenters (e.g. Glyphnet's `breakdown` by endpoint); the caller
+    names dimensions its meter declares (an undeclared one reads as "" everywhere)."""
+    query = GroupQuery(group_by=tuple(group_by), filters=tuple((filters or {}).items()))
     steps = read_groups(developer_id, query, [metric], first, last, lambda _: "")[metric]
     return steps[""].ranked(query.group_by) if "" in steps else []
 
