@@ -6,6 +6,7 @@ There is no second copy of the schema: tables are created from the template's ow
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from functools import lru_cache
@@ -72,6 +73,12 @@ def create_table_requests(names: dict[str, str], path: Path = TEMPLATE) -> list[
         for index_kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             if props.get(index_kind):
                 request[index_kind] = props[index_kind]
+        stream = props.get("StreamSpecification")
+        if stream:
+            request["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": stream["StreamViewType"],
+            }
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             request["_ttl_attribute"] = ttl["AttributeName"]
@@ -86,6 +93,7 @@ def create_tables(dynamodb: Any, names: dict[str, str], path: Path = TEMPLATE) -
         ttl_attribute = request.pop("_ttl_attribute", None)
         if request["TableName"] in existing:
             _add_missing_indexes(dynamodb, request)
+            _add_missing_stream(dynamodb, request)
             continue
         dynamodb.create_table(**request)
         dynamodb.get_waiter("table_exists").wait(TableName=request["TableName"])
@@ -94,6 +102,14 @@ def create_tables(dynamodb: Any, names: dict[str, str], path: Path = TEMPLATE) -
                 TableName=request["TableName"],
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
             )
+
+
+def _add_missing_stream(dynamodb: Any, request: dict[str, Any]) -> None:
+    """Give a table kept from an older template the stream the template now gives it."""
+    wanted = request.get("StreamSpecification")
+    described = dynamodb.describe_table(TableName=request["TableName"])["Table"]
+    if wanted and not described.get("StreamSpecification", {}).get("StreamEnabled"):
+        dynamodb.update_table(TableName=request["TableName"], StreamSpecification=wanted)
 
 
 def _add_missing_indexes(dynamodb: Any, request: dict[str, Any]) -> None:
@@ -238,3 +254,50 @@ def schedules(path: Path = TEMPLATE) -> list[Schedule]:
                     )
                 )
     return found
+
+
+class StreamSource(BaseModel):
+    """A function's DynamoDB stream event source: which table, batch size, retries, filters."""
+
+    function: str
+    table: str  # logical id
+    batch_size: int
+    maximum_retry_attempts: int
+    bisect: bool
+    patterns: list[dict[str, Any]]
+
+
+def stream_sources(path: Path = TEMPLATE) -> list[StreamSource]:
+    """Every DynamoDB stream event source mapping of the template."""
+    found = []
+    for logical_id, fn in resources("AWS::Serverless::Function", path).items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            props = event["Properties"]
+            filters = props.get("FilterCriteria", {}).get("Filters", [])
+            found.append(
+                StreamSource(
+                    function=logical_id,
+                    table=props["Stream"]["Fn::GetAtt"][0],
+                    batch_size=int(props.get("BatchSize", 100)),
+                    maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+                    bisect=bool(props.get("BisectBatchOnFunctionError", False)),
+                    patterns=[json.loads(f["Pattern"]) for f in filters],
+                )
+            )
+    return found
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """Whether `value` matches an event-filter `pattern` (the subset the template uses: nested
+    objects, lists of literals or {"prefix": ...})."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            k in value and matches(p, value[k]) for k, p in pattern.items()
+        )
+    return any(
+        (isinstance(option, dict) and isinstance(value, str) and value.startswith(option["prefix"]))
+        or option == value
+        for option in pattern
+    )

@@ -50,6 +50,11 @@ class Settings(BaseModel):
     undeclared_metrics: Literal["accept", "reject"] = "accept"  # a metric with no meter
     dimension_cardinality: int = Field(default=DEFAULT_DIMENSION_CARDINALITY, ge=1)
     # combinations of dimension values per developer, meter and day; beyond: "(other)"
+    event_bus: str | None = None  # EventBridge bus name, or file://<path> (the local stack's log)
+    webhook_queue: str | None = None  # SQS queue URL, or file://<folder> (the local stack's queue)
+    webhook_key_id: str | None = None  # the KMS HMAC key that derives webhook secrets
+    webhook_key_file: str | None = None  # locally: a key file instead of KMS
+    webhook_allow_local: bool = False  # the local stack only: http://127.0.0.1 endpoints
 
 
 def _number(name: str, default: float) -> float:
@@ -90,4 +95,9 @@ def settings() -> Settings:
         rollup_workers=_count("ROLLUP_WORKERS"),
         dimension_cardinality=max(1, _count("DIMENSION_CARDINALITY") or DEFAULT_DIMENSION_CARDINALITY),
         undeclared_metrics="reject" if os.environ.get("UNDECLARED_METRICS") == "reject" else "accept",
+        event_bus=os.environ.get("EVENT_BUS_NAME") or None,
+        webhook_queue=os.environ.get("WEBHOOK_QUEUE_URL") or None,
+        webhook_key_id=os.environ.get("WEBHOOK_KEY_ID") or None,
+        webhook_key_file=os.environ.get("WEBHOOK_KEY_FILE") or None,
+        webhook_allow_local=os.environ.get("WEBHOOK_ALLOW_LOCAL") == "true",
     )

@@ -8,9 +8,12 @@ with UsageMeter(api_key="um_live_...", base_url="https://...") as client:
     history = client.usage.history(days=30)
     client.usage.track(metric="api_calls", quantity=1)
     ok = client.entitlements.check("api_calls")
+
+event = webhooks.verify(body, headers["Usage-Meter-Signature"], "whsec_...")
 ```
 """
 
+from . import webhooks
 from ._async_client import AsyncEntitlements, AsyncUsage, AsyncUsageMeter
 from ._client import Entitlements, Usage, UsageMeter
 from ._errors import (
@@ -83,4 +86,5 @@ __all__ = [
     "UsageSnapshot",
     "ValidationError",
     "__version__",
+    "webhooks",
 ]

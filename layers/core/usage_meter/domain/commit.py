@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_meter import jsonutil
-from usage_meter.domain import clock
+from usage_meter.domain import alerts, clock
 from usage_meter.domain.dimensions import OTHER
 from usage_meter.domain.packing import (
     MAX_UNDECLARED_METRICS,
@@ -176,7 +176,24 @@ def refuse(refused: list[Refusal], outcomes: Outcomes) -> None:
             settle_duplicate(event, held, outcomes)
             continue
         status, error = _refusal(event, reason)
+        if reason == "limit":
+            flag_refusal(event)
         outcomes.set(event, status, None, error_detail(error))
+
+
+_flagged: set[tuple[str, str, str]] = set()
+"""(developer, month, metric) whose first refusal this container already flagged."""
+
+
+def flag_refusal(event: PendingEvent) -> None:
+    """The period's first hard-limit refusal raises usage.limit.reached (through the stream):
+    a conditional put, made once per container and period."""
+    seen = (event.developer_id, month_period(event.event_time).key, event.metric)
+    if seen not in _flagged:
+        alerts.refused_at_limit(
+            event.developer_id, event.metric, event.event_time, event.hard_limit or Decimal(0)
+        )
+        _flagged.add(seen)
 
 
 @dataclass

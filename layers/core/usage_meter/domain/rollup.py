@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from usage_meter.domain import clock
+from usage_meter.domain import alerts, clock
 from usage_meter.domain.meters import combine
 from usage_meter.domain.periods import RETENTION, day_key, days_between, month_key, month_period
 from usage_meter.models.records import (
@@ -238,7 +238,14 @@ def roll_up(developer_id: str, month: str, now: datetime) -> _Outcome:
             outcome.written += 1
         else:
             outcome.unchanged += 1  # a concurrent run stored the same or a newer one first
+    if sums and period.end <= now and (outcome.written or now - period.end < CLOSING_RETRIES):
+        alerts.period_closed(developer_id, month, {m: t.consumed for m, t in sums.items()})
     return outcome
+
+
+CLOSING_RETRIES = timedelta(days=1)
+"""A month closed less than this long ago has usage.period.closed raised (once, by its claim)
+on every run, so a run that failed to publish it is made good by the next."""
 
 
 Task = Callable[[str, str, datetime], _Outcome]

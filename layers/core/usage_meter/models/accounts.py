@@ -70,11 +70,23 @@ class ApiKeyRecord(BaseModel):
     last_used_at: str | None = None
 
 
+DEFAULT_ALERTS: tuple[int, ...] = (80, 90, 100)
+
+
 class MetricLimit(BaseModel):
-    """A plan's allowance of one metric per billing period; limit None means unlimited."""
+    """A plan's allowance of one metric per billing period; limit None means unlimited.
+    `alerts`: the percentages of the limit that raise usage.threshold.reached (None: 80, 90, 100)."""
 
     limit: Decimal | None = None
     enforcement: Enforcement = "soft"
+    alerts: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(default=None, max_length=10)
+
+    @property
+    def thresholds(self) -> tuple[int, ...]:
+        """The alert percentages of a limited metric (none without a limit), ascending."""
+        if self.limit is None:
+            return ()
+        return tuple(sorted(set(self.alerts))) if self.alerts is not None else DEFAULT_ALERTS
 
 
 class Plan(BaseModel):

@@ -305,7 +305,9 @@ def touch_key(key: ApiKeyRecord, when: str) -> None:
 
 def _plan_item(plan: Plan) -> Item:
     metrics: dict[str, Any] = {
-        name: {"limit": limit.limit, "enforcement": limit.enforcement} for name, limit in plan.metrics.items()
+        name: {"limit": limit.limit, "enforcement": limit.enforcement}
+        | ({"alerts": list(limit.alerts)} if limit.alerts is not None else {})
+        for name, limit in plan.metrics.items()
     }
     item: Item = {
         "pk": text(keys.plan_pk(plan.name)),
@@ -325,6 +327,7 @@ def _plan(item: dict[str, Any]) -> Plan:
         name: MetricLimit(
             limit=Decimal(value["M"]["limit"]["N"]) if "N" in value["M"]["limit"] else None,
             enforcement=value["M"]["enforcement"]["S"],
+            alerts=[int(a["N"]) for a in value["M"]["alerts"]["L"]] if "alerts" in value["M"] else None,
         )
         for name, value in item.get("metrics", {"M": {}})["M"].items()
     }

@@ -19,6 +19,14 @@ UsageTable (pk, sk strings):
     sk = "S#<YYYY-MM>#<metric>"      month summary written by the rollup (SET, never ADD): the sum
                                      of the month's day counters (consumed, events, days with
                                      usage), closed (the month has ended), rolledUpAt
+    sk = "X#<YYYY-MM>#<metric>"      the period's first hard-limit refusal of a metric (put once by
+                                     the track path; the stream turns it into usage.limit.reached)
+    sk = "A#<YYYY-MM>#<metric>#<what>"  an alert's claim: one per developer, meter, period and
+                                     threshold (<what>: the percentage, "limit" or "closed"),
+                                     with the event it publishes; TTL-deleted after the window
+    pk = "HOOK#<webhookId>", sk = "E#<eventId>"  an event's delivery to one endpoint (its lease,
+                                     attempts, when delivered); TTL-deleted after 30 days
+    pk = "HOOK#<webhookId>", sk = "T#<attemptedAt>#<eventId>"  one recorded delivery attempt
 IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
 AccountsTable:
     pk = "DEV#<developerId>", sk = "PROFILE"       developer profile (kind = "developer")
@@ -26,6 +34,8 @@ AccountsTable:
     pk = "KEY#<sha256(key)>", sk = "KEY"           the authorizer's lookup item
     pk = "PLAN#<name>",       sk = "PLAN"          a plan (kind = "plan")
     pk = "METER#<metric>",    sk = "METER"         a meter definition (kind = "meter")
+    pk = "WEBHOOK#<id>",      sk = "WEBHOOK"       a webhook endpoint (kind = "webhook"; its salt,
+                                                   never its secret)
 """
 
 from __future__ import annotations
@@ -146,3 +156,37 @@ def catalog_range() -> tuple[str, str]:
 
 def scope_of_sk(sk: str) -> CounterScope:
     return next(scope for scope, prefix in _SCOPE_PREFIX.items() if sk.startswith(f"{prefix}#"))
+
+
+WEBHOOK_SK = "WEBHOOK"
+LIMIT_CLAIM = "limit"
+CLOSED_CLAIM = "closed"
+
+
+def refusal_sk(month: str, metric: str) -> str:
+    return f"X#{month}#{metric}"
+
+
+def claim_sk(period: str, metric: str, what: str) -> str:
+    """An alert's claim: `what` is a threshold percentage, LIMIT_CLAIM or CLOSED_CLAIM."""
+    return f"A#{period}#{metric}#{what}"
+
+
+def webhook_pk(webhook_id: str) -> str:
+    return f"WEBHOOK#{webhook_id}"
+
+
+def hook_pk(webhook_id: str) -> str:
+    return f"HOOK#{webhook_id}"
+
+
+def delivery_sk(event_id: str) -> str:
+    return f"E#{event_id}"
+
+
+def attempt_sk(attempted_at: str, event_id: str) -> str:
+    return f"T#{attempted_at}#{event_id}"
+
+
+def attempt_range() -> tuple[str, str]:
+    return "T#", "T#~"
