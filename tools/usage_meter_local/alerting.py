@@ -28,7 +28,9 @@ class AlertPipeline:
         self.stop_worker = threading.Event()
         self.worker = QueueWorker(queue_folder(environment))
 
-    def start_consumer(self) -> None:
+    def start_consumer(self, wait_s: float = 60) -> None:
+        """A new consumer process; returns once it reads the stream (or after `wait_s`)."""
+        ready = self.ready = _SPAWN.Event()  # kept: the child unpickles it after we return
         self.consumer = _SPAWN.Process(
             target=consume,
             args=(
@@ -37,11 +39,13 @@ class AlertPipeline:
                 self.environment["USAGE_TABLE"],
                 str(self.checkpoints),
                 self.duplicate_rate,
+                ready,
             ),
             name="alerts-stream",
             daemon=True,
         )
         self.consumer.start()
+        ready.wait(wait_s)
 
     def kill_consumer(self) -> None:
         """SIGKILL: whatever batch it was in is redelivered to the next consumer."""
