@@ -56,8 +56,17 @@ def test_each_function_gets_only_what_it_uses() -> None:
         "dynamodb:PutItem",
         "dynamodb:GetItem",
     }
-    for reader in ("CurrentFunction", "HistoryFunction", "EntitlementsFunction"):
+    for reader in (
+        "CurrentFunction",
+        "HistoryFunction",
+        "EntitlementsFunction",
+        "GrantexFunction",
+        "GlyphnetFunction",
+    ):
         assert actions_on(reader) == {"dynamodb:Query", "dynamodb:GetItem"}, reader
+    # BillingOS's track, metrics and check: what the track function does, and the meters'
+    # descriptions (its feature titles) from the KindIndex
+    assert actions_on("BillingosFunction") == actions_on("TrackFunction")
     assert actions_on("AuthorizerFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert actions_on("DocsFunction") == set()
     assert actions_on("MetersFunction") == {"dynamodb:Query"}
@@ -93,7 +102,7 @@ def test_only_track_writes_the_idempotency_table_and_the_rollup_never_touches_it
     for function in FUNCTIONS:
         for statement in statements(function):
             if "IdempotencyTable" in resource_refs(statement):
-                assert function == "TrackFunction"
+                assert function in ("TrackFunction", "BillingosFunction")  # the two that track
     rollup_tables = {name for s in statements("RollupFunction") for name in resource_refs(s)}
     assert rollup_tables == {"UsageTable"}
 
@@ -171,6 +180,9 @@ RESERVED_CONCURRENCY = {
     "HistoryFunction": "ReadReservedConcurrency",
     "EntitlementsFunction": "ReadReservedConcurrency",
     "MetersFunction": "ReadReservedConcurrency",
+    "GrantexFunction": "ReadReservedConcurrency",
+    "GlyphnetFunction": "ReadReservedConcurrency",
+    "BillingosFunction": "TrackReservedConcurrency",
     "AuthorizerFunction": "AuthorizerReservedConcurrency",
 }
 

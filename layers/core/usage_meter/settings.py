@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from usage_meter.models.wire import METRIC_PATTERN
+
 MAX_KEY_CACHE_SECONDS = 60.0
 DEFAULT_DIMENSION_CARDINALITY = 1000
 _TABLE_VARIABLES = {
@@ -55,6 +57,8 @@ class Settings(BaseModel):
     webhook_key_id: str | None = None  # the KMS HMAC key that derives webhook secrets
     webhook_key_file: str | None = None  # locally: a key file instead of KMS
     webhook_allow_local: bool = False  # the local stack only: http://127.0.0.1 endpoints
+    glyphnet_requests_meter: str = Field(default="api_calls", pattern=METRIC_PATTERN)
+    # the meter whose usage Glyphnet's compatible answer reports as requests
 
 
 def _number(name: str, default: float) -> float:
@@ -100,4 +104,5 @@ def settings() -> Settings:
         webhook_key_id=os.environ.get("WEBHOOK_KEY_ID") or None,
         webhook_key_file=os.environ.get("WEBHOOK_KEY_FILE") or None,
         webhook_allow_local=os.environ.get("WEBHOOK_ALLOW_LOCAL") == "true",
+        glyphnet_requests_meter=os.environ.get("GLYPHNET_REQUESTS_METER", "").strip() or "api_calls",
     )
