@@ -32,6 +32,7 @@ def key_row(k: ApiKeyRecord) -> list[str]:
 def plan_row(p: Plan) -> list[str]:
     limits = ", ".join(
         f"{metric}={'unlimited' if m.limit is None else jsonutil.number_text(m.limit)} ({m.enforcement})"
+        + (f" alerts {','.join(map(str, m.thresholds))}%" if m.thresholds else "")
         for metric, m in sorted(p.metrics.items())
     )
     rate = f"{p.requests_per_minute or '-'}/min" + (" (hard)" if p.rate_ceiling is not None else "")
@@ -162,8 +163,24 @@ def _allowances(texts: list[str]) -> dict[str, MetricLimit]:
     return metrics
 
 
+def parse_alerts(text: str) -> list[int]:
+    """`--alerts 80,90,100`: percentages of each limit, 1 to 1000, at most 10 (`none`: no alerts)."""
+    if text.strip() == "none":
+        return []
+    try:
+        values = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise CliError(f"--alerts {text!r}: expected percentages such as 80,90,100 (or none)") from None
+    if not values or len(values) > 10 or values[0] < 1 or values[-1] > 1000:
+        raise CliError(f"--alerts {text!r}: 1 to 10 percentages between 1 and 1000")
+    return values
+
+
 def _plans_put(args: argparse.Namespace) -> None:
     metrics = _allowances(args.metric or [])
+    if args.alerts is not None:
+        thresholds = parse_alerts(args.alerts)
+        metrics = {name: m.model_copy(update={"alerts": thresholds}) for name, m in metrics.items()}
     if args.requests_per_minute is not None and args.requests_per_minute < 1:
         raise CliError(f"--requests-per-minute {args.requests_per_minute}: it must be at least 1")
     if args.rate_enforcement == "hard" and args.requests_per_minute is None:
@@ -266,6 +283,11 @@ def add_plan_commands(groups: Any) -> None:
     )
     put.add_argument(
         "--requests-per-minute", type=int, help="the plan's request rate (events per UTC minute)"
+    )
+    put.add_argument(
+        "--alerts",
+        metavar="PCT[,PCT…]",
+        help="alert thresholds in percent of each limit (default 80,90,100; none: no alerts)",
     )
     put.add_argument(
         "--rate-enforcement",

@@ -3,7 +3,7 @@ usage views (a developer's current usage and history, rendered by `views`).
 
 argparse rather than a CLI framework: it ships with Python, so the CLI adds nothing to the
 Lambda layer and runs wherever boto3 does. The commands live in `account_commands`,
-`meter_commands` and `usage_commands`; `connection` chooses the stack (--stack-name, --local, the environment)
+`meter_commands`, `usage_commands` and `webhook_commands`; `connection` chooses the stack (--stack-name, --local, the environment)
 and names what is missing when AWS cannot be used. Every failure a user can cause or fix
 is one `error: …` line on stderr and exit code 1; anything else is a bug and raises.
 """
@@ -23,6 +23,7 @@ from usage_meter_admin.account_commands import add_developer_commands, add_key_c
 from usage_meter_admin.common import CliError
 from usage_meter_admin.meter_commands import add_meter_commands
 from usage_meter_admin.usage_commands import add_rollup_commands, add_usage_commands
+from usage_meter_admin.webhook_commands import add_webhook_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_meter_commands(groups)
     add_rollup_commands(groups)
     add_usage_commands(groups)
+    add_webhook_commands(groups)
     return parser
 
 

@@ -42,6 +42,14 @@ TABLE_FIELDS = {
     "accounts_table": "ACCOUNTS_TABLE",
 }
 LOCAL_VARIABLES = (*STACK_OUTPUTS.values(), "DYNAMODB_ENDPOINT_URL")
+WEBHOOK_OUTPUTS = {
+    "EventBusName": "EVENT_BUS_NAME",
+    "WebhookQueueUrl": "WEBHOOK_QUEUE_URL",
+    "WebhookSigningKeyId": "WEBHOOK_KEY_ID",
+}
+"""Outputs the webhooks commands use; a stack deployed before webhooks lacks them."""
+LOCAL_WEBHOOK_VARIABLES = ("EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL", "WEBHOOK_KEY_FILE", "WEBHOOK_ALLOW_LOCAL")
+"""What `make dev` writes for the webhooks commands (the local bus, queue and signing key)."""
 # a shell's own AWS settings that must not reach DynamoDB Local along with the local ones
 SHELL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 WHERE = "--stack-name NAME (a deployed stack) or --local (the `make dev` stack)"
@@ -111,6 +119,7 @@ def _use_local(env_file: Path) -> None:
         os.environ.pop(name, None)
     os.environ.update(LOCAL_AWS_ENVIRONMENT)
     os.environ.update({name: values[name] for name in LOCAL_VARIABLES})
+    os.environ.update({name: values[name] for name in LOCAL_WEBHOOK_VARIABLES if values.get(name)})
 
 
 def _use_stack(stack_name: str) -> None:
@@ -120,6 +129,9 @@ def _use_stack(stack_name: str) -> None:
         if output not in outputs:
             raise CliError(f"stack {stack_name} has no output {output}")
         os.environ[variable] = outputs[output]
+    for output, variable in WEBHOOK_OUTPUTS.items():
+        if output in outputs:
+            os.environ[variable] = outputs[output]
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -35,7 +35,8 @@ def _handler(secrets: list[str], on_receive: OnReceive) -> type[BaseHTTPRequestH
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             header = self.headers.get(sdk_webhooks.SIGNATURE_HEADER, "")
-            event, error = None, "no secret matches"
+            event: dict[str, Any] | None = None
+            error: str | None = "no secret matches"
             for secret in secrets:
                 try:
                     event, error = sdk_webhooks.verify(body, header, secret), None

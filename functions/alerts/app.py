@@ -28,7 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         assert change is not None
         alerts.on_change(str(change.keys["sk"]), change.old_image, change.new_image, lookup)
 
-    answer: dict[str, Any] = process_partial_response(
+    answer = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
-    return answer
+    return dict(answer)

@@ -34,7 +34,7 @@ async def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    answer: dict[str, Any] = async_process_partial_response(
+    answer = async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
-    return answer
+    return dict(answer)

@@ -19,9 +19,11 @@ import pytest
 
 from usage_meter.domain import accounts, meters
 from usage_meter.http.docs import openapi_document
+from usage_meter.store import dynamodb as store_db
 from usage_meter_local.events import LambdaContext, http_event
 from usage_meter_local.handlers import load_handler
 from usage_meter_local.invoke import Answer, to_answer
+from usage_meter_local.outbox import environment as outbox_environment
 from usage_meter_local.template import ROOT, Route, load, resources, routes
 
 from helpers import counters, iso, table_items
@@ -63,6 +65,21 @@ def scheduled_function(event: dict[str, Any]) -> str:
     return matches[0]
 
 
+SOURCE_TYPES = {"aws:dynamodb": "DynamoDB", "aws:sqs": "SQS"}
+
+
+def record_function(event: dict[str, Any]) -> str:
+    """The function whose stream or queue event source delivers these records."""
+    kind = SOURCE_TYPES[event["Records"][0]["eventSource"]]
+    matches = [
+        logical_id
+        for logical_id, fn in resources(FUNCTION).items()
+        if any(source.get("Type") == kind for source in fn["Properties"].get("Events", {}).values())
+    ]
+    assert len(matches) == 1, f"{kind} event sources: {matches}"
+    return matches[0]
+
+
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
     """Call the handler the template maps this event to, the way Lambda would."""
     if "routeKey" in event:
@@ -70,7 +87,7 @@ def invoke(event: dict[str, Any]) -> dict[str, Any]:
         handler = load_handler(route.code_uri, route.handler)
         name = route.function
     else:
-        name = scheduled_function(event)
+        name = record_function(event) if "Records" in event else scheduled_function(event)
         props = resources(FUNCTION)[name]["Properties"]
         default = load()["Globals"]["Function"].get("Handler", "app.lambda_handler")
         handler = load_handler(props["CodeUri"], props.get("Handler", default))
@@ -366,7 +383,47 @@ def expect_billingos_track(stack: Stack, run: Callable[[], dict[str, Any]]) -> N
     assert [r["pk"]["S"] for r in records] == ["dev_demo#api-call-req_01JDQ4Z8K3M5N7P9R1T3V5X7Z9"]
 
 
+def expect_alerts_stream(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    """79,990 -> 90,010 of pro's 100,000 crosses 80 and 90 %; the refusal flag raises
+    usage.limit.reached; the same records again raise nothing more."""
+    assert run() == {"batchItemFailures": []}
+    claims = {
+        i["sk"]["S"]: i["state"]["S"]
+        for i in table_items(stack.dynamodb, stack.usage_table)
+        if i["sk"]["S"].startswith("A#")
+    }
+    assert claims == {
+        "A#2026-11#api_calls#80": "published",
+        "A#2026-11#api_calls#90": "published",
+        "A#2026-11#api_calls#limit": "published",
+    }
+    assert run() == {"batchItemFailures": []}
+
+
+def expect_webhooks_delivery(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    """The sample's endpoint is a local receiver: one signed delivery, recorded."""
+    from usage_meter.domain import webhooks
+    from usage_meter.models.alerts import Webhook
+    from usage_meter.store import alerts as alert_store
+    from usage_meter_admin.listener import Received, Receiver
+
+    got: list[Received] = []
+    receiver = Receiver([], got.append).start()
+    try:
+        hook = Webhook(webhook_id="wh_0123456789abcdef", url=receiver.url, salt="00", created_at=iso(NOW))
+        alert_store.put_webhook(hook)
+        receiver.secrets.append(webhooks.secret_for(hook))
+        assert run() == {"batchItemFailures": []}
+    finally:
+        receiver.stop()
+    assert [r.event["data"]["threshold"] for r in got if r.event is not None] == [80]
+    (attempt,) = alert_store.attempts(hook.webhook_id, 10)
+    assert (attempt.outcome, attempt.status_code, attempt.attempt) == ("delivered", 204, 1)
+
+
 EXPECTATIONS: dict[str, Expectation] = {
+    "alerts-stream.json": expect_alerts_stream,
+    "webhooks-delivery.json": expect_webhooks_delivery,
     "grantex-usage.json": expect_grantex_usage,
     "glyphnet-usage.json": expect_glyphnet_usage,
     "billingos-track.json": expect_billingos_track,
@@ -401,8 +458,17 @@ def test_the_samples_are_there() -> None:
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_sample_gets_its_answer(name: str, stack: Stack, freeze: Callable[[datetime], None]) -> None:
+def test_sample_gets_its_answer(
+    name: str,
+    stack: Stack,
+    freeze: Callable[[datetime], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     freeze(NOW)
+    for variable, value in outbox_environment(tmp_path).items():  # the local bus, queue and key
+        monkeypatch.setenv(variable, value)
+    store_db.reset()
     accounts.create_developer("Demo developer", "pro", DEMO["developerId"])  # as `make dev` seeds it
     event = load_sample(name)
     EXPECTATIONS.get(name, expect_any)(stack, lambda: invoke(event))

@@ -23,7 +23,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from usage_meter_local import envfile
+from usage_meter_local import envfile, outbox
+from usage_meter_local.alerting import AlertPipeline
 from usage_meter_local.banner import DEMO_DEVELOPER, DEMO_PLAN, Served, banner
 from usage_meter_local.containers import ContainerPool
 from usage_meter_local.dynamodb_local import (
@@ -51,14 +52,19 @@ LOCAL = ROOT / ".local"
 KEYS_FILE = LOCAL / "demo-keys.json"
 DEMO_ENV_NAME = "demo.env"  # beside .local/env: API, KEY, SERVICE_KEY for the README's commands
 LOG_NAME = "dev.log"
+OUTBOX_NAME = "outbox"
 DEFAULT_PORT, DEFAULT_DYNAMODB_PORT = 3000, 8000
 TABLE_NAMES = {logical_id: f"usage-meter-local-{logical_id}" for logical_id in table_logical_ids()}
 TABLE_VARIABLES = ("USAGE_TABLE", "IDEMPOTENCY_TABLE", "ACCOUNTS_TABLE")
 
 
-def environment(endpoint_url: str, function: str = "TrackFunction") -> dict[str, str]:
-    """The functions' environment from template.yaml, pointed at DynamoDB Local."""
+def environment(
+    endpoint_url: str, function: str = "TrackFunction", outbox_folder: Path = LOCAL / OUTBOX_NAME
+) -> dict[str, str]:
+    """The functions' environment from template.yaml, pointed at DynamoDB Local, with the local
+    bus, webhook queue and signing key under `outbox_folder`."""
     env = function_environment(function, TABLE_NAMES)
+    env.update(outbox.environment(outbox_folder))
     env.update(LOCAL_AWS_ENVIRONMENT)
     env.update(
         {
@@ -118,7 +124,7 @@ def _serve(
     started = time.monotonic()
     assert engine.db_path is not None
     folder = engine.db_path.parent
-    env = environment(engine.endpoint_url)
+    env = environment(engine.endpoint_url, outbox_folder=folder / OUTBOX_NAME)
     os.environ.update(env)
     create_tables(engine.client(), TABLE_NAMES)
     served = Served(
@@ -140,10 +146,18 @@ def _serve(
         serve_in_background(server)
         _announce(output, served, env, started, ready_file)
         stop = _stop_on_signals()
-        _start_schedules(output, engine.endpoint_url, stop)
+        _start_schedules(output, engine.endpoint_url, stop, folder / OUTBOX_NAME)
+        alerts = AlertPipeline(
+            environment(engine.endpoint_url, "AlertsFunction", folder / OUTBOX_NAME), folder
+        ).start()
+        output.say(
+            "alerts read the usage table's stream; webhooks are delivered from "
+            f"{outbox.queue_folder(env)} (usage-meter --local webhooks add http://127.0.0.1:4000/hook)"
+        )
         while not stop.wait(0.5):  # short waits keep the main thread responsive to signals
             pass
         output.say("stopping…")
+        alerts.stop()
         server.shutdown()
         return 0
     finally:
@@ -162,6 +176,7 @@ def _announce(
             "DYNAMODB_ENDPOINT_URL": served.endpoint_url,
             "PORT": str(served.port),
             "DYNAMODB_PORT": dynamodb_port,
+            **{name: env[name] for name in outbox.VARIABLES},
         },
     )
     demo_env = served.env_file.with_name(DEMO_ENV_NAME)
@@ -192,9 +207,11 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _start_schedules(output: StackOutput, endpoint_url: str, stop: threading.Event) -> None:
+def _start_schedules(
+    output: StackOutput, endpoint_url: str, stop: threading.Event, outbox_folder: Path
+) -> None:
     for schedule in schedules():
-        os.environ.update(environment(endpoint_url, schedule.function))
+        os.environ.update(environment(endpoint_url, schedule.function, outbox_folder))
         threading.Thread(
             target=_run_on_schedule, args=(schedule, stop, output), name=schedule.function, daemon=True
         ).start()

@@ -9,6 +9,7 @@ from pathlib import Path
 EVENTS_NAME = "events.jsonl"
 QUEUE_NAME = "webhook-queue"
 KEY_NAME = "webhook-signing.key"
+VARIABLES = ("EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL", "WEBHOOK_KEY_FILE", "WEBHOOK_ALLOW_LOCAL")
 
 
 def environment(folder: Path) -> dict[str, str]:

@@ -17,17 +17,13 @@ from botocore.config import Config
 from usage_meter import jsonutil
 from usage_meter.errors import Busy
 from usage_meter.models.alerts import Delivery, Envelope
-from usage_meter.settings import settings
+from usage_meter.settings import MissingSetting, settings
 from usage_meter.store import dynamodb, filequeue
 
 SOURCE = "usage-meter"
 LOCAL = "file://"
 SQS_BATCH = 10
 _CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3})
-
-
-class NotConfigured(RuntimeError):
-    """A setting this call needs is not set (the template sets it on the functions that use it)."""
 
 
 @lru_cache(maxsize=4)
@@ -45,7 +41,7 @@ def _local(location: str) -> Path | None:
 def _queue() -> str:
     queue = settings().webhook_queue
     if queue is None:
-        raise NotConfigured("WEBHOOK_QUEUE_URL is not set")
+        raise MissingSetting(["WEBHOOK_QUEUE_URL"])
     return queue
 
 
@@ -109,7 +105,7 @@ def mac(message: bytes) -> bytes:
         key = Path(cfg.webhook_key_file).read_bytes()
         return hmac.new(key, message, hashlib.sha256).digest()
     if not cfg.webhook_key_id:
-        raise NotConfigured("WEBHOOK_KEY_ID is not set")
+        raise MissingSetting(["WEBHOOK_KEY_ID"])
     answer = _client("kms").generate_mac(
         KeyId=cfg.webhook_key_id, Message=message, MacAlgorithm="HMAC_SHA_256"
     )
