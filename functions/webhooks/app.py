@@ -22,7 +22,8 @@ from usage_meter.models.alerts import Delivery
 
 logger = Logger()
 metrics = Metrics()
-processor = AsyncBatchProcessor(event_type=EventType.SQS)
+# every message failing is an answer too (each was hidden until its own next attempt): not an error
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 async def record_handler(record: SQSRecord) -> None:
@@ -35,6 +36,9 @@ async def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     answer = async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=record_handler,
+        processor=processor,
+        context=context,
     )
     return dict(answer)

@@ -103,8 +103,54 @@ def test_only_track_writes_the_idempotency_table_and_the_rollup_never_touches_it
         for statement in statements(function):
             if "IdempotencyTable" in resource_refs(statement):
                 assert function in ("TrackFunction", "BillingosFunction")  # the two that track
-    rollup_tables = {name for s in statements("RollupFunction") for name in resource_refs(s)}
-    assert rollup_tables == {"UsageTable"}
+    rollup_resources = {name for s in statements("RollupFunction") for name in resource_refs(s)}
+    # the usage table; usage.period.closed: the endpoints (KindIndex), the bus and the queue
+    assert rollup_resources == {"UsageTable", "AccountsTable", "EventBus", "WebhookQueue"}
+
+
+def _leading_keys(statement: dict[str, Any]) -> list[str] | None:
+    return statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+
+
+def test_alert_and_webhook_functions_reach_only_their_items() -> None:
+    """The alerts function writes claims under developers' partitions only; the webhooks function
+    touches delivery records (HOOK#) and reads endpoints (WEBHOOK#) only, and can sign but not
+    administer the key; neither can delete or scan."""
+    for statement in statements("AlertsFunction"):
+        if (
+            any(a.startswith("dynamodb:") for a in statement["Action"])
+            and "dynamodb:Query" not in statement["Action"]
+        ):
+            assert set(_leading_keys(statement) or []) <= {"DEV#*", "PLAN#*"}, statement
+    hooks = statements("WebhooksFunction")
+    for statement in hooks:
+        if any(a.startswith("dynamodb:") for a in statement["Action"]):
+            assert _leading_keys(statement) in (["HOOK#*"], ["WEBHOOK#*"]), statement
+    assert actions_on("WebhooksFunction") == {
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "kms:GenerateMac",
+        "sqs:ChangeMessageVisibility",
+    }
+
+
+def test_every_queue_has_an_alarm_and_the_stream_mapping_its_failure_queue() -> None:
+    queues = set(resources("AWS::SQS::Queue")) - {"WebhookQueue"}  # the live queue drains itself
+    alarmed = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert queues == alarmed
+    stream = FUNCTIONS["AlertsFunction"]["Properties"]["Events"]["UsageChanges"]["Properties"]
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["AlertsFailureQueue", "Arn"]
+    }
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    table = resources("AWS::DynamoDB::Table")["UsageTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
 
 
 def test_authorizer_guards_every_route_but_the_document() -> None:
