@@ -49,11 +49,12 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 def counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
     """Counter items (day, month, a level's running level) as {(pk, sk): (consumed, events)};
-    minute counters, the metric catalog, unique_count markers and dimension groups apart."""
+    minute counters, the metric catalog, unique_count markers, dimension groups, refusal flags,
+    alert claims and webhook delivery records apart."""
     return {
         (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
         for i in items
-        if not i["sk"]["S"].startswith(("R#", "METRIC", "U#", "G#", "C#"))
+        if not i["sk"]["S"].startswith(("R#", "METRIC", "U#", "G#", "C#", "X#", "A#", "E#", "T#"))
     }
 
 

@@ -79,7 +79,9 @@ class StreamConsumer:
             json.loads(checkpoint_file.read_text()) if checkpoint_file.is_file() else {}
         )
         self.failure_file = checkpoint_file.with_name(f"{source.function}-failures.jsonl")
-        self.invocations = 0
+        # invocations so far, kept beside the checkpoints (a bench reads them across restarts)
+        self.invocations_file = checkpoint_file.with_suffix("").with_suffix(".invocations")
+        self.invocations = int(self.invocations_file.read_text()) if self.invocations_file.is_file() else 0
 
     def run(self, stop: threading.Event, ready: Any = None) -> None:
         """Poll until `stop`; `ready` (an Event) is set once the first poll is done."""
@@ -142,6 +144,7 @@ class StreamConsumer:
         while batch and not stop.is_set():
             try:
                 self.invocations += 1
+                self.invocations_file.write_text(str(self.invocations))
                 answer = self.handler({"Records": batch}, LambdaContext(self.source.function, timeout_s=60))
             except Exception:
                 if self.source.bisect and len(batch) > 1:
@@ -189,12 +192,10 @@ def _sqs_record(message: filequeue.Received) -> dict[str, Any]:
 class QueueWorker:
     """The folder queue into the webhooks function (batches of 10, failures left to reappear)."""
 
-    def __init__(
-        self, folder: Path, handler: Handler | None = None, on_invoke: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, folder: Path, handler: Handler | None = None) -> None:
         self.folder = folder
         self.handler = handler or load_handler(*function_code("WebhooksFunction"))
-        self.on_invoke = on_invoke
+        self.invocations = 0
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -202,6 +203,7 @@ class QueueWorker:
             if not received:
                 stop.wait(POLL_S)
                 continue
+            self.invocations += 1
             answer = self.handler(
                 {"Records": [_sqs_record(m) for m in received]},
                 LambdaContext("WebhooksFunction", timeout_s=30),
