@@ -34,7 +34,7 @@ from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter.models.timestamps import parse_rfc3339
 from usage_meter.store import accounts as account_store
 from usage_meter.store import dynamodb as store_db
-from usage_meter_admin.listener import Received, Receiver
+from usage_meter_admin.listener import Receiver
 from usage_meter_local.alerting import AlertPipeline
 from usage_meter_local.containers import ContainerPool
 from usage_meter_local.dynamodb_local import LOCAL_AWS_ENVIRONMENT, DynamoDBLocal
@@ -86,14 +86,8 @@ def main() -> int:
     service_key = accounts.create_key(developers[0], "service").key
     pool = ContainerPool(args.clients, env)
     pool.warm()
-    received: list[Received] = []
-    lock = threading.Lock()
-
-    def keep(delivery: Received) -> None:
-        with lock:
-            received.append(delivery)
-
-    receiver = Receiver([], keep).start()
+    receiver = Receiver([]).start()
+    received = receiver.received
     receiver.secrets.append(webhooks.add(receiver.url).secret)
     pipeline = AlertPipeline(env, folder).start()
     invocations_before = _invocations(folder)
@@ -151,6 +145,7 @@ def main() -> int:
             [
                 "developers",
                 "clients",
+                "interval s",
                 "events tracked",
                 "deliveries",
                 "duplicates",

@@ -54,12 +54,19 @@ def _handler(secrets: list[str], on_receive: OnReceive) -> type[BaseHTTPRequestH
 
 
 class Receiver:
-    """An HTTP receiver on 127.0.0.1 (port 0: a free one), serving in a background thread."""
+    """An HTTP receiver on 127.0.0.1 (port 0: a free one), serving in a background thread;
+    without `on_receive` it keeps every delivery in `received`."""
 
-    def __init__(self, secrets: list[str], on_receive: OnReceive, port: int = 0) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(secrets, on_receive))
+    def __init__(self, secrets: list[str], on_receive: OnReceive | None = None, port: int = 0) -> None:
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(secrets, on_receive or self._keep))
         self.server.daemon_threads = True
         self.secrets = secrets
+
+    def _keep(self, delivery: Received) -> None:
+        with self._lock:
+            self.received.append(delivery)
 
     @property
     def url(self) -> str:

@@ -56,14 +56,8 @@ def pipeline(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     store_db.reset()
-    received: list[Received] = []
-    lock = threading.Lock()
-
-    def keep(delivery: Received) -> None:
-        with lock:
-            received.append(delivery)
-
-    receiver = Receiver([], keep).start()
+    receiver = Receiver([]).start()
+    received = receiver.received
     running = AlertPipeline(dict(os.environ), tmp_path, duplicate_rate=0.3)
     yield running, receiver, received
     running.stop()
