@@ -138,3 +138,24 @@ def test_rollup_closes_a_month_once(stack: Stack, bus: Path, freeze: Callable[[d
     assert [(e["data"]["developerId"], e["data"]["period"], e["data"]["metrics"]) for e in closed] == [
         ("dev_small", "2026-10", {"api_calls": 3})
     ]
+
+
+def test_a_level_alerts_on_its_ceiling_in_the_month_it_crosses(stack: Stack, bus: Path) -> None:
+    from usage_meter.domain import meters
+
+    meters.create(meters.definition(name="seats", aggregation="level"))
+    account_store.put_plan(
+        Plan(name="seated", metrics={"seats": MetricLimit(limit=Decimal(10), enforcement="hard")})
+    )
+    accounts.create_developer("dev_seated", "seated", "dev_seated")
+    before: dict[str, Any] = {}
+    for change in (7, 2, -5, 6):  # 7; 9 crosses 80 and 90; 4; 10 crosses 100 (80 and 90: once a month)
+        assert stack.track({"metric": "seats", "quantity": change}, developer="dev_seated").status == 200
+        _stream(stack, before)
+        before = _items(stack, ("M#", "L#"))  # type: ignore[arg-type]
+    published = [e["detail"]["data"] for e in _published(bus)]
+    assert [(d["metric"], d["period"], d["threshold"], d["consumed"]) for d in published] == [
+        ("seats", "2026-11", 80, 9),
+        ("seats", "2026-11", 90, 9),
+        ("seats", "2026-11", 100, 10),
+    ]
