@@ -32,7 +32,7 @@ def key_row(k: ApiKeyRecord) -> list[str]:
 def plan_row(p: Plan) -> list[str]:
     limits = ", ".join(
         f"{metric}={'unlimited' if m.limit is None else jsonutil.number_text(m.limit)} ({m.enforcement})"
-        + (f" alerts {','.join(map(str, m.thresholds))}%" if m.thresholds else "")
+        + (f" alerts {','.join(map(str, m.thresholds)) or 'none'}%" if m.alerts is not None else "")
         for metric, m in sorted(p.metrics.items())
     )
     rate = f"{p.requests_per_minute or '-'}/min" + (" (hard)" if p.rate_ceiling is not None else "")

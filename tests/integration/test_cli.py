@@ -344,8 +344,8 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
         {
             "name": "enterprise",
             "metrics": {
-                "api_calls": {"limit": None, "enforcement": "soft"},
-                "tokens": {"limit": None, "enforcement": "soft"},
+                "api_calls": {"limit": None, "enforcement": "soft", "alerts": None},
+                "tokens": {"limit": None, "enforcement": "soft", "alerts": None},
             },
             "requestsPerMinute": 10000,
             "rateEnforcement": "soft",
@@ -353,8 +353,8 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
         {
             "name": "free",
             "metrics": {
-                "api_calls": {"limit": 1000, "enforcement": "hard"},
-                "tokens": {"limit": 100000, "enforcement": "hard"},
+                "api_calls": {"limit": 1000, "enforcement": "hard", "alerts": None},
+                "tokens": {"limit": 100000, "enforcement": "hard", "alerts": None},
             },
             "requestsPerMinute": 60,
             "rateEnforcement": "soft",
@@ -362,8 +362,8 @@ def test_plans_list_shows_the_defaults(stack: Stack, run: Run) -> None:
         {
             "name": "pro",
             "metrics": {
-                "api_calls": {"limit": 100000, "enforcement": "hard"},
-                "tokens": {"limit": 10000000, "enforcement": "soft"},
+                "api_calls": {"limit": 100000, "enforcement": "hard", "alerts": None},
+                "tokens": {"limit": 10000000, "enforcement": "soft", "alerts": None},
             },
             "requestsPerMinute": 1000,
             "rateEnforcement": "soft",
@@ -529,6 +529,6 @@ def test_module_entry_point_runs_without_aws(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("usage: usage-meter ")
-    assert "{developers,keys,plans,meters,rollup,usage}" in result.stdout
+    assert "{developers,keys,plans,meters,rollup,usage,webhooks}" in result.stdout
     for option in ("--endpoint-url", "--region", "--stack-name", "--json"):
         assert option in result.stdout

@@ -71,7 +71,7 @@ def test_admin_json_speaks_the_apis_camel_case(stack: Stack, run: Run, freeze: F
     assert (code, err) == (0, "")
     assert json.loads(out) == {
         "name": "gold",
-        "metrics": {"api_calls_v2": {"limit": 5, "enforcement": "soft"}},
+        "metrics": {"api_calls_v2": {"limit": 5, "enforcement": "soft", "alerts": None}},
         "requestsPerMinute": 9,
         "rateEnforcement": "soft",
     }

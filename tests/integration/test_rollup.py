@@ -104,7 +104,9 @@ def without_closed(found: dict[tuple[str, str], tuple[Decimal, int, int, bool]])
 
 
 def counter_items(stack: Stack) -> list[dict[str, Any]]:
-    return [i for i in table_items(stack.dynamodb, stack.usage_table) if not i["sk"]["S"].startswith("S#")]
+    return [
+        i for i in table_items(stack.dynamodb, stack.usage_table) if not i["sk"]["S"].startswith(("S#", "A#"))
+    ]
 
 
 @pytest.fixture
@@ -217,8 +219,16 @@ def test_running_three_times_leaves_byte_identical_summaries(
     assert first.summaries_written == first.summaries == 4
     days, shards = 38, store_keys.ACTIVITY_SHARDS
     # each developer-month: its month counters, its day counters, its stored summaries
-    # (3 Queries), then one UpdateItem per summary that changed
-    assert counted_calls == {"Query:ActivityIndex": days * shards, "Query": 3 * 3, "UpdateItem": 4}
+    # (3 Queries), then one UpdateItem per summary that changed; each closed month (November,
+    # of both developers) raises usage.period.closed: its claim put and marked published, and
+    # the endpoints read once for the run
+    assert counted_calls == {
+        "Query:ActivityIndex": days * shards,
+        "Query": 3 * 3,
+        "UpdateItem": 4 + 2,
+        "PutItem": 2,
+        "Query:KindIndex": 1,
+    }
 
     for hours in (1, 2):  # later runs, by the clock too
         freeze(NOW + timedelta(hours=hours))
@@ -668,10 +678,27 @@ def test_rollup_policy_is_least_privilege() -> None:
     }
 
     assert all(s["Effect"] == "Allow" for s in statements)
-    assert actions == {"dynamodb:Query", "dynamodb:UpdateItem"}  # no Scan, Put, Delete, Batch*
+    # no Scan, Delete, Batch*; PutItem and GetItem only for claims under developers (DEV#*)
+    assert actions == {
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "events:PutEvents",
+        "sqs:SendMessage",
+    }
+    claims = next(s for s in statements if "dynamodb:PutItem" in s["Action"])
+    assert claims["Condition"]["ForAllValues:StringLike"] == {"dynamodb:LeadingKeys": ["DEV#*"]}
     assert not any("*" in r for r in resources)
-    assert not any("Idempotency" in r or "Accounts" in r for r in resources)
-    assert set(resources) == {"UsageTable", "${UsageTable.Arn}/index/ActivityIndex"}
+    assert not any("Idempotency" in r for r in resources)
+    # the accounts table only through KindIndex (the webhook endpoints), never its items
+    assert set(resources) == {
+        "UsageTable",
+        "${UsageTable.Arn}/index/ActivityIndex",
+        "${AccountsTable.Arn}/index/KindIndex",
+        "EventBus",
+        "WebhookQueue",
+    }
     query = next(s for s in statements if s["Action"] == ["dynamodb:Query"])
     assert set(_refs(query["Resource"])) == {"UsageTable", "${UsageTable.Arn}/index/ActivityIndex"}
 
