@@ -202,13 +202,19 @@ class MonthSummary(BaseModel):
     adjusted: bool = False  # a correction landed after the month closed
 
     def same_content(self, other: MonthSummary) -> bool:
-        """Equal sums, days and closed flag: rewriting would change nothing but rolledUpAt."""
-        return (self.consumed, self.events, self.days, self.closed) == (
+        """Equal sums, days, closed flag and corrections: rewriting would change nothing but rolledUpAt."""
+        return (self.consumed, self.events, self.days, self.closed, self.corrections) == (
             other.consumed,
             other.events,
             other.days,
             other.closed,
+            other.corrections,
         )
+
+    def newer_than(self, other: MonthSummary) -> bool:
+        """Read later than `other`: more corrections, or as many and more events (events only
+        grow between corrections)."""
+        return (self.corrections, self.events) > (other.corrections, other.events)
 
 
 class RollupRequest(BaseModel):
