@@ -633,7 +633,7 @@ def test_events_list_follows_the_cursor_through_every_page(make: Callable[..., U
         "developerId": "dev_x",
         "metric": "api_calls",
         "limit": "2",
-        "from": "2026-11-20T00:00:00.000Z",
+        "from": "2026-11-20T00:00:00+00:00",
     }
     assert second["cursor"] == "c1"
 
