@@ -58,8 +58,17 @@ def test_each_function_gets_only_what_it_uses() -> None:
         "dynamodb:PutItem",
         "dynamodb:GetItem",
     }
-    for reader in ("CurrentFunction", "HistoryFunction", "EntitlementsFunction"):
+    for reader in (
+        "CurrentFunction",
+        "HistoryFunction",
+        "EntitlementsFunction",
+        "GrantexFunction",
+        "GlyphnetFunction",
+    ):
         assert actions_on(reader) == {"dynamodb:Query", "dynamodb:GetItem"}, reader
+    # BillingOS's track, metrics and check: what the track function does, and the meters'
+    # descriptions (its feature titles) from the KindIndex
+    assert actions_on("BillingosFunction") == actions_on("TrackFunction")
     assert actions_on("AuthorizerFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert actions_on("DocsFunction") == set()
     assert actions_on("MetersFunction") == {"dynamodb:Query"}
@@ -122,7 +131,11 @@ def test_only_track_and_corrections_write_the_idempotency_table_and_the_rollup_n
     for function in FUNCTIONS:
         for statement in statements(function):
             if "IdempotencyTable" in resource_refs(statement):
-                assert function in ("TrackFunction", "EventsFunction")
+                assert function in (
+                    "TrackFunction",
+                    "BillingosFunction",
+                    "EventsFunction",
+                )  # the two that track, and corrections
     rollup_tables = {name for s in statements("RollupFunction") for name in resource_refs(s)}
     assert rollup_tables == {"UsageTable"}
 
@@ -200,6 +213,9 @@ RESERVED_CONCURRENCY = {
     "HistoryFunction": "ReadReservedConcurrency",
     "EntitlementsFunction": "ReadReservedConcurrency",
     "MetersFunction": "ReadReservedConcurrency",
+    "GrantexFunction": "ReadReservedConcurrency",
+    "GlyphnetFunction": "ReadReservedConcurrency",
+    "BillingosFunction": "TrackReservedConcurrency",
     "EventsFunction": "ReadReservedConcurrency",
     "AuthorizerFunction": "AuthorizerReservedConcurrency",
 }

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from usage_meter.http import current, entitlements, events, history, meters, track
+from usage_meter.http import (
+    billingos,
+    current,
+    entitlements,
+    events,
+    glyphnet,
+    grantex,
+    history,
+    meters,
+    track,
+)
 from usage_meter.http.resolver import make_resolver
 
 API_TITLE = "Usage Meter API"
@@ -15,6 +25,9 @@ ALL_ROUTERS = (
     entitlements.router,
     meters.router,
     events.router,
+    grantex.router,
+    glyphnet.router,
+    billingos.router,
 )
 
 

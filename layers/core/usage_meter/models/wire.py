@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
-    field_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -105,6 +104,25 @@ Timestamp = Annotated[
     BeforeValidator(_rfc3339),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+def _metadata_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata is plain JSON, at most MAX_METADATA_DEPTH deep and MAX_METADATA_BYTES serialized."""
+    if value is None:
+        return value
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+    try:
+        size = len(jsonutil.dumps(value).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be plain JSON ({exc})") from exc
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
+    return value
+
+
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(_metadata_size)]
+"""An event's metadata (the main API's and the compatible surfaces' alike)."""
 Amount = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 """An exact decimal in an answer: written as a JSON number, never a string."""
 MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
@@ -129,21 +147,6 @@ class ApiModel(BaseModel):
 # ---- requests ---------------------------------------------------------------------------
 
 
-def checked_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Metadata as events and amendments take it: plain JSON, bounded in depth and size."""
-    if value is None:
-        return value
-    if _depth(value) > MAX_METADATA_DEPTH:
-        raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
-    try:
-        size = len(jsonutil.dumps(value).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be plain JSON ({exc})") from exc
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
-    return value
-
-
 class UsageEventIn(ApiModel):
     """One usage event as a backend sends it."""
 
@@ -152,12 +155,7 @@ class UsageEventIn(ApiModel):
     idempotency_key: IdempotencyKey | None = None
     timestamp: Timestamp | None = None
     developer_id: DeveloperId | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return checked_metadata(value)
+    metadata: Metadata = None
 
 
 class EventBatchIn(ApiModel):
@@ -389,12 +387,7 @@ class AmendIn(CancelIn):
     """Amend one recorded event's quantity and/or metadata: its old contribution out, the new in."""
 
     quantity: Quantity | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return checked_metadata(value)
+    metadata: Metadata = None
 
 
 class CorrectionResponse(ApiModel):
