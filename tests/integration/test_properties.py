@@ -46,6 +46,12 @@ its floor of zero, judge the running level). After every operation:
 - no hard-limited month counter (level) passes its limit (ceiling), no level is below zero,
   and each event refused at the limit (or the floor) really did not fit.
 
+Corrections: half the examples end with 1-2 cancels or amends (service key) of accepted events,
+resent on 5xx under the example's faults. The model predicts each answer (cancelled,
+already_cancelled, amended, unchanged, event_cancelled, limit_exceeded past a hard limit,
+level_below_zero, unique_by_missing) and recounts every counter and marker from the live events;
+the tables must equal it after each correction.
+
 Defects the properties found are kept below as @example cases (hypothesis's minimal examples),
 with what was wrong and how it was fixed.
 
