@@ -131,11 +131,7 @@ def test_only_track_and_corrections_write_the_idempotency_table_and_the_rollup_n
     for function in FUNCTIONS:
         for statement in statements(function):
             if "IdempotencyTable" in resource_refs(statement):
-                assert function in (
-                    "TrackFunction",
-                    "BillingosFunction",
-                    "EventsFunction",
-                )  # the two that track, and corrections
+                assert function in ("TrackFunction", "BillingosFunction", "EventsFunction")  # track, correct
     rollup_tables = {name for s in statements("RollupFunction") for name in resource_refs(s)}
     assert rollup_tables == {"UsageTable"}
 
