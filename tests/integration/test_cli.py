@@ -529,6 +529,6 @@ def test_module_entry_point_runs_without_aws(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("usage: usage-meter ")
-    assert "{developers,keys,plans,meters,rollup,usage,webhooks}" in result.stdout
+    assert "{developers,keys,plans,meters,rollup,usage,webhooks,events}" in result.stdout
     for option in ("--endpoint-url", "--region", "--stack-name", "--json"):
         assert option in result.stdout

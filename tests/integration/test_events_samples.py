@@ -421,6 +421,47 @@ def expect_webhooks_delivery(stack: Stack, run: Callable[[], dict[str, Any]]) ->
     assert (attempt.outcome, attempt.status_code, attempt.attempt) == ("delivered", 204, 1)
 
 
+def expect_events_list(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    sent = [
+        {
+            "metric": "api_calls",
+            "quantity": 1,
+            "idempotencyKey": f"log_{i}",
+            "timestamp": iso(NOW - timedelta(minutes=i)),
+        }
+        for i in range(3)
+    ]
+    tracked = stack.track({"events": [*sent, {"metric": "tokens", "quantity": 5}]}, developer="dev_demo")
+    assert tracked.json()["recorded"] == 4, tracked.body
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert [e["idempotencyKey"] for e in body["events"]] == ["log_0", "log_1", "log_2"]  # newest first
+    assert {(e["metric"], e["quantity"], e["status"], e["revision"]) for e in body["events"]} == {
+        ("api_calls", 1, "recorded", 0)
+    }
+    assert body["nextCursor"] is None
+
+
+def expect_events_cancel(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    key = "req_01JDQ4Z8K3M5N7P9R1T3V5X7Z9"
+    sent = {"metric": "api_calls", "quantity": 4, "idempotencyKey": key}
+    assert stack.track(sent, developer="dev_demo").status == 200
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert (body["status"], body["revision"], body["event"]["status"]) == ("cancelled", 1, "cancelled")
+    assert body["event"]["revisions"][0]["reason"] == "reported twice by a retrying job"
+    expected = {
+        ("DEV#dev_demo", "D#2026-11-25#api_calls"): (Decimal(0), 0),
+        ("DEV#dev_demo", "M#2026-11#api_calls"): (Decimal(0), 0),
+    }
+    assert counters(stack.dynamodb, stack.usage_table) == expected
+    again = to_answer(run())  # a retry of the same cancellation changes nothing
+    assert (again.status, again.json()["status"]) == (200, "already_cancelled")
+    assert counters(stack.dynamodb, stack.usage_table) == expected
+
+
 EXPECTATIONS: dict[str, Expectation] = {
     "alerts-stream.json": expect_alerts_stream,
     "webhooks-delivery.json": expect_webhooks_delivery,
@@ -436,6 +477,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     "history.json": expect_history,
     "docs-openapi.json": expect_docs,
     "rollup-schedule.json": expect_rollup,
+    "events-list.json": expect_events_list,
+    "events-cancel.json": expect_events_cancel,
 }
 
 

@@ -14,8 +14,8 @@ event = webhooks.verify(body, headers["Usage-Meter-Signature"], "whsec_...")
 """
 
 from . import webhooks
-from ._async_client import AsyncEntitlements, AsyncUsage, AsyncUsageMeter
-from ._client import Entitlements, Usage, UsageMeter
+from ._async_client import AsyncEntitlements, AsyncEvents, AsyncUsage, AsyncUsageMeter
+from ._client import Entitlements, Events, Usage, UsageMeter
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -34,16 +34,20 @@ from ._errors import (
 )
 from ._models import (
     BatchResult,
+    Correction,
     CurrentUsage,
     Entitlement,
     ErrorInfo,
+    EventPage,
     EventResult,
     Group,
     History,
     HistoryEntry,
+    LoggedEvent,
     MetricUsage,
     Period,
     RateLimit,
+    Revision,
     TrackResult,
     UsageEvent,
     UsageSnapshot,
@@ -55,28 +59,34 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncEntitlements",
+    "AsyncEvents",
     "AsyncUsage",
     "AsyncUsageMeter",
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
     "ConflictError",
+    "Correction",
     "CurrentUsage",
     "Entitlement",
     "Entitlements",
     "ErrorInfo",
+    "EventPage",
     "EventResult",
+    "Events",
     "Group",
     "History",
     "HistoryEntry",
     "InternalServerError",
     "LimitExceededError",
+    "LoggedEvent",
     "MetricUsage",
     "NotFoundError",
     "Period",
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "Revision",
     "ServiceUnavailableError",
     "TrackResult",
     "Usage",

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from usage_meter.http import billingos, current, entitlements, glyphnet, grantex, history, meters, track
+from usage_meter.http import (
+    billingos,
+    current,
+    entitlements,
+    events,
+    glyphnet,
+    grantex,
+    history,
+    meters,
+    track,
+)
 from usage_meter.http.resolver import make_resolver
 
 API_TITLE = "Usage Meter API"
@@ -14,6 +24,7 @@ ALL_ROUTERS = (
     history.router,
     entitlements.router,
     meters.router,
+    events.router,
     grantex.router,
     glyphnet.router,
     billingos.router,

@@ -330,3 +330,69 @@ class MetersResponse(ApiModel):
     """Every meter, sorted by name (at most MAX_METERS of them)."""
 
     meters: list[MeterOut]
+
+
+# ---- the event log and corrections ---------------------------------------------------------
+
+MAX_EVENT_PAGE = 100
+MAX_REASON = 500
+EventLogStatus = Literal["recorded", "cancelled", "amended"]
+CorrectionStatus = Literal["cancelled", "already_cancelled", "amended", "unchanged"]
+
+
+class RevisionOut(ApiModel):
+    """One correction of an event: what it did, when, why, and (an amendment) the values before."""
+
+    revision: int
+    action: Literal["cancel", "amend"]
+    at: str
+    reason: str
+    quantity: Amount | None = Field(default=None, exclude_if=_absent)
+    metadata: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
+
+
+class EventOut(ApiModel):
+    """An event as the log lists it: its current values, status and corrections."""
+
+    idempotency_key: str
+    metric: str
+    quantity: Amount
+    timestamp: str
+    recorded_at: str
+    status: EventLogStatus
+    metadata: dict[str, Any] | None
+    revision: int
+    revisions: list[RevisionOut]
+
+
+class EventsResponse(ApiModel):
+    """A page of the event log, newest first; `nextCursor` (null on the last page) continues it."""
+
+    events: list[EventOut]
+    next_cursor: str | None
+
+
+Reason = Annotated[str, Field(max_length=MAX_REASON, description="Why (kept in the event's revisions)")]
+
+
+class CancelIn(ApiModel):
+    """Cancel one recorded event: every counter it moved moves back."""
+
+    developer_id: DeveloperId
+    idempotency_key: IdempotencyKey
+    reason: Reason = ""
+
+
+class AmendIn(CancelIn):
+    """Amend one recorded event's quantity and/or metadata: its old contribution out, the new in."""
+
+    quantity: Quantity | None = None
+    metadata: Metadata = None
+
+
+class CorrectionResponse(ApiModel):
+    """What a correction did (`unchanged`, `already_cancelled`: nothing) and the event after it."""
+
+    status: CorrectionStatus
+    revision: int
+    event: EventOut

@@ -134,6 +134,7 @@ def _counter(item: dict[str, Any]) -> Counter:
         events=int(item["events"]["N"]),
         aggregation=item.get("aggregation", {"S": "sum"})["S"],
         latest_key=item["latestKey"]["S"] if "latestKey" in item else None,
+        corrections=int(item["corrections"]["N"]) if "corrections" in item else 0,
     )
 
 

@@ -211,8 +211,13 @@ def from_av(value: Any) -> Any:
 def call(table: str, operation: str, **kwargs: Any) -> Any:
     """One DynamoDB call on a table: throttling and an unreachable DynamoDB (after botocore's
     own retries) become Busy, a 503 the client may retry; anything else is a bug and raises."""
+    return client_call(operation, TableName=table, **kwargs)
+
+
+def client_call(operation: str, **kwargs: Any) -> Any:
+    """One DynamoDB call (tables named in its arguments, e.g. BatchGetItem), its errors as `call`'s."""
     try:
-        return getattr(client(), operation)(TableName=table, **kwargs)
+        return getattr(client(), operation)(**kwargs)
     except ClientError as exc:
         if error_code(exc) in RETRYABLE_ERRORS:
             raise Busy("DynamoDB is throttling; retry shortly") from exc
