@@ -159,3 +159,17 @@ def test_a_level_alerts_on_its_ceiling_in_the_month_it_crosses(stack: Stack, bus
         ("seats", "2026-11", 90, 9),
         ("seats", "2026-11", 100, 10),
     ]
+
+
+def test_a_cancellation_is_announced_once_on_the_bus(stack: Stack, bus: Path) -> None:
+    from helpers import SERVICE
+
+    event = {"metric": "api_calls", "quantity": 3, "idempotencyKey": "to-cancel"}
+    assert stack.track(event, developer="dev_small").status == 200
+    cancel = {"developerId": "dev_small", "idempotencyKey": "to-cancel", "reason": "sent twice"}
+    for status in ("cancelled", "already_cancelled"):
+        answer = stack.call("POST", "/v1/usage/events/cancel", body=cancel, auth=SERVICE)
+        assert (answer.status, answer.json()["status"]) == (200, status), answer.body
+    (announced,) = [e["detail"] for e in _published(bus)]
+    assert announced["type"] == "usage.event.cancelled"
+    assert (announced["data"]["idempotencyKey"], announced["data"]["revision"]) == ("to-cancel", 1)

@@ -79,6 +79,8 @@ def test_each_function_gets_only_what_it_uses() -> None:
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
         "dynamodb:BatchGetItem",
+        "events:PutEvents",  # a correction's announcement
+        "sqs:SendMessage",
     }
 
 
