@@ -189,11 +189,16 @@ def flag_refusal(event: PendingEvent) -> None:
     """The period's first hard-limit refusal raises usage.limit.reached (through the stream):
     a conditional put, made once per container and period."""
     seen = (event.developer_id, month_period(event.event_time).key, event.metric)
-    if seen not in _flagged:
+    if seen in _flagged:
+        return
+    try:
         alerts.refused_at_limit(
             event.developer_id, event.metric, event.event_time, event.hard_limit or Decimal(0)
         )
-        _flagged.add(seen)
+    except Busy:  # the refusal stands; the period's next refusal puts the flag
+        logger.warning("refusal flag not written", extra={"developer_id": event.developer_id})
+        return
+    _flagged.add(seen)
 
 
 @dataclass
