@@ -8,10 +8,16 @@ with UsageMeter(api_key="um_live_...", base_url="https://...") as client:
     history = client.usage.history(days=30)
     client.usage.track(metric="api_calls", quantity=1)
     ok = client.entitlements.check("api_calls")
+
+# a hot path: events queued and sent 100 to a request in the background
+with UsageMeter(batching=True) as client:
+    future = client.usage.submit(metric="api_calls", developer_id="dev_1")
+    future.result().status  # "recorded"
 ```
 """
 
 from ._async_client import AsyncEntitlements, AsyncUsage, AsyncUsageMeter
+from ._batching import BatchOptions, QueueFullError
 from ._client import Entitlements, Usage, UsageMeter
 from ._errors import (
     APIConnectionError,
@@ -56,6 +62,7 @@ __all__ = [
     "AsyncUsageMeter",
     "AuthenticationError",
     "BadRequestError",
+    "BatchOptions",
     "BatchResult",
     "ConflictError",
     "CurrentUsage",
@@ -72,6 +79,7 @@ __all__ = [
     "NotFoundError",
     "Period",
     "PermissionDeniedError",
+    "QueueFullError",
     "RateLimit",
     "RateLimitError",
     "ServiceUnavailableError",
