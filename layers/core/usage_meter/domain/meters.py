@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from usage_meter.domain import clock
+from usage_meter.domain.verified import VerifiedAccounts
 from usage_meter.errors import Conflict, NotFound, ValidationFailed, json_message
 from usage_meter.models.accounts import Meter, MeterDefinition, Plan
 from usage_meter.models.records import Counter
@@ -115,12 +116,14 @@ class MeterBook:
     """The meters of one request's metrics, each read once (strongly consistent): a meter
     created or archived applies to the next request."""
 
-    def __init__(self) -> None:
+    def __init__(self, verified: VerifiedAccounts | None = None) -> None:
         self._meters: dict[str, Meter | None] = {}
+        self._verified = verified  # copies the transaction checks, instead of reads
 
     def __call__(self, metric: str) -> Meter | None:
         if metric not in self._meters:
-            self._meters[metric] = meter_store.get_meter(metric)
+            read = self._verified.meter if self._verified else meter_store.get_meter
+            self._meters[metric] = read(metric)
         return self._meters[metric]
 
 

@@ -30,6 +30,22 @@ class IdempotencyRecord(BaseModel):
     # meter's dimensions: the event's values, or "(other)" past the cardinality bound)
 
 
+AccountKind = Literal["developer", "plan", "meter"]
+
+
+class AccountCheck(BaseModel):
+    """What a request took from the container's cache of the accounts table, asserted by a
+    ConditionCheck in its transaction: the item still has `revision` (None: it has none), or,
+    when `exists` is false, there is still no such item."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: AccountKind
+    name: str
+    revision: str | None = None
+    exists: bool = True
+
+
 CounterScope = Literal["day", "month", "minute", "level"]
 LEVEL_KEY = "current"
 """The key of a level meter's running level (scope "level"): one item per developer and meter."""

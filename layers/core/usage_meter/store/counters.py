@@ -170,6 +170,12 @@ def distinct_values(developer_id: str, first_day: str, last_day: str) -> dict[st
     return {metric: len(values) for metric, values in digests.items()}
 
 
+def read_counters(developer_id: str, sort_keys: list[str]) -> list[Counter]:
+    """The counters of a developer at these sort keys that exist (one BatchGetItem)."""
+    pk = text(keys.developer_pk(developer_id))
+    return [_counter(i) for i in dynamodb.get_usage_items([{"pk": pk, "sk": text(sk)} for sk in sort_keys])]
+
+
 def minute_counter(developer_id: str, minute: str) -> Counter | None:
     """Events recorded for a developer in one minute (rate reporting)."""
     sk = keys.counter_sk("minute", minute, "*")

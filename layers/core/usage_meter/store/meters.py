@@ -25,6 +25,7 @@ def _meter_item(meter: Meter) -> Item:
         "dimensions": {"L": [text(d) for d in meter.dimensions]},
         "status": text(meter.status),
         "createdAt": text(meter.created_at),
+        "revision": dynamodb.new_revision(),
     }
     optional = {
         "uniqueBy": meter.unique_by,
@@ -69,9 +70,15 @@ def put_new_meter(meter: Meter) -> bool:
 
 
 def get_meter(name: str) -> Meter | None:
+    read = read_meter(name)
+    return read[0] if read else None
+
+
+def read_meter(name: str) -> accounts.Revised[Meter] | None:
+    """A meter and its revision, strongly consistent."""
     answer = dynamodb.accounts_call("get_item", Key=_meter_key(name), ConsistentRead=True)
     item = answer.get("Item")
-    return _meter(item) if item else None
+    return (_meter(item), accounts.revision_of(item)) if item else None
 
 
 def archive_meter(name: str, when: str) -> bool:
@@ -80,10 +87,11 @@ def archive_meter(name: str, when: str) -> bool:
         dynamodb.accounts_call(
             "update_item",
             Key=_meter_key(name),
-            UpdateExpression="SET #s = :archived, archivedAt = :t",
+            UpdateExpression="SET #s = :archived, archivedAt = :t, #r = :r",
             ConditionExpression="#s = :active",
-            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeNames={"#s": "status", "#r": accounts.REVISION},
             ExpressionAttributeValues={
+                ":r": dynamodb.new_revision(),
                 ":archived": text("archived"),
                 ":active": text("active"),
                 ":t": text(when),
