@@ -108,6 +108,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter()
         self._peak: dict[ItemId, float] = {}
+        self._total: dict[ItemId, float] = {}
 
     def _load(self, item: ItemId, now: float) -> float:
         writes = self._writes.get(item)
@@ -135,6 +136,7 @@ class Ledger:
             for item, wcu in wanted.items():
                 self._writes.setdefault(item, deque()).append((now, wcu))
                 self._peak[item] = max(self._peak.get(item, 0.0), loads[item] + wcu)
+                self._total[item] = self._total.get(item, 0.0) + wcu
             self._stats[f"admitted:{operation}"] += 1
             self._stats["wcu"] += int(sum(wanted.values()))
             return []
@@ -148,11 +150,17 @@ class Ledger:
         with self._lock:
             return sorted(self._peak.items(), key=lambda p: -p[1])[:count]
 
+    def heaviest(self, count: int = 5) -> list[tuple[ItemId, float]]:
+        """The items that took the most WCU in all, most first."""
+        with self._lock:
+            return sorted(self._total.items(), key=lambda p: -p[1])[:count]
+
     def reset(self) -> None:
         with self._lock:
             self._writes.clear()
             self._stats.clear()
             self._peak.clear()
+            self._total.clear()
 
 
 class _Manager(BaseManager):

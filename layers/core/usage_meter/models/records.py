@@ -74,6 +74,7 @@ class CounterIncrement(BaseModel):
     metric: str
     quantity: Decimal
     events: int
+    shard: int = 0  # which of a sharded meter's items (0: the counter's own item)
     aggregation: Aggregation = "sum"  # the metric's meter's, kept on the counter for its readers
     ceiling: Decimal | None = None
     level_range: tuple[Decimal, Decimal | None] | None = None

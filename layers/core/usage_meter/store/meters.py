@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from usage_meter.models.accounts import Meter
 from usage_meter.store import accounts, dynamodb, keys
-from usage_meter.store.dynamodb import Item, text
+from usage_meter.store.dynamodb import Item, number, text
 
 
 def _meter_key(name: str) -> Item:
@@ -27,6 +27,8 @@ def _meter_item(meter: Meter) -> Item:
         "createdAt": text(meter.created_at),
         "revision": dynamodb.new_revision(),
     }
+    if meter.shards > 1:
+        item["shards"] = number(meter.shards)
     optional = {
         "uniqueBy": meter.unique_by,
         "unit": meter.unit,
@@ -52,6 +54,7 @@ def _meter(item: dict[str, Any]) -> Meter:
         status=item["status"]["S"],
         created_at=item["createdAt"]["S"],
         archived_at=optional("archivedAt"),
+        shards=int(item.get("shards", {}).get("N", 1)),
     )
 
 
