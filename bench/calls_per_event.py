@@ -98,7 +98,9 @@ class Meter:
             tally.transact_items += len(params["TransactItems"])
         tally.largest_item = max([tally.largest_item, *sizes])
         write = request_write_units(model.name, params)
-        context["bench"] = {"wcu": write, "consistent": bool(params.get("ConsistentRead"))}
+        batched = params.get("RequestItems", {}).values() if model.name == "BatchGetItem" else []
+        consistent = bool(params.get("ConsistentRead")) or any(t.get("ConsistentRead") for t in batched)
+        context["bench"] = {"wcu": write, "consistent": consistent}
 
     def _before_send(self, **_: Any) -> None:
         self.tally.round_trips += 1
