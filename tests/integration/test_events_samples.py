@@ -302,7 +302,115 @@ def expect_meters(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
     assert nothing_written(stack)
 
 
+def expect_grantex_usage(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    for metric in ("token_exchanges", "token_exchanges", "authorizations", "api_calls"):
+        assert stack.track({"metric": metric, "quantity": 1}, developer="dev_demo").status == 200
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body) == {
+        "developerId": "dev_demo",
+        "period": "2026-11",
+        "tokenExchanges": 2,
+        "authorizations": 1,
+        "verifications": 0,
+        "totalRequests": 4,
+    }
+    assert answer.headers["x-ratelimit-limit"] == "1000"  # the pro plan's rate, for the SDK
+    assert len(table_items(stack.dynamodb, stack.idempotency_table)) == 4  # the read wrote nothing
+
+
+def expect_glyphnet_usage(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    assert stack.track({"metric": "api_calls", "quantity": 5}, developer="dev_demo").status == 200
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["organization"] == {"id": "dev_demo", "name": "Demo developer", "plan": "pro"}
+    assert body["period"] == {"start": "2026-11-01T00:00:00Z", "end": "2026-11-30T23:59:59Z"}
+    assert (body["current_usage"], body["monthly_limit"], body["remaining"]) == (5, 100000, 99995)
+    assert body["rate_limit"] == {"requests_per_minute": 1000, "current_minute_usage": 1}
+    assert body["breakdown"] == {}  # api_calls declares no dimension here
+    assert [d["date"] for d in body["daily"]] == [f"2026-11-{d:02d}" for d in range(1, 26)]
+    assert body["daily"][-1] == {
+        "date": "2026-11-25",
+        "requests": 5,
+        "verified_claims": 0,
+        "avg_confidence": None,
+    }
+    assert answer.headers["x-ratelimit-remaining"] == "999"
+
+
+def expect_billingos_track(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    expected = {
+        "success": True,
+        "feature_key": "api_calls",
+        "quantity": 1,
+        "recorded_at": iso(NOW),
+        "usage": {
+            "consumed_units": 1,
+            "limit_units": 100000,
+            "remaining_units": 99999,
+            "period_start": "2026-11-01T00:00:00Z",
+            "period_end": "2026-12-01T00:00:00Z",
+        },
+    }
+    assert json.loads(answer.body) == expected
+    again = to_answer(run())  # a retry with the same idempotencyKey
+    assert json.loads(again.body) == expected
+    assert counters(stack.dynamodb, stack.usage_table) == {
+        ("DEV#dev_demo", "D#2026-11-25#api_calls"): (Decimal(1), 1),
+        ("DEV#dev_demo", "M#2026-11#api_calls"): (Decimal(1), 1),
+    }
+    records = table_items(stack.dynamodb, stack.idempotency_table)
+    assert [r["pk"]["S"] for r in records] == ["dev_demo#api-call-req_01JDQ4Z8K3M5N7P9R1T3V5X7Z9"]
+
+
+def expect_events_list(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    sent = [
+        {
+            "metric": "api_calls",
+            "quantity": 1,
+            "idempotencyKey": f"log_{i}",
+            "timestamp": iso(NOW - timedelta(minutes=i)),
+        }
+        for i in range(3)
+    ]
+    tracked = stack.track({"events": [*sent, {"metric": "tokens", "quantity": 5}]}, developer="dev_demo")
+    assert tracked.json()["recorded"] == 4, tracked.body
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert [e["idempotencyKey"] for e in body["events"]] == ["log_0", "log_1", "log_2"]  # newest first
+    assert {(e["metric"], e["quantity"], e["status"], e["revision"]) for e in body["events"]} == {
+        ("api_calls", 1, "recorded", 0)
+    }
+    assert body["nextCursor"] is None
+
+
+def expect_events_cancel(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
+    key = "req_01JDQ4Z8K3M5N7P9R1T3V5X7Z9"
+    sent = {"metric": "api_calls", "quantity": 4, "idempotencyKey": key}
+    assert stack.track(sent, developer="dev_demo").status == 200
+    answer = to_answer(run())
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert (body["status"], body["revision"], body["event"]["status"]) == ("cancelled", 1, "cancelled")
+    assert body["event"]["revisions"][0]["reason"] == "reported twice by a retrying job"
+    expected = {
+        ("DEV#dev_demo", "D#2026-11-25#api_calls"): (Decimal(0), 0),
+        ("DEV#dev_demo", "M#2026-11#api_calls"): (Decimal(0), 0),
+    }
+    assert counters(stack.dynamodb, stack.usage_table) == expected
+    again = to_answer(run())  # a retry of the same cancellation changes nothing
+    assert (again.status, again.json()["status"]) == (200, "already_cancelled")
+    assert counters(stack.dynamodb, stack.usage_table) == expected
+
+
 EXPECTATIONS: dict[str, Expectation] = {
+    "grantex-usage.json": expect_grantex_usage,
+    "glyphnet-usage.json": expect_glyphnet_usage,
+    "billingos-track.json": expect_billingos_track,
     "meters.json": expect_meters,
     "entitlements.json": expect_entitlements,
     "track-single.json": expect_track_single,
@@ -312,6 +420,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     "history.json": expect_history,
     "docs-openapi.json": expect_docs,
     "rollup-schedule.json": expect_rollup,
+    "events-list.json": expect_events_list,
+    "events-cancel.json": expect_events_cancel,
 }
 
 
@@ -379,7 +489,7 @@ def test_http_sample_carries_the_authorizer_its_route_has(name: str) -> None:
         assert authorizer is not None, f"{route.path} is behind {route.authorizer}"
         assert set(authorizer) == {"lambda"}
         assert authorizer["lambda"]["role"] in ("developer", "service")
-        if route.path == "/v1/usage/events":  # only the provider's backend tracks
+        if route.method == "POST":  # only the provider's backend tracks
             assert authorizer["lambda"]["role"] == "service"
         assert authorizer["lambda"]["developerId"]
         assert {"authorization", "x-api-key"} & set(event["headers"])

@@ -17,7 +17,7 @@ import pytest
 
 from usage_meter_admin import cli
 
-from helpers import DEV_A, counters, table_items
+from helpers import DEV_A, SERVICE, counters, table_items
 from integration.conftest import Run, Stack, refused
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -98,3 +98,15 @@ def test_shards_where_a_figure_is_not_a_sum_or_a_limit_is_hard_are_refused(
     api: Stack, run: Run, argv: list[str]
 ) -> None:
     assert refused(api, run, *argv)
+
+
+def test_corrections_move_the_shard_the_event_added_to(api: Stack) -> None:
+    assert api.track({"events": [event(f"c{i}", 2) for i in range(8)]}).json()["recorded"] == 8
+    cancel = {"developerId": "dev_alice", "idempotencyKey": "c3", "reason": "sent twice"}
+    cancelled = api.call("POST", "/v1/usage/events/cancel", body=cancel, auth=SERVICE)
+    assert (cancelled.status, cancelled.json()["status"]) == (200, "cancelled")
+    amend = {"developerId": "dev_alice", "idempotencyKey": "c5", "quantity": 7, "reason": "measured again"}
+    assert api.call("POST", "/v1/usage/events/amend", body=amend, auth=SERVICE).status == 200
+    assert counters(api.dynamodb, api.usage_table)[("DEV#dev_alice", "M#2026-11#bytes")] == (Decimal(19), 7)
+    assert all(consumed >= 0 for consumed in shard_items(api).values())
+    assert api.current(metric="bytes").json()["metrics"]["bytes"]["consumed"] == 19

@@ -46,7 +46,9 @@ def test_no_wildcards_no_scan_no_delete(function: str) -> None:
         resource_refs(statement)  # asserts no "*"
         for action in statement["Action"]:
             assert "*" not in action
-            assert action not in {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+            assert action not in {"dynamodb:Scan", "dynamodb:BatchWriteItem"}
+            if action == "dynamodb:DeleteItem":  # a cancelled unique_count value's markers
+                assert (function, resource_refs(statement)) == ("EventsFunction", ["UsageTable"])
 
 
 def test_each_function_gets_only_what_it_uses() -> None:
@@ -56,11 +58,47 @@ def test_each_function_gets_only_what_it_uses() -> None:
         "dynamodb:PutItem",
         "dynamodb:GetItem",
     }
-    for reader in ("CurrentFunction", "HistoryFunction", "EntitlementsFunction"):
+    for reader in (
+        "CurrentFunction",
+        "HistoryFunction",
+        "EntitlementsFunction",
+        "GrantexFunction",
+        "GlyphnetFunction",
+    ):
         assert actions_on(reader) == {"dynamodb:Query", "dynamodb:GetItem"}, reader
+    # BillingOS's track, metrics and check: what the track function does, and the meters'
+    # descriptions (its feature titles) from the KindIndex
+    assert actions_on("BillingosFunction") == actions_on("TrackFunction")
     assert actions_on("AuthorizerFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert actions_on("DocsFunction") == set()
     assert actions_on("MetersFunction") == {"dynamodb:Query"}
+    assert actions_on("EventsFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchGetItem",
+    }
+
+
+def test_the_events_function_reads_the_log_through_its_index_and_revises_records_only() -> None:
+    """It queries the idempotency table only through EventLogIndex, and may revise records
+    (UpdateItem) but never put one: events are recorded by tracking alone."""
+    on_index = [
+        s
+        for s in statements("EventsFunction")
+        if s["Resource"] == {"Fn::Sub": "${IdempotencyTable.Arn}/index/EventLogIndex"}
+    ]
+    assert [s["Action"] for s in on_index] == [["dynamodb:Query"]]
+    on_records = [
+        s
+        for s in statements("EventsFunction")
+        if s["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    ]
+    assert [set(s["Action"]) for s in on_records] == [
+        {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"}
+    ]
 
 
 def test_meters_function_only_lists_the_kind_index() -> None:
@@ -89,11 +127,11 @@ def test_authorizer_reads_key_lookups_and_writes_only_their_last_use() -> None:
     }
 
 
-def test_only_track_writes_the_idempotency_table_and_the_rollup_never_touches_it() -> None:
+def test_only_track_and_corrections_write_the_idempotency_table_and_the_rollup_never_touches_it() -> None:
     for function in FUNCTIONS:
         for statement in statements(function):
             if "IdempotencyTable" in resource_refs(statement):
-                assert function == "TrackFunction"
+                assert function in ("TrackFunction", "BillingosFunction", "EventsFunction")  # track, correct
     rollup_tables = {name for s in statements("RollupFunction") for name in resource_refs(s)}
     assert rollup_tables == {"UsageTable"}
 
@@ -171,6 +209,10 @@ RESERVED_CONCURRENCY = {
     "HistoryFunction": "ReadReservedConcurrency",
     "EntitlementsFunction": "ReadReservedConcurrency",
     "MetersFunction": "ReadReservedConcurrency",
+    "GrantexFunction": "ReadReservedConcurrency",
+    "GlyphnetFunction": "ReadReservedConcurrency",
+    "BillingosFunction": "TrackReservedConcurrency",
+    "EventsFunction": "ReadReservedConcurrency",
     "AuthorizerFunction": "AuthorizerReservedConcurrency",
 }
 

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from usage_meter.models.wire import METRIC_PATTERN
+
 MAX_KEY_CACHE_SECONDS = 60.0
 DEFAULT_DIMENSION_CARDINALITY = 1000
 _TABLE_VARIABLES = {
@@ -50,6 +52,8 @@ class Settings(BaseModel):
     undeclared_metrics: Literal["accept", "reject"] = "accept"  # a metric with no meter
     dimension_cardinality: int = Field(default=DEFAULT_DIMENSION_CARDINALITY, ge=1)
     # combinations of dimension values per developer, meter and day; beyond: "(other)"
+    glyphnet_requests_meter: str = Field(default="api_calls", pattern=METRIC_PATTERN)
+    # the meter whose usage Glyphnet's compatible answer reports as requests
 
 
 def _number(name: str, default: float) -> float:
@@ -90,4 +94,5 @@ def settings() -> Settings:
         rollup_workers=_count("ROLLUP_WORKERS"),
         dimension_cardinality=max(1, _count("DIMENSION_CARDINALITY") or DEFAULT_DIMENSION_CARDINALITY),
         undeclared_metrics="reject" if os.environ.get("UNDECLARED_METRICS") == "reject" else "accept",
+        glyphnet_requests_meter=os.environ.get("GLYPHNET_REQUESTS_METER", "").strip() or "api_calls",
     )

@@ -158,18 +158,25 @@ def _quantity_refused(code: str, message: str, kind: str) -> ValidationFailed:
     )
 
 
+def require_positive(sent: Decimal) -> None:
+    """A quantity that must be greater than 0 (every meter's but a level's, whose changes are
+    signed): 422 quantity_not_positive otherwise."""
+    if sent <= 0:
+        raise _quantity_refused("quantity_not_positive", "Input should be greater than 0", "greater_than")
+
+
 def contribution(aggregation: Aggregation, sent: Decimal | None) -> Decimal:
     """What an event adds to its meter: 1 for count and unique_count (its quantity, optional,
     is ignored; a unique_count's 1 counts only where its value is new), the signed change for a
     level, else its quantity, which must be there and be positive."""
     if aggregation in ("count", "unique_count"):
-        if sent is not None and sent < 0:
-            raise _quantity_refused("quantity_not_positive", "Input should be greater than 0", "greater_than")
+        if sent is not None:
+            require_positive(sent)
         return Decimal(1)
     if sent is None:
         raise _quantity_refused("quantity_required", f"Field required (for a {aggregation} meter)", "missing")
-    if sent < 0 and aggregation != "level":
-        raise _quantity_refused("quantity_not_positive", "Input should be greater than 0", "greater_than")
+    if aggregation != "level":
+        require_positive(sent)
     return sent
 
 

@@ -195,8 +195,9 @@ class _Slot:
             self.latest = (order, quantity)
 
 
-def _slots_of(event: PendingEvent, minute: str) -> list[tuple[CounterSlot, Decimal, Decimal | None]]:
-    """The counter items an event changes: (slot, what it adds, the slot's ceiling)."""
+def contribution_slots(event: PendingEvent, minute: str) -> list[tuple[CounterSlot, Decimal, Decimal | None]]:
+    """The counter items an event changes: (slot, what it adds, the slot's ceiling). A correction
+    takes an event out (and an amended one in) through the same list."""
     d, m = event.developer_id, event.metric
     level = event.aggregation == "level"
     rate = Decimal(event.rate_ceiling) if event.rate_ceiling is not None else None
@@ -216,7 +217,7 @@ def _slots_of(event: PendingEvent, minute: str) -> list[tuple[CounterSlot, Decim
 
 def group_slot(event: PendingEvent) -> tuple[GroupId, dict[str, str]] | None:
     """The combination counter an admitted event of a dimensioned meter changes, with its
-    values (None: its meter has no dimensions). With `_slots_of`, every counter an event moves:
+    values (None: its meter has no dimensions). With `contribution_slots`, every counter an event moves:
     the combination is also kept on its idempotency record (`dimensions`), since "(other)"
     depends on the day's other events."""
     if event.counted_as is None:
@@ -285,7 +286,7 @@ def increments(
     minute = minute_key(now)
     slots: dict[CounterSlot, _Slot] = {}
     for e in events:
-        for slot, quantity, ceiling in _slots_of(e, minute):
+        for slot, quantity, ceiling in contribution_slots(e, minute):
             gathered = slots.setdefault(
                 slot, _Slot(aggregation=e.aggregation if slot[1] != "minute" else "sum")
             )

@@ -32,6 +32,13 @@ Drift
     readings, which is not drift. Anything else is checked once more, then reported: a
     `RollupDrift` metric (count) and a warning log line per counter, with the difference.
     The month counter is not repaired (tracking's ADDs and hard limits run on it).
+
+Corrections
+    A correction (cancel, amend) moves a day and its month together too, and counts itself on
+    both (`corrections`): a month whose count changed between the two readings is not drift.
+    Summaries are ordered by (corrections, events) rather than events alone, since a
+    cancellation takes events out; a correction landing in a closed month marks its summary
+    `adjusted`, and the next run writes the corrected sums (keeping the mark).
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ class _Sum:
     days: int = 0
     aggregation: Aggregation = "sum"
     latest_key: str = ""
+    corrections: int = 0  # a month counter's: the corrections that moved it
 
     def with_day(self, day: Counter, exact: Context) -> _Sum:
         so_far = (self.consumed, self.latest_key) if self.days else None
@@ -140,7 +148,12 @@ def _sum_days(counters: Iterable[Counter]) -> dict[str, _Sum]:
 
 
 def _as_sums(counters: Iterable[Counter]) -> dict[str, _Sum]:
-    return {c.metric: _Sum(consumed=c.consumed, events=c.events, aggregation=c.aggregation) for c in counters}
+    return {
+        c.metric: _Sum(
+            consumed=c.consumed, events=c.events, aggregation=c.aggregation, corrections=c.corrections
+        )
+        for c in counters
+    }
 
 
 def _month_distincts(sums: dict[str, _Sum], months: dict[str, _Sum]) -> dict[str, _Sum]:
@@ -165,6 +178,13 @@ def _between(low: _Sum, value: _Sum, high: _Sum) -> bool:
     return events and (not value.grows or low.consumed <= value.consumed <= high.consumed)
 
 
+def _corrected(before: _Sum, after: _Sum) -> bool:
+    """Whether a correction moved the month between the two readings: it moves its day and its
+    month together, but takes events out (and a figure down), so the day sum read in between
+    need not lie between the readings. Not drift; the next run reads the month again."""
+    return before.corrections != after.corrections
+
+
 def _read(
     developer_id: str, month: str, first_day: str, last_day: str
 ) -> tuple[dict[str, _Sum], list[DriftOut]]:
@@ -186,11 +206,15 @@ def _read(
         suspects = sorted(
             m for m in before.keys() | sums.keys() if not _same(before.get(m, _ZERO), sums.get(m, _ZERO))
         )
+        sums = {m: replace(total, corrections=before.get(m, _ZERO).corrections) for m, total in sums.items()}
         if not suspects:
             return sums, []
         after = _as_sums(counter_store.month_counters(developer_id, month))
         drifted = [
-            m for m in suspects if not _between(before.get(m, _ZERO), sums.get(m, _ZERO), after.get(m, _ZERO))
+            m
+            for m in suspects
+            if not _between(before.get(m, _ZERO), sums.get(m, _ZERO), after.get(m, _ZERO))
+            and not _corrected(before.get(m, _ZERO), after.get(m, _ZERO))
         ]
         if not drifted:
             return sums, []
@@ -229,10 +253,11 @@ def roll_up(developer_id: str, month: str, now: datetime) -> _Outcome:
             days=total.days,
             closed=period.end <= now,
             rolled_up_at=rolled_up_at,
+            corrections=total.corrections,
         )
         outcome.summaries += 1
         old = stored.get(metric)
-        if old is not None and (old.same_content(summary) or old.events > summary.events):
+        if old is not None and (old.same_content(summary) or old.newer_than(summary)):
             outcome.unchanged += 1  # as it is, or newer (a concurrent run read later)
         elif summary_store.put_summary(summary):
             outcome.written += 1

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from usage_meter.http import current, entitlements, history, meters, track
+from usage_meter.http import (
+    billingos,
+    current,
+    entitlements,
+    events,
+    glyphnet,
+    grantex,
+    history,
+    meters,
+    track,
+)
 from usage_meter.http.resolver import make_resolver
 
 API_TITLE = "Usage Meter API"
 API_VERSION = "1.0.0"
 
-ALL_ROUTERS = (track.router, current.router, history.router, entitlements.router, meters.router)
+ALL_ROUTERS = (
+    track.router,
+    current.router,
+    history.router,
+    entitlements.router,
+    meters.router,
+    events.router,
+    grantex.router,
+    glyphnet.router,
+    billingos.router,
+)
 
 
 def openapi_document() -> str:

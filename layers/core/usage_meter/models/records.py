@@ -8,7 +8,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from usage_meter.models.wire import Aggregation, ApiModel
+from usage_meter.models.wire import Aggregation, ApiModel, EventLogStatus
+
+
+class Revision(BaseModel):
+    """One correction of an event, as its record keeps it."""
+
+    revision: int
+    action: Literal["cancel", "amend"]
+    at: str
+    reason: str
+    quantity: Decimal | None = None  # the quantity before an amendment
+    metadata: dict[str, Any] | None = None  # the metadata before an amendment
 
 
 class IdempotencyRecord(BaseModel):
@@ -28,6 +39,10 @@ class IdempotencyRecord(BaseModel):
     commit_token: str | None = None  # the ClientRequestToken of the transaction that wrote it
     dimensions: dict[str, str] | None = None  # the combination its day was counted under (its
     # meter's dimensions: the event's values, or "(other)" past the cardinality bound)
+    status: EventLogStatus = "recorded"
+    revision: int = 0  # corrections applied; each one is conditioned on the revision it read
+    revisions: list[Revision] = []  # what each correction changed, oldest first
+    correction_token: str | None = None  # the token of the correction that wrote this revision
 
 
 AccountKind = Literal["developer", "plan", "meter"]
@@ -82,6 +97,30 @@ class CounterIncrement(BaseModel):
     peak: Decimal | None = None
     latest: tuple[str, Decimal] | None = None
     expires_at: int | None = None
+
+
+class CounterCorrection(BaseModel):
+    """What a correction does to one counter item: `events` and `quantity` added (negative to
+    take an event out), or `consumed` SET (a max or latest recomputed) and `latest_key` SET
+    ("" removes it). Conditioned on the item existing and on what the correction read
+    (`expect_*`: the window it recomputed has not changed since) or on bounds of `consumed`
+    before the change (`low`/`high`: a level's floor and ceiling, a hard limit's room)."""
+
+    developer_id: str
+    scope: CounterScope
+    key: str
+    metric: str
+    quantity: Decimal = Decimal(0)
+    events: int = 0
+    shard: int = 0  # a sharded meter's counter item the event added to (see CounterIncrement)
+    consumed: Decimal | None = None
+    latest_key: str | None = None
+    expect_events: int | None = None
+    expect_consumed: Decimal | None = None
+    expect_latest_key: str | None = None
+    expect_corrections: int | None = None
+    low: Decimal | None = None
+    high: Decimal | None = None
 
 
 class MetricClaim(BaseModel):
@@ -155,6 +194,7 @@ class Counter(BaseModel):
     events: int
     aggregation: Aggregation = "sum"  # counters written before meters were summed
     latest_key: str | None = None  # a latest meter's: "<event time>#<idempotency key>" of its value
+    corrections: int = 0  # corrections that moved it (day and month counters)
 
 
 # ---- rollup: month summaries and the run's report -------------------------------------------
@@ -176,15 +216,23 @@ class MonthSummary(BaseModel):
     days: int  # days of the month with usage of this metric
     closed: bool
     rolled_up_at: str  # when this content was written (an unchanged summary is not rewritten)
+    corrections: int = 0  # corrections its month counter had taken when it was read
+    adjusted: bool = False  # a correction landed after the month closed
 
     def same_content(self, other: MonthSummary) -> bool:
-        """Equal sums, days and closed flag: rewriting would change nothing but rolledUpAt."""
-        return (self.consumed, self.events, self.days, self.closed) == (
+        """Equal sums, days, closed flag and corrections: rewriting would change nothing but rolledUpAt."""
+        return (self.consumed, self.events, self.days, self.closed, self.corrections) == (
             other.consumed,
             other.events,
             other.days,
             other.closed,
+            other.corrections,
         )
+
+    def newer_than(self, other: MonthSummary) -> bool:
+        """Read later than `other`: more corrections, or as many and more events (events only
+        grow between corrections)."""
+        return (self.corrections, self.events) > (other.corrections, other.events)
 
 
 class RollupRequest(BaseModel):

@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
-    field_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -105,6 +104,25 @@ Timestamp = Annotated[
     BeforeValidator(_rfc3339),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+def _metadata_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata is plain JSON, at most MAX_METADATA_DEPTH deep and MAX_METADATA_BYTES serialized."""
+    if value is None:
+        return value
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+    try:
+        size = len(jsonutil.dumps(value).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be plain JSON ({exc})") from exc
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
+    return value
+
+
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(_metadata_size)]
+"""An event's metadata (the main API's and the compatible surfaces' alike)."""
 Amount = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 """An exact decimal in an answer: written as a JSON number, never a string."""
 MetricName = Annotated[str, Field(pattern=METRIC_PATTERN)]
@@ -137,22 +155,7 @@ class UsageEventIn(ApiModel):
     idempotency_key: IdempotencyKey | None = None
     timestamp: Timestamp | None = None
     developer_id: DeveloperId | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return value
-        if _depth(value) > MAX_METADATA_DEPTH:
-            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
-        try:
-            size = len(jsonutil.dumps(value).encode())
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadata must be plain JSON ({exc})") from exc
-        if size > MAX_METADATA_BYTES:
-            raise ValueError(f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES}")
-        return value
+    metadata: Metadata = None
 
 
 class EventBatchIn(ApiModel):
@@ -327,3 +330,69 @@ class MetersResponse(ApiModel):
     """Every meter, sorted by name (at most MAX_METERS of them)."""
 
     meters: list[MeterOut]
+
+
+# ---- the event log and corrections ---------------------------------------------------------
+
+MAX_EVENT_PAGE = 100
+MAX_REASON = 500
+EventLogStatus = Literal["recorded", "cancelled", "amended"]
+CorrectionStatus = Literal["cancelled", "already_cancelled", "amended", "unchanged"]
+
+
+class RevisionOut(ApiModel):
+    """One correction of an event: what it did, when, why, and (an amendment) the values before."""
+
+    revision: int
+    action: Literal["cancel", "amend"]
+    at: str
+    reason: str
+    quantity: Amount | None = Field(default=None, exclude_if=_absent)
+    metadata: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
+
+
+class EventOut(ApiModel):
+    """An event as the log lists it: its current values, status and corrections."""
+
+    idempotency_key: str
+    metric: str
+    quantity: Amount
+    timestamp: str
+    recorded_at: str
+    status: EventLogStatus
+    metadata: dict[str, Any] | None
+    revision: int
+    revisions: list[RevisionOut]
+
+
+class EventsResponse(ApiModel):
+    """A page of the event log, newest first; `nextCursor` (null on the last page) continues it."""
+
+    events: list[EventOut]
+    next_cursor: str | None
+
+
+Reason = Annotated[str, Field(max_length=MAX_REASON, description="Why (kept in the event's revisions)")]
+
+
+class CancelIn(ApiModel):
+    """Cancel one recorded event: every counter it moved moves back."""
+
+    developer_id: DeveloperId
+    idempotency_key: IdempotencyKey
+    reason: Reason = ""
+
+
+class AmendIn(CancelIn):
+    """Amend one recorded event's quantity and/or metadata: its old contribution out, the new in."""
+
+    quantity: Quantity | None = None
+    metadata: Metadata = None
+
+
+class CorrectionResponse(ApiModel):
+    """What a correction did (`unchanged`, `already_cancelled`: nothing) and the event after it."""
+
+    status: CorrectionStatus
+    revision: int
+    event: EventOut

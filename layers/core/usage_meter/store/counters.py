@@ -135,6 +135,7 @@ def _counter(item: dict[str, Any]) -> Counter:
         events=int(item["events"]["N"]),
         aggregation=item.get("aggregation", {"S": "sum"})["S"],
         latest_key=item["latestKey"]["S"] if "latestKey" in item else None,
+        corrections=int(item["corrections"]["N"]) if "corrections" in item else 0,
     )
 
 
@@ -151,6 +152,7 @@ def _counters(items: Iterable[dict[str, Any]]) -> list[Counter]:
         else:
             found.consumed += counter.consumed
             found.events += counter.events
+            found.corrections += counter.corrections
     return list(merged.values())
 
 

@@ -217,10 +217,11 @@ def from_av(value: Any) -> Any:
 def call(table: str, operation: str, **kwargs: Any) -> Any:
     """One DynamoDB call on a table: throttling and an unreachable DynamoDB (after botocore's
     own retries) become Busy, a 503 the client may retry; anything else is a bug and raises."""
-    return _guarded(operation, TableName=table, **kwargs)
+    return client_call(operation, TableName=table, **kwargs)
 
 
-def _guarded(operation: str, **kwargs: Any) -> Any:
+def client_call(operation: str, **kwargs: Any) -> Any:
+    """One DynamoDB call (tables named in its arguments, e.g. BatchGetItem), its errors as `call`'s."""
     try:
         return getattr(client(), operation)(**kwargs)
     except ClientError as exc:
@@ -269,7 +270,7 @@ def get_usage_items(item_keys: list[Item]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     request: dict[str, Any] = {table: {"Keys": item_keys, "ConsistentRead": True}}
     while request:
-        answer = _guarded("batch_get_item", RequestItems=request)
+        answer = client_call("batch_get_item", RequestItems=request)
         found.extend(answer.get("Responses", {}).get(table, []))
         request = answer.get("UnprocessedKeys") or {}
     return found

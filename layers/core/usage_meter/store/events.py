@@ -101,6 +101,10 @@ def _record_item(record: IdempotencyRecord) -> Item:
         "period": text(record.period),
         "recordedAt": text(record.recorded_at),
         "expiresAt": number(record.expires_at),
+        # the event log (EventLogIndex): the developer's shard, and the log's order
+        "logPk": text(keys.event_log_pk(record.developer_id, keys.event_log_shard(record.idempotency_key))),
+        "logSk": text(keys.event_log_sk(record.event_time, record.idempotency_key)),
+        "status": text(record.status),
     }
     if record.commit_token is not None:
         item["commitToken"] = text(record.commit_token)
@@ -122,7 +126,7 @@ def _metadata(value: Any) -> dict[str, Any] | None:
     return dict(from_av(value))  # records written before metadata was kept as text
 
 
-def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
+def record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
     plain = {k: from_av(v) for k, v in item.items()}
     return IdempotencyRecord(
         developer_id=plain["developerId"],
@@ -138,6 +142,10 @@ def _record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
         metadata=_metadata(item.get("metadata")),
         commit_token=plain.get("commitToken"),
         dimensions=plain.get("dimensions"),
+        status=plain.get("status", "recorded"),
+        revision=int(plain.get("revision", 0)),
+        revisions=jsonutil.loads(plain["revisions"]) if "revisions" in plain else [],
+        correction_token=plain.get("correctionToken"),
     )
 
 
@@ -282,7 +290,7 @@ def _condition_failed(
     item = reason.get("Item") or {}
     if position < len(records):
         held = (
-            _record_from_item(item)
+            record_from_item(item)
             if item
             else get_record(records[position].developer_id, records[position].idempotency_key)
         )
@@ -316,4 +324,4 @@ def get_record(developer_id: str, idempotency_key: str) -> IdempotencyRecord | N
         ConsistentRead=True,
     )
     item = answer.get("Item")
-    return _record_from_item(item) if item else None
+    return record_from_item(item) if item else None

@@ -94,3 +94,15 @@ def group_counters(developer_id: str, metric: str, first_day: str, last_day: str
         )
         for item in dynamodb.query_range(developer_id, *keys.group_range(metric, first_day, last_day))
     ]
+
+
+def group_exists(developer_id: str, metric: str, day: str, digest: str) -> bool:
+    """Whether a combination has its day counter (strongly consistent)."""
+    sk = keys.group_sk(metric, day, digest)
+    return any(True for _ in dynamodb.query_range(developer_id, sk, sk))
+
+
+def combinations(developer_id: str, metric: str, day: str) -> int:
+    """A day's stored count of combinations (0: none yet)."""
+    sk = keys.combinations_sk(metric, day)
+    return next((combinations_of(item) or 0 for item in dynamodb.query_range(developer_id, sk, sk)), 0)

@@ -20,6 +20,10 @@ UsageTable (pk, sk strings):
                                      of the month's day counters (consumed, events, days with
                                      usage), closed (the month has ended), rolledUpAt
 IdempotencyTable: pk = "<developerId>#<idempotencyKey>" (developer ids never contain "#").
+    logPk = "<developerId>#<shard>"   EventLogIndex's partition: one of EVENT_LOG_SHARDS per
+                                      developer, picked by a hash of the idempotency key
+    logSk = "<eventTime>#<idempotencyKey>"  its sort key: the log's order (eventTime is
+                                      fixed-width UTC, so text order is time order)
 AccountsTable:
     pk = "DEV#<developerId>", sk = "PROFILE"       developer profile (kind = "developer")
     pk = "DEV#<developerId>", sk = "KEY#<keyId>"   a key as its developer lists it (no plaintext)
@@ -160,3 +164,32 @@ def catalog_range() -> tuple[str, str]:
 
 def scope_of_sk(sk: str) -> CounterScope:
     return next(scope for scope, prefix in _SCOPE_PREFIX.items() if sk.startswith(f"{prefix}#"))
+
+
+EVENT_LOG_SHARDS = 16
+"""Partitions of one developer's event log in EventLogIndex: a busy developer's records spread
+over 16 index partitions instead of one hot one; a page of the log merges the 16, newest first."""
+
+
+def event_log_shard(idempotency_key: str) -> int:
+    """Which of the developer's log partitions an event is listed under (stable, spread)."""
+    return int(hashlib.sha256(idempotency_key.encode()).hexdigest()[:8], 16) % EVENT_LOG_SHARDS
+
+
+def event_log_pk(developer_id: str, shard: int) -> str:
+    return f"{developer_id}#{shard}"
+
+
+def event_log_sk(event_time: str, idempotency_key: str) -> str:
+    return f"{event_time}#{idempotency_key}"
+
+
+def event_log_range(first_time: str, last_time: str) -> tuple[str, str]:
+    """The logSk range of the events stamped from `first_time` to `last_time` inclusive ("$"
+    sorts right after "#", so every key of `last_time` is inside)."""
+    return f"{first_time}#", f"{last_time}$"
+
+
+def event_log_day(day: str) -> tuple[str, str]:
+    """The logSk range of one UTC day's events."""
+    return f"{day}T", f"{day}T~"

@@ -59,6 +59,8 @@ def _summary(item: dict[str, Any]) -> MonthSummary:
         days=int(item["days"]["N"]),
         closed=bool(item["closed"]["BOOL"]),
         rolled_up_at=item["rolledUpAt"]["S"],
+        corrections=int(item["corrections"]["N"]) if "corrections" in item else 0,
+        adjusted=bool(item.get("adjusted", {}).get("BOOL", False)),
     )
 
 
@@ -70,25 +72,32 @@ def month_summaries(developer_id: str, month: str) -> list[MonthSummary]:
 def put_summary(summary: MonthSummary) -> bool:
     """SET a month summary to absolute values, unless what is stored is as new or newer.
 
-    Counters only grow, so a summary with more events was read later: the write is
-    conditional on the stored one having fewer events (or as many, with a different sum or
-    day count, or still open when this one is closed). A slower concurrent run therefore
-    never puts an older sum back. Returns False when the condition kept what was stored.
+    Counters only grow between corrections, so a summary with more corrections, or as many and
+    more events, was read later: the write is conditional on the stored one having fewer
+    corrections, or as many and fewer events (or as many, with a different sum or day count,
+    or still open when this one is closed). A slower concurrent run therefore never puts an
+    older sum back. The `adjusted` mark a correction put on a closed month stays. Returns False
+    when the condition kept what was stored.
     """
     values: dict[str, AttributeValueTypeDef] = {
         ":d": text(summary.developer_id),
-        ":k": text(summary.month),
+        ":mo": text(summary.month),
         ":m": text(summary.metric),
         ":c": number(summary.consumed),
         ":e": number(summary.events),
         ":n": number(summary.days),
         ":cl": {"BOOL": summary.closed},
         ":u": text(summary.rolled_up_at),
+        ":k": number(summary.corrections),
     }
     same_events_but = "#c <> :c OR #n <> :n"
     if summary.closed:
         values[":open"] = {"BOOL": False}
         same_events_but += " OR #cl = :open"
+    as_many = f"(attribute_not_exists(#k) OR #k = :k) AND (#e < :e OR (#e = :e AND ({same_events_but})))"
+    condition = f"attribute_not_exists(#e) OR ({as_many})"
+    if summary.corrections:
+        condition += " OR attribute_not_exists(#k) OR #k < :k"
     try:
         dynamodb.usage_call(
             "update_item",
@@ -96,11 +105,14 @@ def put_summary(summary: MonthSummary) -> bool:
                 "pk": text(keys.developer_pk(summary.developer_id)),
                 "sk": text(keys.summary_sk(summary.month, summary.metric)),
             },
-            UpdateExpression="SET #d = :d, #k = :k, #m = :m, #c = :c, #e = :e, #n = :n, #cl = :cl, #u = :u",
-            ConditionExpression=f"attribute_not_exists(#e) OR #e < :e OR (#e = :e AND ({same_events_but}))",
+            UpdateExpression=(
+                "SET #d = :d, #mo = :mo, #m = :m, #c = :c, #e = :e, #n = :n, #cl = :cl, #u = :u, #k = :k"
+            ),
+            ConditionExpression=condition,
             ExpressionAttributeNames={
                 "#d": "developerId",
-                "#k": "month",
+                "#mo": "month",
+                "#k": "corrections",
                 "#m": "metric",
                 "#c": "consumed",
                 "#e": "events",
