@@ -11,8 +11,8 @@ with UsageMeter(api_key="um_live_...", base_url="https://...") as client:
 ```
 """
 
-from ._async_client import AsyncEntitlements, AsyncUsage, AsyncUsageMeter
-from ._client import Entitlements, Usage, UsageMeter
+from ._async_client import AsyncEntitlements, AsyncEvents, AsyncUsage, AsyncUsageMeter
+from ._client import Entitlements, Events, Usage, UsageMeter
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -31,16 +31,20 @@ from ._errors import (
 )
 from ._models import (
     BatchResult,
+    Correction,
     CurrentUsage,
     Entitlement,
     ErrorInfo,
+    EventPage,
     EventResult,
     Group,
     History,
     HistoryEntry,
+    LoggedEvent,
     MetricUsage,
     Period,
     RateLimit,
+    Revision,
     TrackResult,
     UsageEvent,
     UsageSnapshot,
@@ -52,28 +56,34 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncEntitlements",
+    "AsyncEvents",
     "AsyncUsage",
     "AsyncUsageMeter",
     "AuthenticationError",
     "BadRequestError",
     "BatchResult",
     "ConflictError",
+    "Correction",
     "CurrentUsage",
     "Entitlement",
     "Entitlements",
     "ErrorInfo",
+    "EventPage",
     "EventResult",
+    "Events",
     "Group",
     "History",
     "HistoryEntry",
     "InternalServerError",
     "LimitExceededError",
+    "LoggedEvent",
     "MetricUsage",
     "NotFoundError",
     "Period",
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "Revision",
     "ServiceUnavailableError",
     "TrackResult",
     "Usage",
