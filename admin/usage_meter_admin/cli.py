@@ -21,6 +21,7 @@ from usage_meter.errors import UsageMeterError, json_message
 from usage_meter_admin import connection
 from usage_meter_admin.account_commands import add_developer_commands, add_key_commands, add_plan_commands
 from usage_meter_admin.common import CliError
+from usage_meter_admin.event_commands import add_event_commands
 from usage_meter_admin.meter_commands import add_meter_commands
 from usage_meter_admin.usage_commands import add_rollup_commands, add_usage_commands
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_meter_commands(groups)
     add_rollup_commands(groups)
     add_usage_commands(groups)
+    add_event_commands(groups)
     return parser
 
 

@@ -21,3 +21,18 @@ def test_document_describes_every_route_of_the_template(stack: Stack) -> None:
     documented = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
     routed = {(r.method, r.path) for r in stack.api.routes if r.path != "/v1/openapi.json"}
     assert documented == routed
+
+
+def test_each_compatible_surface_has_its_own_tag() -> None:
+    """The seeds' APIs are found apart from the main one: every /compat/<seed> operation, and
+    only those, under that seed's tag."""
+    document = json.loads(COMMITTED.read_text())
+    tags: dict[str, set[str]] = {}
+    for path, operations in document["paths"].items():
+        surface = path.split("/")[2] if path.startswith("/compat/") else "main"
+        for operation in operations.values():
+            tags.setdefault(surface, set()).update(operation["tags"])
+    assert tags["grantex"] == {"Grantex compatible"}
+    assert tags["glyphnet"] == {"Glyphnet compatible"}
+    assert tags["billingos"] == {"BillingOS compatible"}
+    assert tags["main"].isdisjoint({"Grantex compatible", "Glyphnet compatible", "BillingOS compatible"})

@@ -48,6 +48,12 @@ its floor of zero, judge the running level). After every operation:
 - no hard-limited month counter (level) passes its limit (ceiling), no level is below zero,
   and each event refused at the limit (or the floor) really did not fit.
 
+Corrections: half the examples end with 1-2 cancels or amends (service key) of accepted events,
+resent on 5xx under the example's faults. The model predicts each answer (cancelled,
+already_cancelled, amended, unchanged, event_cancelled, limit_exceeded past a hard limit,
+level_below_zero, unique_by_missing) and recounts every counter and marker from the live events;
+the tables must equal it after each correction.
+
 Defects the properties found are kept below as @example cases (hypothesis's minimal examples),
 with what was wrong and how it was fixed.
 
@@ -78,7 +84,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from usage_meter import jsonutil
-from usage_meter.domain import accounts, clock, commit, meters, packing
+from usage_meter.domain import accounts, clock, commit, corrections, meters, packing
 from usage_meter.domain.plans import DEFAULT_PLANS
 from usage_meter.models.accounts import Developer, Meter, MetricLimit, Plan
 from usage_meter.models.timestamps import format_timestamp
@@ -210,6 +216,18 @@ class Scenario:
     writes: tuple[str | None, ...] = ()  # faults of the TransactWriteItems calls, in call order
     reads: tuple[str | None, ...] = ()  # faults of the GetItem and Query calls, in call order
     max_items: int = 100  # items per transaction (packing.MAX_TRANSACTION_ITEMS)
+    fixes: tuple[Fix, ...] = ()  # corrections sent after the operations
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A correction sent with the service key after the operations, of the `pick`-th accepted
+    event (modulo their number): a cancel, or an amend of its quantity and/or metadata."""
+
+    pick: int
+    cancel: bool
+    quantity: Decimal | None = None
+    meta: int | None = None  # METADATA index
 
 
 def timestamp_text(ev: Ev) -> str:
@@ -407,7 +425,18 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     drawing = _Drawing(developers, keyed_only=any(writes) or any(reads), history=[])
     ops = tuple(_operation(draw, drawing) for _ in range(draw(st.integers(1, 5))))
     max_items = draw(st.sampled_from((100, 100, 100, 100, 100, 5, 8, 13)))
-    return Scenario(plans, ops, writes, reads, max_items)
+    # corrections in half the examples (1-2 each), so the suite's runtime stays about as it was
+    fixes = tuple(draw(st.lists(_fix(), min_size=1, max_size=2))) if draw(st.booleans()) else ()
+    return Scenario(plans, ops, writes, reads, max_items, fixes)
+
+
+@st.composite
+def _fix(draw: st.DrawFn) -> Fix:
+    if draw(st.booleans()):
+        return Fix(draw(st.integers(0, 40)), cancel=True)
+    meta = draw(st.one_of(st.none(), st.integers(0, len(METADATA) - 1)))
+    quantity = draw(st.one_of(st.none(), quantities())) if meta is not None else draw(quantities())
+    return Fix(draw(st.integers(0, 40)), cancel=False, quantity=quantity, meta=meta)
 
 
 # ---- the environment: moto tables, a stepping clock, a faulty client ------------------------------
@@ -539,6 +568,7 @@ def environment(scenario: Scenario) -> Iterator[Env]:
             faulty = FaultyClient(dynamodb, scenario.writes, scenario.reads)
             patch.setattr(store_db, "client", lambda: faulty)
             patch.setattr(commit, "backoff", lambda attempt: 0.0)  # retry at once: no sleeping
+            patch.setattr(corrections, "backoff", lambda attempt: 0.0)
             patch.setattr(packing, "MAX_TRANSACTION_ITEMS", scenario.max_items)
             yield Env(dynamodb, stepping, faulty)
     finally:
@@ -555,6 +585,8 @@ class Record:
     metric: str
     quantity: Decimal
     event_time: datetime
+    meta: int = 0  # METADATA index (an amendment may change it)
+    cancelled: bool = False
 
 
 def fingerprint(developer: str, ev: Ev) -> tuple[Any, ...]:
@@ -635,30 +667,93 @@ class Model:
         assert (developer, key) not in self.records, f"{key} recorded twice"
         aggregation = METERED.get(ev.metric, "sum")
         contribution = Decimal(1) if aggregation in ("count", "unique_count") else ev.quantity
-        self.records[(developer, key)] = Record(
-            fingerprint(developer, ev), recorded_at, ev.metric, contribution, moment
-        )
-        pk = f"DEV#{developer}"
+        record = Record(fingerprint(developer, ev), recorded_at, ev.metric, contribution, moment, ev.meta)
+        self.records[(developer, key)] = record
+        self._count(developer, key, record)
+        self.accepted[developer] += 1
+
+    def _count(self, developer: str, key: str, record: Record) -> None:
+        """Count one live event in its windows, as its aggregation says."""
+        aggregation = METERED.get(record.metric, "sum")
+        pk, moment, quantity = f"DEV#{developer}", record.event_time, record.quantity
         windows = [("D", f"{moment:%Y-%m-%d}"), ("M", f"{moment:%Y-%m}")]
         if aggregation == "level":
             windows.append(("L", "current"))
         for scope, window in windows:
-            slot = (pk, f"{scope}#{window}#{ev.metric}")
+            slot = (pk, f"{scope}#{window}#{record.metric}")
             so_far, events = self.counters.get(slot, (Decimal(0), 0))
             if aggregation == "max":
-                consumed = max(so_far, ev.quantity) if events else ev.quantity
+                consumed = max(so_far, quantity) if events else quantity
             elif aggregation == "latest":
                 order = f"{format_timestamp(moment)}#{key}"
-                consumed = ev.quantity if order > self.latest.get(slot, "") else so_far
+                consumed = quantity if order > self.latest.get(slot, "") else so_far
                 self.latest[slot] = max(order, self.latest.get(slot, ""))
             elif aggregation == "unique_count":
-                values = self.values.setdefault((pk, f"U#{scope}#{window}#{ev.metric}"), set())
-                consumed = so_far + (unique_of(ev) not in values)
-                values.add(unique_of(ev))
+                value = (METADATA[record.meta] or {})[UNIQUE_BY]
+                values = self.values.setdefault((pk, f"U#{scope}#{window}#{record.metric}"), set())
+                consumed = so_far + (value not in values)
+                values.add(value)
             else:
-                consumed = so_far + contribution
+                consumed = so_far + quantity
             self.counters[slot] = (consumed, events + 1)
-        self.accepted[developer] += 1
+
+    def _recount(self, records: dict[tuple[str, str], Record]) -> None:
+        """Every counter from the live records alone (a counter an event ever moved stays, at
+        zero when none is left), as a correction leaves them."""
+        slots = set(self.counters)
+        self.records, self.counters, self.latest, self.values = records, {}, {}, {}
+        for (developer, key), record in records.items():
+            if not record.cancelled:
+                self._count(developer, key, record)
+        for slot in slots - set(self.counters):
+            self.counters[slot] = (Decimal(0), 0)
+        self.values = {slot: values for slot, values in self.values.items() if values}
+
+    def correct(self, fix: Fix, now: datetime) -> tuple[dict[str, Any], tuple[int, str]]:
+        """The body of a correction of an accepted event, and its expected (status, outcome);
+        the model takes the correction when it is applied."""
+        (developer, key), record = list(self.records.items())[fix.pick % len(self.records)]
+        body: dict[str, Any] = {"developerId": developer, "idempotencyKey": key, "reason": "property"}
+        if not fix.cancel:
+            body.update({"quantity": fix.quantity} if fix.quantity is not None else {})
+            body.update({"metadata": METADATA[fix.meta]} if fix.meta is not None else {})
+        if record.cancelled:
+            return body, (200, "already_cancelled") if fix.cancel else (409, "event_cancelled")
+        aggregation = METERED.get(record.metric, "sum")
+        meta = record.meta if fix.meta is None else fix.meta
+        if fix.cancel:
+            revised = replace(record, cancelled=True)
+        elif aggregation == "unique_count" and (METADATA[meta] or {}).get(UNIQUE_BY) is None:
+            return body, (422, "unique_by_missing")
+        else:
+            quantity = (
+                Decimal(1) if aggregation in ("count", "unique_count") else (fix.quantity or record.quantity)
+            )
+            if (quantity, METADATA[meta]) == (record.quantity, METADATA[record.meta]):
+                return body, (200, "unchanged")
+            revised = replace(record, quantity=quantity, meta=meta)
+        refusal = self._refusal(developer, record, revised)
+        if refusal is not None:
+            return body, refusal
+        if fix.cancel and f"{parse(record.recorded_at):%Y-%m-%dT%H:%M}" == f"{now:%Y-%m-%dT%H:%M}":
+            self.accepted[developer] -= 1  # out of its minute's count while the minute lasts
+        self._recount({**self.records, (developer, key): revised})
+        return body, (200, "cancelled" if fix.cancel else "amended")
+
+    def _refusal(self, developer: str, before: Record, after: Record) -> tuple[int, str] | None:
+        """What refuses a correction: a hard limit or a ceiling it would pass going up, a level it
+        would take below zero (judged on the figures the correction leaves)."""
+        trial = Model(tuple(self.plans.values()))
+        trial.counters = dict(self.counters)
+        trial._recount({**self.records, next(k for k, r in self.records.items() if r is before): after})
+        metric, month = before.metric, f"{before.event_time:%Y-%m}"
+        used, now_used = self.month_used(developer, month, metric), trial.month_used(developer, month, metric)
+        if METERED.get(metric) == "level" and now_used < 0:
+            return 422, "level_below_zero"
+        limit = self.hard_limit(developer, metric)
+        if limit is not None and now_used > used and now_used > limit:
+            return 429, "limit_exceeded"
+        return None
 
     def markers(self) -> dict[tuple[str, str], int]:
         """The unique_count markers the tables must hold: (pk, U#<D|M>#<window>#<metric>) -> values."""
@@ -954,6 +1049,35 @@ def check_tables(model: Model, snapshot: tuple[list[str], list[str]], where: str
             assert consumed >= 0, f"{pk} {sk} went below zero: {where}"
 
 
+def correct_events(env: Env, model: Model, fixes: tuple[Fix, ...]) -> None:
+    """Cancel and amend accepted events (resent on 5xx, as a careful client does); each answer is
+    the model's, and the tables equal the model's recount from the live events after each."""
+    for position, fix in enumerate(fixes):
+        body, expected = model.correct(fix, env.clock.current + timedelta(seconds=1))
+        path = "/v1/usage/events/cancel" if fix.cancel else "/v1/usage/events/amend"
+        for _ in range(MAX_ATTEMPTS):
+            env.clock.tick()
+            answer = local_api().call(
+                "POST", path, body=jsonutil.dumps(body), authorizer=identity(SERVICE_CALLER)
+            )
+            if answer.status < 500:
+                break
+        payload = answer.json()
+        outcome = payload.get("status") or payload["error"]["code"]
+        faulted = env.faults.injected > 0
+        if (
+            faulted
+            and outcome in ("already_cancelled", "unchanged")
+            and expected[1] in ("cancelled", "amended")
+        ):
+            outcome = expected[1]  # applied by an attempt whose answer was lost: its resend finds it done
+        assert (answer.status, outcome) == expected, (
+            f"correction {position} {fix}: {answer.status} {answer.body[:300]}"
+        )
+        model.seen.add(f"correction {outcome}")
+        check_tables(model, env.snapshot(), f"after correction {position}: {fix}")
+
+
 def run(scenario: Scenario) -> Model:
     with environment(scenario) as env:
         model = Model(scenario.plans)
@@ -985,6 +1109,8 @@ def run(scenario: Scenario) -> Model:
             assert after == before, f"a request that recorded nothing changed the tables: {where}"
             check_tables(model, after, where)
         check_tables(model, env.snapshot(), "after the last operation")
+        if model.records:
+            correct_events(env, model, scenario.fixes)
         # the same, read the way the other integration tests read it
         assert counters(env.dynamodb, TABLES["UsageTable"]) == model.counters
     return model

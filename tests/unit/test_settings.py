@@ -62,6 +62,8 @@ def test_busy_is_only_for_dynamodb_itself() -> None:
         ("KEY_CACHE_SECONDS", "junk", "key_cache_seconds", 60.0),
         ("ROLLUP_WORKERS", "3", "rollup_workers", 3),
         ("ROLLUP_LOOKBACK_DAYS", "40", "rollup_lookback_days", 40),
+        ("GLYPHNET_REQUESTS_METER", "requests", "glyphnet_requests_meter", "requests"),
+        ("GLYPHNET_REQUESTS_METER", " ", "glyphnet_requests_meter", "api_calls"),
     ],
 )
 def test_tunables(

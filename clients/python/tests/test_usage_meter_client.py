@@ -599,3 +599,100 @@ def test_only_a_whole_month_reads_as_a_month() -> None:
     assert _month_or_day("2026-11") == "2026-11-01"
     for other in ("2026-11\n", "2026-11-05", "x2026-11"):
         assert _month_or_day(other) == other
+
+
+# ---- the event log and corrections -----------------------------------------------------------
+
+
+def logged(key: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "idempotencyKey": key,
+        "metric": "api_calls",
+        "quantity": 2.5,
+        "timestamp": "2026-11-25T10:00:00.000Z",
+        "recordedAt": "2026-11-25T10:00:01.000Z",
+        "status": "recorded",
+        "metadata": None,
+        "revision": 0,
+        "revisions": [],
+        **fields,
+    }
+
+
+def test_events_list_follows_the_cursor_through_every_page(make: Callable[..., UsageMeter]) -> None:
+    client = make(
+        answer(200, {"events": [logged("a"), logged("b")], "nextCursor": "c1"}),
+        answer(200, {"events": [logged("c")], "nextCursor": None}),
+    )
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    found = list(client.usage.events.list(developer_id="dev_x", metric="api_calls", start=start, page_size=2))
+    assert [e.idempotency_key for e in found] == ["a", "b", "c"]
+    assert found[0].quantity == Decimal("2.5")
+    first, second = (r.url.params for r in script_of(client).requests)
+    assert dict(first) == {
+        "developerId": "dev_x",
+        "metric": "api_calls",
+        "limit": "2",
+        "from": "2026-11-20T00:00:00+00:00",
+    }
+    assert second["cursor"] == "c1"
+
+
+def test_cancel_and_amend_send_one_body_and_read_the_correction(make: Callable[..., UsageMeter]) -> None:
+    revision = {
+        "revision": 1,
+        "action": "amend",
+        "at": "2026-11-25T11:00:00.000Z",
+        "reason": "typo",
+        "quantity": 2.5,
+    }
+    client = make(
+        error(503, "temporarily_unavailable"),
+        answer(
+            200,
+            {
+                "status": "amended",
+                "revision": 1,
+                "event": logged("k", quantity=3, status="amended", revision=1, revisions=[revision]),
+            },
+        ),
+    )
+    done = client.usage.events.amend("k", developer_id="dev_x", quantity=Decimal("3"), reason="typo")
+    assert (done.status, done.revision, done.event.quantity) == ("amended", 1, Decimal(3))
+    assert done.event.revisions[0].quantity == Decimal("2.5")
+    bodies = [r.content for r in script_of(client).requests]
+    assert bodies[0] == bodies[1]  # the retry is the same correction: it applies once
+    assert json.loads(bodies[0]) == {
+        "developerId": "dev_x",
+        "idempotencyKey": "k",
+        "reason": "typo",
+        "quantity": 3,
+    }
+    assert script_of(client).requests[0].url.path == "/v1/usage/events/amend"
+    cancel = make(
+        answer(
+            200,
+            {
+                "status": "already_cancelled",
+                "revision": 1,
+                "event": logged("k", status="cancelled", revision=1),
+            },
+        )
+    )
+    assert cancel.usage.events.cancel("k", developer_id="dev_x").status == "already_cancelled"
+
+
+def test_async_events_list_iterates_pages() -> None:
+    pages = iter(
+        [
+            answer(200, {"events": [logged("a")], "nextCursor": "c1"}),
+            answer(200, {"events": [logged("b")], "nextCursor": None}),
+        ]
+    )
+
+    async def main() -> list[str]:
+        transport = httpx.MockTransport(lambda _: next(pages))
+        async with AsyncUsageMeter(api_key=KEY, base_url=BASE, transport=transport) as client:
+            return [e.idempotency_key async for e in client.usage.events.list(developer_id="dev_x")]
+
+    assert asyncio.run(main()) == ["a", "b"]

@@ -16,9 +16,9 @@ with UsageMeter(batching=True) as client:
 ```
 """
 
-from ._async_client import AsyncEntitlements, AsyncUsage, AsyncUsageMeter
+from ._async_client import AsyncEntitlements, AsyncEvents, AsyncUsage, AsyncUsageMeter
 from ._batching import BatchOptions, QueueFullError
-from ._client import Entitlements, Usage, UsageMeter
+from ._client import Entitlements, Events, Usage, UsageMeter
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -37,16 +37,20 @@ from ._errors import (
 )
 from ._models import (
     BatchResult,
+    Correction,
     CurrentUsage,
     Entitlement,
     ErrorInfo,
+    EventPage,
     EventResult,
     Group,
     History,
     HistoryEntry,
+    LoggedEvent,
     MetricUsage,
     Period,
     RateLimit,
+    Revision,
     TrackResult,
     UsageEvent,
     UsageSnapshot,
@@ -58,6 +62,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncEntitlements",
+    "AsyncEvents",
     "AsyncUsage",
     "AsyncUsageMeter",
     "AuthenticationError",
@@ -65,16 +70,20 @@ __all__ = [
     "BatchOptions",
     "BatchResult",
     "ConflictError",
+    "Correction",
     "CurrentUsage",
     "Entitlement",
     "Entitlements",
     "ErrorInfo",
+    "EventPage",
     "EventResult",
+    "Events",
     "Group",
     "History",
     "HistoryEntry",
     "InternalServerError",
     "LimitExceededError",
+    "LoggedEvent",
     "MetricUsage",
     "NotFoundError",
     "Period",
@@ -82,6 +91,7 @@ __all__ = [
     "QueueFullError",
     "RateLimit",
     "RateLimitError",
+    "Revision",
     "ServiceUnavailableError",
     "TrackResult",
     "Usage",

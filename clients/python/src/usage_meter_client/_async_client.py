@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,9 +24,11 @@ from ._core import (
     Settings,
     batch_request,
     connection_error,
+    correction_request,
     current_request,
     entitlement_request,
     error_from_response,
+    events_request,
     history_request,
     parse,
     track_request,
@@ -34,11 +36,15 @@ from ._core import (
 from ._errors import UsageMeterError
 from ._models import (
     BatchResult,
+    Correction,
     CurrentUsage,
     Entitlement,
+    EventPage,
     EventResult,
     Granularity,
     History,
+    LoggedEvent,
+    LogStatus,
     PeriodName,
     Quantity,
     TrackResult,
@@ -164,6 +170,7 @@ class AsyncUsage:
 
     def __init__(self, client: AsyncUsageMeter) -> None:
         self._client = client
+        self.events = AsyncEvents(client)
 
     async def current(
         self,
@@ -301,3 +308,86 @@ class AsyncEntitlements:
     async def check(self, metric: str, *, developer_id: str | None = None) -> bool:
         """True when the plan includes the metric and no hard limit is used up."""
         return (await self.get(metric, developer_id=developer_id)).has_access
+
+
+class AsyncEvents:
+    """`client.usage.events`: the event log, and corrections (service keys)."""
+
+    def __init__(self, client: AsyncUsageMeter) -> None:
+        self._client = client
+
+    async def page(
+        self,
+        *,
+        developer_id: str | None = None,
+        metric: str | None = None,
+        status: LogStatus | None = None,
+        start: dt.datetime | str | None = None,
+        end: dt.datetime | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> EventPage:
+        """One page of the log, newest first (`limit` up to 100; `cursor`: the last page's next_cursor)."""
+        request = events_request(
+            developer_id=developer_id,
+            metric=metric,
+            status=status,
+            start=start,
+            end=end,
+            limit=limit,
+            cursor=cursor,
+        )
+        return await self._client._call(request, EventPage)
+
+    async def list(
+        self,
+        *,
+        developer_id: str | None = None,
+        metric: str | None = None,
+        status: LogStatus | None = None,
+        start: dt.datetime | str | None = None,
+        end: dt.datetime | str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[LoggedEvent]:
+        """Every event of the log matching the filters, newest first, fetched a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = await self.page(
+                developer_id=developer_id,
+                metric=metric,
+                status=status,
+                start=start,
+                end=end,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for event in page.events:
+                yield event
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def cancel(self, idempotency_key: str, *, developer_id: str, reason: str = "") -> Correction:
+        """Cancel an event: every counter it moved moves back, once (`already_cancelled` after)."""
+        request = correction_request("cancel", idempotency_key, developer_id=developer_id, reason=reason)
+        return await self._client._call(request, Correction)
+
+    async def amend(
+        self,
+        idempotency_key: str,
+        *,
+        developer_id: str,
+        quantity: Quantity | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        reason: str = "",
+    ) -> Correction:
+        """Amend an event's quantity and/or metadata (`unchanged` when they are the same)."""
+        request = correction_request(
+            "amend",
+            idempotency_key,
+            developer_id=developer_id,
+            reason=reason,
+            quantity=quantity,
+            metadata=metadata,
+        )
+        return await self._client._call(request, Correction)

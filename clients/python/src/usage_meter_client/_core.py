@@ -37,6 +37,7 @@ from ._models import (
     ApiObject,
     Granularity,
     PeriodName,
+    Quantity,
     UsageEvent,
     UsageSnapshot,
     date_text,
@@ -249,6 +250,42 @@ def event_wire(event: UsageEvent) -> dict[str, Any]:
     if event.metadata is not None:
         wire["metadata"] = dict(event.metadata)
     return wire
+
+
+def events_request(
+    *,
+    developer_id: str | None,
+    metric: str | None,
+    status: str | None,
+    start: dt.datetime | str | None,
+    end: dt.datetime | str | None,
+    limit: int | None,
+    cursor: str | None,
+) -> Request:
+    """One page of the event log (`from`/`to` are RFC 3339 instants)."""
+    params = _params(developerId=developer_id, metric=metric, status=status, limit=limit, cursor=cursor)
+    for name, moment in (("from", start), ("to", end)):
+        if moment is not None:
+            params[name] = moment if isinstance(moment, str) else timestamp_text(moment)
+    return Request("GET", "/v1/usage/events", params)
+
+
+def correction_request(
+    action: str,
+    idempotency_key: str,
+    *,
+    developer_id: str,
+    reason: str,
+    quantity: Quantity | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Request:
+    """A cancel or an amend: a retry sends the same body, and a correction applies once."""
+    body: dict[str, Any] = {"developerId": developer_id, "idempotencyKey": idempotency_key, "reason": reason}
+    if quantity is not None:
+        body["quantity"] = to_decimal(quantity)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    return Request("POST", f"/v1/usage/events/{action}", body=_json.dumps(body))
 
 
 def track_request(event: UsageEvent) -> Request:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 EventStatus = Literal["recorded", "duplicate", "rejected", "limit_exceeded"]
+LogStatus = Literal["recorded", "cancelled", "amended"]
+CorrectionStatus = Literal["cancelled", "already_cancelled", "amended", "unchanged"]
 Enforcement = Literal["soft", "hard"]
 PeriodName = Literal["day", "week", "month"]
 Granularity = Literal["day", "month"]
@@ -178,6 +180,46 @@ class TrackResult(BatchResult):
     def duplicate(self) -> bool:
         """True when the service had already counted this idempotency key (the answer is the original)."""
         return self.results[0].status == "duplicate"
+
+
+class Revision(ApiObject):
+    """One correction of a logged event; an amendment keeps the quantity and metadata before it."""
+
+    revision: int
+    action: Literal["cancel", "amend"]
+    at: dt.datetime
+    reason: str
+    quantity: Decimal | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class LoggedEvent(ApiObject):
+    """An event of the event log (`GET /v1/usage/events`), as it stands now."""
+
+    idempotency_key: str
+    metric: str
+    quantity: Decimal
+    timestamp: dt.datetime
+    recorded_at: dt.datetime
+    status: LogStatus
+    metadata: dict[str, Any] | None = None
+    revision: int = 0
+    revisions: list[Revision] = []
+
+
+class EventPage(ApiObject):
+    """One page of the event log, newest first; `next_cursor` is None on the last page."""
+
+    events: list[LoggedEvent]
+    next_cursor: str | None = None
+
+
+class Correction(ApiObject):
+    """What a cancel or an amend did (`unchanged` and `already_cancelled`: nothing) and the event after it."""
+
+    status: CorrectionStatus
+    revision: int
+    event: LoggedEvent
 
 
 class Entitlement(ApiObject):

@@ -519,9 +519,12 @@ def correct(
         metadata_given=isinstance(body, AmendIn) and "metadata" in body.model_fields_set,
     )
     meters = MeterBook()
+    ours: set[str] = set()  # tokens of this request's commits: one may have applied unseen
     for attempt in range(MAX_ATTEMPTS):
         now = clock.now()
         record = _live(request, now)
+        if record.correction_token in ours:  # an attempt whose answer was lost was applied
+            return _answer("cancelled" if record.status == "cancelled" else "amended", record)
         meter = meters(record.metric)
         settled = _settled(record, request, meter)
         if settled is not None:
@@ -532,7 +535,7 @@ def correct(
                 code="too_many_revisions",
             )
         try:
-            written = _attempt(record, request, meter, resolve, now)
+            written = _attempt(record, request, meter, resolve, now, ours)
         except (_Behind, log_store.CorrectionConflict):
             metrics.add_metric(name="CorrectionConflicts", unit=MetricUnit.Count, value=1)
             sleep(backoff(attempt))
@@ -549,6 +552,7 @@ def _attempt(
     meter: Meter | None,
     resolve: DeveloperResolver,
     now: datetime,
+    ours: set[str],
 ) -> tuple[IdempotencyRecord, bool] | None:
     """Work out and commit one correction from what is stored now: the record as written and
     whether it adjusted a closed month, or None when the commit's outcome stayed unknown and
@@ -565,6 +569,7 @@ def _attempt(
     plan = _Plan(record=record, meter=meter, old=old, new=new, now=now)
     _plan(plan)
     token = str(uuid.uuid4())
+    ours.add(token)
     closed = log_store.summary_closed(old.developer_id, old.period, old.metric)
     revised = _revised(plan, "amend" if request.amend else "cancel", request.reason, token)
     write = log_store.CorrectionWrite(

@@ -217,8 +217,12 @@ def _assertions(
         else:
             conditions.append("attribute_not_exists(#l)")
     if change.expect_corrections is not None:
-        names["#k"], values[":xk"] = "corrections", number(change.expect_corrections)
-        conditions.append("#k = :xk" if change.expect_corrections else "attribute_not_exists(#k)")
+        names["#k"] = "corrections"
+        if change.expect_corrections:
+            values[":xk"] = number(change.expect_corrections)
+            conditions.append("#k = :xk")
+        else:
+            conditions.append("attribute_not_exists(#k)")
     if change.low is not None:
         values[":lo"] = number(change.low)
         conditions.append("#c >= :lo")
@@ -346,25 +350,27 @@ def summary_closed(developer_id: str, month: str, metric: str) -> bool:
 
 def day_markers_with(developer_id: str, metric: str, first_day: str, last_day: str, digest: str) -> set[str]:
     """The days from first_day to last_day whose unique_count marker of `metric` holds `digest`
-    (one Query over the range's day markers, filtered)."""
+    (one Query over the range's day markers of the metric: a key cannot be filtered on)."""
     low, high = keys.marker_range("day", first_day, last_day)
     kwargs: dict[str, Any] = {
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-        "FilterExpression": "#m = :m AND contains(sk, :g)",
+        "FilterExpression": "#m = :m",
         "ExpressionAttributeNames": {"#m": "metric"},
         "ExpressionAttributeValues": {
             ":pk": text(keys.developer_pk(developer_id)),
             ":lo": text(low),
             ":hi": text(high),
             ":m": text(metric),
-            ":g": text(f"#{metric}#{digest}"),
         },
         "ConsistentRead": True,
     }
     days: set[str] = set()
     while True:
         page = dynamodb.usage_call("query", **kwargs)
-        days.update(str(item["sk"]["S"]).split("#")[2] for item in page.get("Items", []))
+        for item in page.get("Items", []):
+            _, _, day, _, held = str(item["sk"]["S"]).split("#", 4)
+            if held == digest:
+                days.add(day)
         last = page.get("LastEvaluatedKey")
         if not last:
             return days
