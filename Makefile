@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/grouped_reads.py
 	$(BIN)/python bench/vs_naive.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/hot_tenant.py
 	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/layer_size.py
 	$(BIN)/python bench/metering_overhead.py

@@ -29,7 +29,7 @@ import sys
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,7 +98,9 @@ class Meter:
             tally.transact_items += len(params["TransactItems"])
         tally.largest_item = max([tally.largest_item, *sizes])
         write = request_write_units(model.name, params)
-        context["bench"] = {"wcu": write, "consistent": bool(params.get("ConsistentRead"))}
+        batched = params.get("RequestItems", {}).values() if model.name == "BatchGetItem" else []
+        consistent = bool(params.get("ConsistentRead")) or any(t.get("ConsistentRead") for t in batched)
+        context["bench"] = {"wcu": write, "consistent": consistent}
 
     def _before_send(self, **_: Any) -> None:
         self.tally.round_trips += 1
@@ -127,6 +129,7 @@ class Scenario:
     body: dict[str, Any]
     expect: str
     setup: dict[str, Any] | None = None
+    then: Callable[[], None] | None = None  # run after the setup, unmeasured
 
     @property
     def events(self) -> int:
@@ -249,7 +252,15 @@ def scenarios(now: datetime) -> list[Scenario]:
     two_days: list[datetime | None] = [now - timedelta(hours=1), now - timedelta(days=1, hours=1)]
     original = event()
     return [
-        Scenario("single event, keyed", event(), "recorded"),
+        Scenario("single event, keyed, cold container", event(), "recorded"),
+        Scenario("single event, keyed, warm container", event(), "recorded", setup=event()),
+        Scenario(
+            "single event, keyed, plan changed since copied",
+            event(),
+            "recorded",
+            setup=event(),
+            then=lambda: accounts.put_plan(next(p for p in accounts.plans() if p.name == "pro")),
+        ),
         Scenario("batch: 1 metric x 1 day, keyed", batch(["api_calls"], one_day), "recorded"),
         Scenario(
             "batch: 3 metrics x 2 days, keyed",
@@ -282,6 +293,8 @@ def run_scenarios(meter: Meter, now: datetime) -> list[Row]:
     for scenario in scenarios(now):
         if scenario.setup is not None:
             track(api, scenario.setup, "recorded")
+        if scenario.then is not None:
+            scenario.then()
         with meter.measuring() as tally:
             track(api, scenario.body, scenario.expect)
         rows.append(Row(scenario.name, scenario.events, tally))

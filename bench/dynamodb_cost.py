@@ -126,6 +126,12 @@ def response_read_units(operation: str, parsed: Mapping[str, Any], *, consistent
         return read_units(size, consistent=consistent)
     if operation == "GetItem":
         return read_units(item_size(parsed.get("Item", {})), consistent=consistent)
+    if operation == "BatchGetItem":  # each item is rounded up on its own
+        return sum(
+            read_units(item_size(item), consistent=consistent)
+            for items in parsed.get("Responses", {}).values()
+            for item in items
+        )
     if operation == "TransactGetItems":
         return sum(
             read_units(item_size(r.get("Item", {})), consistent=True, transactional=True)

@@ -48,14 +48,20 @@ def table_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 
 def counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    """Counter items (day, month, a level's running level) as {(pk, sk): (consumed, events)};
-    minute counters, the metric catalog, unique_count markers, dimension groups, refusal flags,
-    alert claims and webhook delivery records apart."""
-    return {
-        (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["consumed"]["N"]), int(i["events"]["N"]))
-        for i in items
-        if not i["sk"]["S"].startswith(("R#", "METRIC", "U#", "G#", "C#", "X#", "A#", "E#", "T#"))
-    }
+    """Counter items (day, month, a level's running level) as {(pk, sk): (consumed, events)},
+    a sharded meter's shards (`<counter sk>#<n>`) added under their counter's sk; minute
+    counters, the metric catalog, unique_count markers, dimension groups, refusal flags, alert
+    claims and webhook delivery records apart."""
+    found: dict[tuple[str, str], tuple[Decimal, int]] = {}
+    for i in items:
+        sk = i["sk"]["S"]
+        if sk.startswith(("R#", "METRIC", "U#", "G#", "C#", "X#", "A#", "E#", "T#")):
+            continue
+        base, _, last = sk.rpartition("#")
+        slot = (i["pk"]["S"], base if last.isdigit() else sk)  # metric names start with a letter
+        consumed, events = found.get(slot, (Decimal(0), 0))
+        found[slot] = (consumed + Decimal(i["consumed"]["N"]), events + int(i["events"]["N"]))
+    return found
 
 
 def groups_in(

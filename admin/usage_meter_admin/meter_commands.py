@@ -17,36 +17,46 @@ def meter_row(m: Meter) -> list[str]:
     return [m.name, aggregation, m.status, ",".join(m.dimensions) or "-", m.unit or "-", m.description or ""]
 
 
+def meter_wire(m: Meter) -> Any:
+    """A meter as --json and `show` print it: `shards` only for a sharded meter."""
+    return wire(m, exclude=() if m.shards > 1 else ("shards",))
+
+
 def _meters_create(args: argparse.Namespace) -> None:
     dimensions = args.dimensions.split(",") if args.dimensions else []
     fields = {"name": args.name, "aggregation": args.aggregation, "dimensions": dimensions}
-    optional = {"unique_by": args.unique_by, "unit": args.unit, "description": args.description}
+    optional = {
+        "unique_by": args.unique_by,
+        "unit": args.unit,
+        "description": args.description,
+        "shards": args.shards,
+    }
     meter = meters.create(meters.definition(**fields, **{k: v for k, v in optional.items() if v is not None}))
     created = "\t".join(meter_row(meter))
-    emit(args, wire(meter), f"created meter {created}")
+    emit(args, meter_wire(meter), f"created meter {created}")
 
 
 def _meters_list(args: argparse.Namespace) -> None:
     found = meters.meters()
     if args.json:
-        emit(args, wire(found), "")
+        emit(args, [meter_wire(m) for m in found], "")
         return
     print_table(METER_HEADERS, [meter_row(m) for m in found])
 
 
 def _meters_show(args: argparse.Namespace) -> None:
     meter = meters.get(args.name)
-    fields = wire(meter)  # the same names as --json and the API
+    fields = meter_wire(meter)  # the same names as --json and the API
     fields["dimensions"] = ",".join(meter.dimensions)
     text = "\n".join(f"{name}: {'-' if value in (None, '') else value}" for name, value in fields.items())
-    emit(args, wire(meter), text)
+    emit(args, meter_wire(meter), text)
 
 
 def _meters_archive(args: argparse.Namespace) -> None:
     meter = meters.archive(args.name)
     emit(
         args,
-        wire(meter),
+        meter_wire(meter),
         f"archived meter {meter.name} (since {meter.archived_at}): it takes no new events; its usage stays readable",
     )
 
@@ -64,6 +74,12 @@ def add_meter_commands(groups: Any) -> None:
     create.add_argument("--unique-by", metavar="PROPERTY", help="unique_count: the metadata property counted")
     create.add_argument(
         "--dimensions", metavar="a,b,c", help="up to 3 metadata keys usage is also counted by"
+    )
+    create.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="spread each counter over N items (sum and count meters without a hard limit: a hot developer)",
     )
     create.add_argument("--unit", metavar="TEXT", help="what one unit is (at most 32 characters)")
     create.add_argument("--description", metavar="TEXT", help="at most 256 characters")

@@ -8,13 +8,13 @@ session fixture fails: a missing engine is an error, never a skip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from usage_meter.domain import accounts
+from usage_meter.domain import accounts, meters
 from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter.store import accounts as account_store
 from usage_meter.store import dynamodb as store_db
@@ -92,8 +92,13 @@ class EngineStack:
         self._containers.extend(started)
         return started
 
-    def add_developers(self, developer_ids: Sequence[str], metrics: Sequence[str]) -> None:
-        """Developers on a plan without limits, so that every event is counted."""
+    def add_developers(
+        self, developer_ids: Sequence[str], metrics: Sequence[str], sharded: Mapping[str, int] | None = None
+    ) -> None:
+        """Developers on a plan without limits, so that every event is counted; the metrics in
+        `sharded` get a sum meter over that many shards."""
+        for metric, shards in (sharded or {}).items():
+            meters.create(meters.definition(name=metric, shards=shards))
         plan = Plan(name=UNLIMITED_PLAN, metrics={m: MetricLimit(limit=None) for m in metrics})
         account_store.put_plan(plan)
         for developer_id in developer_ids:

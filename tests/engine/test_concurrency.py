@@ -133,11 +133,12 @@ def test_hot_counter_is_exact(engine: EngineStack, report: Report, conflicts: st
 
 def test_mixed_load_counts_every_distinct_event_once(engine: EngineStack, report: Report) -> None:
     """5,000 events (3,500 keys, 1,500 duplicates) over 50 developers x 3 metrics x 2 days, shuffled,
-    as single events and small batches from 16 clients: every counter is the exact sum."""
+    as single events and small batches from 16 clients: every counter is the exact sum, also
+    that of storage_gb, a meter over 4 shards (its shards added as the service reads them)."""
     rng = random.Random(20261125)
     developers = [f"dev_mix{i:02d}" for i in range(50)]
     metrics = ["api_calls", "tokens", "storage_gb"]
-    engine.add_developers(developers, metrics)
+    engine.add_developers(developers, metrics, sharded={"storage_gb": 4})
     now = datetime.now(UTC)
     distinct, sent = keyed_events(rng, developers, metrics, now, DISTINCT, RESENT, "mix", 5)
     requests = batched_requests(rng, sent, single_share=0.3, largest=8)
@@ -167,6 +168,12 @@ def test_mixed_load_counts_every_distinct_event_once(engine: EngineStack, report
         assert statuses == ["duplicate"] * (len(answers) - 1) + ["recorded"], key
         assert len({recorded_at for _, recorded_at in answers}) == 1, key
     assert counters(engine.dynamodb, engine.usage_table) == expected_counters(distinct)
+    sharded = {
+        i["sk"]["S"]
+        for i in table_items(engine.dynamodb, engine.usage_table)
+        if "#storage_gb#" in i["sk"]["S"]
+    }
+    assert {sk.rsplit("#", 1)[1] for sk in sharded} == {"1", "2", "3"}  # beside each counter's own item
     records = table_items(engine.dynamodb, engine.idempotency_table)
     assert len(records) == DISTINCT
     stored = {r["idempotencyKey"]["S"]: r["recordedAt"]["S"] for r in records}

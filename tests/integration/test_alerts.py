@@ -173,3 +173,19 @@ def test_a_cancellation_is_announced_once_on_the_bus(stack: Stack, bus: Path) ->
     (announced,) = [e["detail"] for e in _published(bus)]
     assert announced["type"] == "usage.event.cancelled"
     assert (announced["data"]["idempotencyKey"], announced["data"]["revision"]) == ("to-cancel", 1)
+
+
+def test_a_sharded_meter_alerts_on_the_total_of_its_shards(stack: Stack, bus: Path) -> None:
+    from usage_meter.domain import meters
+
+    meters.create(meters.definition(name="hot", aggregation="sum", shards=4))
+    account_store.put_plan(Plan(name="hot-plan", metrics={"hot": MetricLimit(limit=Decimal(100))}))
+    accounts.create_developer("dev_hot", "hot-plan", "dev_hot")
+    batch = [{"metric": "hot", "quantity": 17, "idempotencyKey": f"k{i}"} for i in range(5)]  # 85
+    assert stack.track({"events": batch}, developer="dev_hot").status == 200
+    shards = [sk for sk in _items(stack, "M#") if sk.startswith("M#2026-11#hot")]
+    assert len(shards) > 1  # no shard alone reaches 80
+    _stream(stack, {})
+    _stream(stack, {})
+    published = [e["detail"]["data"] for e in _published(bus)]
+    assert [(d["metric"], d["threshold"], d["consumed"]) for d in published] == [("hot", 80, 85)]

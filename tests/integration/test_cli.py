@@ -52,7 +52,12 @@ def accounts_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def profile(stack: Stack, developer_id: str) -> dict[str, Any] | None:
-    return accounts_items(stack).get((f"DEV#{developer_id}", "PROFILE"))
+    """A developer's stored profile without its `revision` (a random token each write renews,
+    which a container's copy of the profile is checked against), which it must have."""
+    item = accounts_items(stack).get((f"DEV#{developer_id}", "PROFILE"))
+    if item is not None:
+        assert "S" in item.pop("revision")
+    return item
 
 
 def get_usage(stack: Stack, key: str, **query: str) -> Answer:

@@ -37,7 +37,11 @@ def _handlers_loaded() -> None:
 
 
 def meter_items(stack: Stack) -> dict[str, dict[str, Any]]:
-    return {pk: item for (pk, sk), item in accounts_items(stack).items() if sk == "METER"}
+    """The stored meters, each without its `revision` (a random token every write renews: what
+    a container's copy is checked against), which every one of them has."""
+    found = {pk: item for (pk, sk), item in accounts_items(stack).items() if sk == "METER"}
+    assert all("S" in item.pop("revision") for item in found.values())
+    return found
 
 
 def plan_items(stack: Stack) -> dict[str, dict[str, Any]]:

@@ -5,6 +5,8 @@ What is generated (one hypothesis example = fresh tables + 1-5 operations):
 - 1-3 developers on the plans "capped" (api_calls: 6, hard; tokens: 4, soft; logins: 2, hard;
   visitors: 1, hard; seats: a ceiling of 5), "pro" or "enterprise", called with their
   developer keys or with the service key;
+- tokens counted by a sum meter over 3 shards (PROPERTY_SHARDS): each event adds to the shard
+  its key picks, and the counters are read with their shards added;
 - half the events on metered metrics, one meter per aggregation but sum: logins (count), peak
   (max), gauge (latest), visitors (unique_count by metadata.region, sometimes missing) and
   seats (level: changes of -2 to +3);
@@ -84,11 +86,12 @@ from moto import mock_aws
 from usage_meter import jsonutil
 from usage_meter.domain import accounts, clock, commit, corrections, meters, packing
 from usage_meter.domain.plans import DEFAULT_PLANS
-from usage_meter.models.accounts import Developer, MetricLimit, Plan
+from usage_meter.models.accounts import Developer, Meter, MetricLimit, Plan
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation
 from usage_meter.store import accounts as account_store
 from usage_meter.store import dynamodb as store_db
+from usage_meter.store import meters as meter_store
 from usage_meter_local.invoke import Answer, LocalApi
 from usage_meter_local.template import create_table_requests, function_environment, table_logical_ids
 
@@ -109,6 +112,8 @@ METERED: dict[str, Aggregation] = {
 }
 """Metrics with a meter (made at the start of every example), one per other aggregation."""
 UNIQUE_BY = "region"
+SHARDS = int(os.environ.get("PROPERTY_SHARDS", "3"))
+"""tokens (soft-limited or unlimited on every plan used here) is a sum meter over this many shards."""
 ALL_METRICS = (*METRICS, *METERED)
 CAPPED = Plan(
     name="capped",
@@ -558,6 +563,9 @@ def environment(scenario: Scenario) -> Iterator[Env]:
             for name, aggregation in METERED.items():
                 unique_by = UNIQUE_BY if aggregation == "unique_count" else None
                 meters.create(meters.definition(name=name, aggregation=aggregation, unique_by=unique_by))
+            # tokens summed over shards (stored directly: the default free plan, which no
+            # developer here is on, limits tokens hard, and meters create refuses that)
+            meter_store.put_new_meter(Meter(name="tokens", shards=SHARDS, created_at=iso(T0)))
             accounts.put_plan(CAPPED)
             for developer, plan in zip(DEVELOPERS, scenario.plans, strict=False):
                 account_store.put_developer(

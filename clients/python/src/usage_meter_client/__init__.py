@@ -9,12 +9,18 @@ with UsageMeter(api_key="um_live_...", base_url="https://...") as client:
     client.usage.track(metric="api_calls", quantity=1)
     ok = client.entitlements.check("api_calls")
 
+# a hot path: events queued and sent 100 to a request in the background
+with UsageMeter(batching=True) as client:
+    future = client.usage.submit(metric="api_calls", developer_id="dev_1")
+    future.result().status  # "recorded"
+
 event = webhooks.verify(body, headers["Usage-Meter-Signature"], "whsec_...")
 ```
 """
 
 from . import webhooks
 from ._async_client import AsyncEntitlements, AsyncEvents, AsyncUsage, AsyncUsageMeter
+from ._batching import BatchOptions, QueueFullError
 from ._client import Entitlements, Events, Usage, UsageMeter
 from ._errors import (
     APIConnectionError,
@@ -64,6 +70,7 @@ __all__ = [
     "AsyncUsageMeter",
     "AuthenticationError",
     "BadRequestError",
+    "BatchOptions",
     "BatchResult",
     "ConflictError",
     "Correction",
@@ -84,6 +91,7 @@ __all__ = [
     "NotFoundError",
     "Period",
     "PermissionDeniedError",
+    "QueueFullError",
     "RateLimit",
     "RateLimitError",
     "Revision",

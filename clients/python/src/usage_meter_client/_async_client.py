@@ -11,6 +11,7 @@ from typing import Any, Self
 
 import httpx
 
+from ._batching import AsyncBatcher, BatchOptions, batch_options
 from ._core import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -39,6 +40,7 @@ from ._models import (
     CurrentUsage,
     Entitlement,
     EventPage,
+    EventResult,
     Granularity,
     History,
     LoggedEvent,
@@ -73,6 +75,7 @@ class AsyncUsageMeter:
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        batching: bool | BatchOptions = False,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
@@ -82,6 +85,12 @@ class AsyncUsageMeter:
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._settings.timeout, transport=transport)
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        options = batch_options(batching)
+        self._batcher = (
+            AsyncBatcher(self._send, self._settings, options, lambda delay: self._sleep(delay))
+            if options is not None
+            else None
+        )
         self.usage = AsyncUsage(self)
         self.entitlements = AsyncEntitlements(self)
 
@@ -93,8 +102,16 @@ class AsyncUsageMeter:
     def max_retries(self) -> int:
         return self._settings.max_retries
 
+    async def flush(self) -> None:
+        """With batching: send what is queued now and wait for every submitted event's result."""
+        if self._batcher is not None:
+            await self._batcher.flush()
+
     async def close(self) -> None:
-        """Close the HTTP connections (unless the httpx client was given by the caller)."""
+        """Send the events still queued (with batching), then close the HTTP connections (unless
+        the httpx client was given by the caller)."""
+        if self._batcher is not None:
+            await self._batcher.close()
         if self._owns_http:
             await self._http.aclose()
 
@@ -255,6 +272,24 @@ class AsyncUsage:
         """
         event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
         return await self._client._call(track_request(event), TrackResult)
+
+    async def submit(
+        self,
+        metric: str,
+        quantity: Quantity = 1,
+        *,
+        idempotency_key: str | None = None,
+        timestamp: dt.datetime | str | None = None,
+        developer_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[EventResult]:
+        """Queue one event for the background sender (needs `AsyncUsageMeter(batching=True)`);
+        awaiting it waits only for room in the queue. Await the returned future for the event's
+        `EventResult` (see `UsageMeter.usage.submit`)."""
+        if self._client._batcher is None:
+            raise RuntimeError("submit needs AsyncUsageMeter(..., batching=True); use track() otherwise")
+        event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
+        return await self._client._batcher.submit(event)
 
     async def track_batch(self, events: Sequence[UsageEvent | Mapping[str, Any]]) -> BatchResult:
         """Record 1-100 events in one call; each gets its own result, in order."""

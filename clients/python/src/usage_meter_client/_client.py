@@ -6,11 +6,13 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
+from ._batching import Batcher, BatchOptions, batch_options
 from ._core import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -39,6 +41,7 @@ from ._models import (
     CurrentUsage,
     Entitlement,
     EventPage,
+    EventResult,
     Granularity,
     History,
     LoggedEvent,
@@ -67,6 +70,10 @@ class UsageMeter:
     carry the same idempotency key, so the event is counted once. `timeout` (seconds, or an
     `httpx.Timeout`) applies to each attempt. Pass `http_client` to reuse your own
     `httpx.Client` (not closed by this client), or `transport` to give the one it creates.
+
+    `batching=True` (or a `BatchOptions`) starts a background sender for `usage.submit`:
+    events are sent 100 to a request, or when the oldest has waited 250 ms, and on `flush`,
+    `close` or interpreter exit.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class UsageMeter:
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        batching: bool | BatchOptions = False,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("give http_client or transport, not both")
@@ -90,6 +98,12 @@ class UsageMeter:
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._settings.timeout, transport=transport)
         self._sleep: Callable[[float], None] = time.sleep
+        options = batch_options(batching)
+        self._batcher = (
+            Batcher(self._send, self._settings, options, lambda delay: self._sleep(delay))
+            if options is not None
+            else None
+        )
         self.usage = Usage(self)
         self.entitlements = Entitlements(self)
 
@@ -101,8 +115,16 @@ class UsageMeter:
     def max_retries(self) -> int:
         return self._settings.max_retries
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """With batching: send what is queued now and wait for every submitted event's result
+        (False when `timeout` seconds passed first). Without batching there is nothing to send."""
+        return self._batcher.flush(timeout) if self._batcher is not None else True
+
     def close(self) -> None:
-        """Close the HTTP connections (unless the httpx client was given by the caller)."""
+        """Send the events still queued (with batching), then close the HTTP connections (unless
+        the httpx client was given by the caller)."""
+        if self._batcher is not None:
+            self._batcher.close()
         if self._owns_http:
             self._http.close()
 
@@ -268,6 +290,28 @@ class Usage:
         """
         event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
         return self._client._call(track_request(event), TrackResult)
+
+    def submit(
+        self,
+        metric: str,
+        quantity: Quantity = 1,
+        *,
+        idempotency_key: str | None = None,
+        timestamp: dt.datetime | str | None = None,
+        developer_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Future[EventResult]:
+        """Queue one event for the background sender (needs `UsageMeter(batching=True)`).
+
+        Its key and timestamp are made now; the future gets its `EventResult` (recorded,
+        duplicate, rejected or limit_exceeded), or the error that failed its whole batch after
+        the retries. `future.add_done_callback(fn)` gives a callback. Blocks (or raises
+        `QueueFullError`) while `max_pending` events are unsent.
+        """
+        if self._client._batcher is None:
+            raise RuntimeError("submit needs UsageMeter(..., batching=True); use track() otherwise")
+        event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
+        return self._client._batcher.submit(event)
 
     def track_batch(self, events: Sequence[UsageEvent | Mapping[str, Any]]) -> BatchResult:
         """Record 1-100 events in one call; each gets its own result, in order (no exception for

@@ -30,6 +30,7 @@ from usage_meter.models.timestamps import format_timestamp, parse_rfc3339
 from usage_meter.store import accounts as account_store
 from usage_meter.store import alerts as alert_store
 from usage_meter.store import dynamodb, keys, outbox
+from usage_meter.store import meters as meter_store
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -127,6 +128,13 @@ class Lookup:
 
     developers: dict[str, Any] = field(default_factory=dict)
     plans: dict[str, Any] = field(default_factory=dict)
+    shards: dict[str, int] = field(default_factory=dict)
+
+    def sharded(self, metric: str) -> bool:
+        if metric not in self.shards:
+            meter = meter_store.get_meter(metric)
+            self.shards[metric] = meter.shards if meter is not None else 1
+        return self.shards[metric] > 1
 
     def allowance(self, developer_id: str, metric: str, period_end: datetime) -> MetricLimit | None:
         if developer_id not in self.developers:
@@ -159,6 +167,8 @@ def counter_crossings(sk: str, old: dict[str, Any], new: dict[str, Any], lookup:
     if allowance is None or allowance.limit is None:
         return []
     before, after = _number(old, "consumed"), _number(new, "consumed")
+    if scope == "month" and lookup.sharded(metric):
+        before, after = _sharded_totals(developer_id, month, metric, after - before)
     return [
         Crossing(
             developer_id=developer_id,
@@ -171,6 +181,16 @@ def counter_crossings(sk: str, old: dict[str, Any], new: dict[str, Any], lookup:
         )
         for t in crossed(before, after, allowance.limit, allowance.thresholds)
     ]
+
+
+def _sharded_totals(developer_id: str, month: str, metric: str, change: Decimal) -> tuple[Decimal, Decimal]:
+    """A sharded counter's totals: the shards read now (one Query), and before: nothing, so that
+    every threshold the total has reached is claimed (the claims keep each to one alert; the
+    shards' own old and new images cannot say when the total crossed)."""
+    low, high = keys.shard_range("month", month, metric)
+    items = dynamodb.query_range(developer_id, low, high)
+    total = sum((Decimal(str(dynamodb.from_av(i["consumed"]))) for i in items if "consumed" in i), Decimal(0))
+    return (Decimal(0), total) if change > 0 else (total, total)
 
 
 def alert_crossing(crossing: Crossing) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -39,6 +39,7 @@ from usage_meter.domain.packing import (
     unique_markers,
 )
 from usage_meter.domain.periods import RETENTION, month_period
+from usage_meter.domain.verified import StaleAccounts
 from usage_meter.errors import (
     Busy,
     IdempotencyKeyReused,
@@ -49,6 +50,7 @@ from usage_meter.errors import (
     ValidationFailed,
 )
 from usage_meter.models.records import (
+    AccountCheck,
     CombinationClaim,
     CounterIncrement,
     GroupIncrement,
@@ -214,6 +216,7 @@ class Transaction:
     markers: list[UniqueMarker]
     groups: list[GroupIncrement]
     combinations: list[CombinationClaim]
+    checks: list[AccountCheck]  # the accounts its events were judged by, from the container's copies
     token: str
     now_epoch: int
     recorded_at: str
@@ -227,6 +230,7 @@ class Transaction:
             self.markers,
             self.groups,
             self.combinations,
+            self.checks,
             token=self.token,
             now_epoch=self.now_epoch,
             updated_at=self.recorded_at,
@@ -249,7 +253,9 @@ class Transaction:
             metrics.add_metric(name="DimensionOverflow", unit=MetricUnit.Count, value=g.events)
 
 
-def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None, list[Refusal]]:
+def build(
+    pending: list[PendingEvent], known: Known, checks: list[AccountCheck]
+) -> tuple[Transaction | None, list[Refusal]]:
     """The transaction of the pending events that fit (None if none fits): a new token, now's
     times; and the refusals proposed."""
     now = clock.now()
@@ -271,6 +277,7 @@ def build(pending: list[PendingEvent], known: Known) -> tuple[Transaction | None
         markers=unique_markers(admitted),
         groups=groups,
         combinations=combination_claims(groups, known.cardinality),
+        checks=checks,
         token=token,
         now_epoch=int(now.timestamp()),
         recorded_at=recorded_at,
@@ -328,7 +335,9 @@ def _learn(
     )
 
 
-def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) -> bool:
+def commit_part(
+    part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper, checks: Sequence[AccountCheck] = ()
+) -> bool:
     """Commit one transaction's worth of events, peeling off duplicates and events that do not
     fit (a hard limit, an enforced rate, a full catalog), and retrying contention and lost
     answers; False when it could not finish (its unsettled events are answered
@@ -340,7 +349,8 @@ def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) ->
     judged again. Once a commit succeeds they are final, because what they were judged by only
     grows: a period's counter, the transaction's minute counter, a catalog.
     Only a cancellation (nothing applied) rebuilds the transaction; any other failure retries
-    it unchanged.
+    it unchanged. `checks` (the accounts the events were judged by, taken from the container's
+    copies) go in every transaction; one that fails raises StaleAccounts, with nothing written.
     """
     pending = list(part)
     known = Known(cardinality=settings().dimension_cardinality)
@@ -350,7 +360,7 @@ def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) ->
         if not event_store.time_to_commit():
             break
         if tx is None:
-            tx, refused = build(pending, known)
+            tx, refused = build(pending, known, list(checks))
             if tx is None:  # nothing fits: the refusals are final
                 refuse(refused, outcomes)
                 return True
@@ -358,7 +368,10 @@ def commit_part(part: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper) ->
         try:
             tx.commit()
         except event_store.CommitCancelled as cancelled:
-            if not _learn(cancelled, tx, pending, known, outcomes, ours):
+            learned = _learn(cancelled, tx, pending, known, outcomes, ours)
+            if cancelled.stale and pending:
+                raise StaleAccounts("an account changed since the container copied it") from cancelled
+            if not learned:
                 logger.info("transaction contention, retrying", extra={"attempt": attempt + 1})
                 metrics.add_metric(name="TransactionConflicts", unit=MetricUnit.Count, value=1)
                 sleep(backoff(attempt))

@@ -100,6 +100,7 @@ def _version(
     """The event as packing sees it, with `quantity` (its contribution) and `metadata`."""
     aggregation = meter.aggregation if meter else "sum"
     unique = unique_value(meter, metadata) if meter and aggregation == "unique_count" else None
+    shards = meter.shards if meter else 1  # a sharded meter is never hard-limited: as tracked
     return PendingEvent(
         index=0,
         developer_id=record.developer_id,
@@ -112,6 +113,8 @@ def _version(
         aggregation=aggregation,
         unique_value=unique,
         dimensions=dims.event_values(meter, metadata),
+        shards=shards,
+        shard=keys.shard_of(record.idempotency_key, shards) if shards > 1 else 0,
     )
 
 
@@ -161,10 +164,10 @@ def _additive(plan: _Plan) -> None:
     are judged on what is stored now (and asserted in the transaction)."""
     old, new = plan.old, plan.new
     delta = (new.quantity if new else Decimal(0)) - old.quantity
-    for (_, scope, key, _), _, ceiling in contribution_slots(old, ""):
+    for (_, scope, key, _, shard), _, ceiling in contribution_slots(old, ""):
         if scope == "minute":
             continue
-        change = plan.change(scope, key, quantity=delta, events=plan.events)
+        change = plan.change(scope, key, quantity=delta, events=plan.events, shard=shard)
         if scope == "level":
             _level_bounds(change, old, delta)
         elif scope == "month" and ceiling is not None and delta > 0:

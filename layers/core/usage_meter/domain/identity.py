@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from usage_meter.domain.plans import get_plan
+from usage_meter.domain.verified import VerifiedAccounts
 from usage_meter.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from usage_meter.models.accounts import Developer, Identity, Plan, Role
 from usage_meter.store import accounts as account_store
@@ -73,11 +74,22 @@ class DeveloperResolver:
         self.identity = identity
         self._developers: dict[str, Developer | None] = {}
         self._plans: dict[str, Plan | None] = {}
+        self.verified: VerifiedAccounts | None = None
+        self.minute_events: dict[tuple[str, str], int] = {}  # (developer, minute) read after a write
+
+    def use_copies(self, verified: VerifiedAccounts | None) -> None:
+        """Read profiles and plans from the container's copies, checked by `verified` in the
+        transaction (None: read them fresh); what this request read so far is forgotten."""
+        self.verified = verified
+        self._developers.clear()
+        self._plans.clear()
 
     def developer(self, developer_id: str) -> Developer | None:
-        """The developer's profile, read once per request (strongly consistent)."""
+        """The developer's profile, read once per request (strongly consistent, or a copy the
+        transaction checks)."""
         if developer_id not in self._developers:
-            self._developers[developer_id] = account_store.get_developer(developer_id)
+            read = self.verified.developer if self.verified else account_store.get_developer
+            self._developers[developer_id] = read(developer_id)
         return self._developers[developer_id]
 
     def plan(self, developer_id: str, period_end: datetime | None = None) -> Plan | None:
@@ -88,7 +100,7 @@ class DeveloperResolver:
             return None
         name = developer.plan if period_end is None else developer.plan_at_end_of(period_end)
         if name not in self._plans:
-            self._plans[name] = get_plan(name)
+            self._plans[name] = get_plan(name, self.verified.stored_plan) if self.verified else get_plan(name)
         return self._plans[name]
 
     def __call__(self, requested: str | None) -> str:

@@ -36,7 +36,7 @@ from usage_meter.models.accounts import Meter
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation, ErrorDetail, UsageEventIn
 from usage_meter.settings import settings
-from usage_meter.store import catalog
+from usage_meter.store import catalog, keys
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -170,7 +170,11 @@ class Intake:
         here once so that a failure to read it is this item's."""
         plan = self.resolve.plan(event.developer_id, month_period(event.event_time).end)
         event.allowance = metric_limit(plan, event.metric)
-        event.undeclared = event.allowance is None and self.meters(event.metric) is None
+        meter = self.meters(event.metric)
+        event.undeclared = event.allowance is None and meter is None
+        if meter is not None and meter.shards > 1 and event.hard_limit is None:
+            event.shards = meter.shards
+            event.shard = keys.shard_of(event.idempotency_key, meter.shards)
         current = self.resolve.plan(event.developer_id)
         event.rate_ceiling = current.rate_ceiling if current else None
         if event.undeclared:

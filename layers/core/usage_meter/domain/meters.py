@@ -16,11 +16,14 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from usage_meter.domain import clock
+from usage_meter.domain.plans import DEFAULT_PLANS
+from usage_meter.domain.verified import VerifiedAccounts
 from usage_meter.errors import Conflict, NotFound, ValidationFailed, json_message
 from usage_meter.models.accounts import Meter, MeterDefinition, Plan
 from usage_meter.models.records import Counter
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation, MeterOut, MetersResponse
+from usage_meter.store import accounts as account_store
 from usage_meter.store import meters as meter_store
 
 logger = Logger(child=True)
@@ -56,6 +59,9 @@ def create(new: MeterDefinition) -> Meter:
     """Store a new meter; refuses a name any meter ever had, and more than MAX_METERS meters."""
     if meter_store.get_meter(new.name) is not None:
         raise _taken(new.name)
+    if new.shards > 1:
+        stored = {plan.name: plan for plan in account_store.list_plans()}
+        refuse_shards_under_hard_limits(new, list(({p.name: p for p in DEFAULT_PLANS} | stored).values()))
     if len(meter_store.list_meters(MAX_METERS)) >= MAX_METERS:
         raise ValidationFailed(
             f"there are {MAX_METERS} meters already, the most a stack holds", code="too_many_meters"
@@ -68,7 +74,8 @@ def create(new: MeterDefinition) -> Meter:
 
 
 def refuse_unlimitable(plan: Plan) -> None:
-    """A plan may not limit a max or latest meter: a peak or a last value never runs out."""
+    """A plan may not limit a max or latest meter: a peak or a last value never runs out; nor
+    put a hard limit on a sharded meter: a hard limit holds on one counter item."""
     for metric, allowance in sorted(plan.metrics.items()):
         meter = meter_store.get_meter(metric) if allowance.limit is not None else None
         if meter is not None and not meter.limitable:
@@ -77,6 +84,24 @@ def refuse_unlimitable(plan: Plan) -> None:
                 "max and latest meters take no limits",
                 code="limit_not_allowed",
             )
+        if meter is not None and meter.shards > 1 and allowance.enforcement == "hard":
+            raise ValidationFailed(_hard_on_sharded(plan.name, metric), code="limit_not_allowed")
+
+
+def _hard_on_sharded(plan: str, metric: str) -> str:
+    return (
+        f"plan {plan} puts a hard limit on {metric}, a sharded meter: a hard limit holds on one "
+        "counter (make it soft, or use a meter without shards)"
+    )
+
+
+def refuse_shards_under_hard_limits(new: MeterDefinition, plans: list[Plan]) -> None:
+    """A sharded meter may not be one a stored plan limits hard (see refuse_unlimitable)."""
+    for plan in plans:
+        allowance = plan.metrics.get(new.name)
+        hard = allowance is not None and allowance.limit is not None and allowance.enforcement == "hard"
+        if new.shards > 1 and hard:
+            raise ValidationFailed(_hard_on_sharded(plan.name, new.name), code="limit_not_allowed")
 
 
 def get(name: str) -> Meter:
@@ -115,12 +140,14 @@ class MeterBook:
     """The meters of one request's metrics, each read once (strongly consistent): a meter
     created or archived applies to the next request."""
 
-    def __init__(self) -> None:
+    def __init__(self, verified: VerifiedAccounts | None = None) -> None:
         self._meters: dict[str, Meter | None] = {}
+        self._verified = verified  # copies the transaction checks, instead of reads
 
     def __call__(self, metric: str) -> Meter | None:
         if metric not in self._meters:
-            self._meters[metric] = meter_store.get_meter(metric)
+            read = self._verified.meter if self._verified else meter_store.get_meter
+            self._meters[metric] = read(metric)
         return self._meters[metric]
 
 

@@ -82,6 +82,8 @@ class PendingEvent:
     counted_as: dict[str, str] | None = None  # the combination it counts under: its values, or
     # "(other)" past the day's cardinality bound (set as it is admitted)
     followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
+    shards: int = 1  # its meter's (1 under a hard limit: a limit holds on one counter)
+    shard: int = 0  # the day and month counter items it adds to (picked by its key)
 
     @property
     def hard_limit(self) -> Decimal | None:
@@ -135,10 +137,10 @@ def transaction_cost(events: Sequence[PendingEvent], catalogued: Catalogued) -> 
     the catalog's size."""
     claimed = {(e.developer_id, e.metric) for e in events if e.claims_metric(catalogued)}
     counters = (
-        {("D", e.developer_id, e.day, e.metric) for e in events}
-        | {("M", e.developer_id, e.period, e.metric) for e in events}
-        | {("R", e.developer_id, "", "") for e in events}
-        | {("L", e.developer_id, "", e.metric) for e in events if e.aggregation == "level"}
+        {("D", e.developer_id, e.day, e.metric, e.shard) for e in events}
+        | {("M", e.developer_id, e.period, e.metric, e.shard) for e in events}
+        | {("R", e.developer_id, "", "", 0) for e in events}
+        | {("L", e.developer_id, "", e.metric, 0) for e in events if e.aggregation == "level"}
     )
     markers = {m for e in events if e.aggregation == "unique_count" for m in e.markers}  # at most
     catalog = len(claimed) + len({developer for developer, _ in claimed})
@@ -165,8 +167,8 @@ def chunks(events: Sequence[PendingEvent], catalogued: Catalogued) -> list[list[
     return parts
 
 
-CounterSlot = tuple[str, CounterScope, str, str]
-"""(developer, scope, key, metric) of one counter item."""
+CounterSlot = tuple[str, CounterScope, str, str, int]
+"""(developer, scope, key, metric, shard) of one counter item."""
 
 
 @dataclass
@@ -202,13 +204,14 @@ def contribution_slots(event: PendingEvent, minute: str) -> list[tuple[CounterSl
     day, month = event.quantity, event.quantity
     if event.aggregation == "unique_count":  # 1 in a window only where its value is new
         day, month = (Decimal(1 if scope in event.unique_new else 0) for scope in ("day", "month"))
+    s = event.shard
     slots: list[tuple[CounterSlot, Decimal, Decimal | None]] = [
-        ((d, "day", event.day, m), day, None),
-        ((d, "month", event.period, m), month, None if level else event.hard_limit),
-        ((d, "minute", minute, "*"), Decimal(1), rate),
+        ((d, "day", event.day, m, s), day, None),
+        ((d, "month", event.period, m, s), month, None if level else event.hard_limit),
+        ((d, "minute", minute, "*", 0), Decimal(1), rate),
     ]
     if level:
-        slots.append(((d, "level", LEVEL_KEY, m), event.quantity, event.hard_limit))
+        slots.append(((d, "level", LEVEL_KEY, m, 0), event.quantity, event.hard_limit))
     return slots
 
 
@@ -298,13 +301,14 @@ def _increment(
     slot: CounterSlot, gathered: _Slot, known: Known, exact: set[LimitGroup], expiry: int
 ) -> CounterIncrement:
     """One counter's change (see increments)."""
-    d, scope, key, metric = slot
+    d, scope, key, metric, shard = slot
     group = (d, key, metric)
     change = CounterIncrement(
         developer_id=d,
         scope=scope,
         key=key,
         metric=metric,
+        shard=shard,
         quantity=gathered.quantity,
         events=gathered.events,
         aggregation=gathered.aggregation,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 
 from usage_meter.models.accounts import MetricLimit, Plan
@@ -37,9 +38,10 @@ DEFAULT_PLANS: tuple[Plan, ...] = (
 )
 
 
-def get_plan(name: str) -> Plan | None:
-    """A stored plan, else the default of that name (so a fresh stack has free/pro/enterprise)."""
-    return account_store.get_plan(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
+def get_plan(name: str, stored: Callable[[str], Plan | None] = account_store.get_plan) -> Plan | None:
+    """A stored plan (as `stored` reads it), else the default of that name (so a fresh stack
+    has free/pro/enterprise)."""
+    return stored(name) or next((p for p in DEFAULT_PLANS if p.name == name), None)
 
 
 def metric_limit(plan: Plan | None, metric: str) -> MetricLimit | None:

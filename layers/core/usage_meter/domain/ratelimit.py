@@ -66,6 +66,11 @@ def rate_status(resolve: DeveloperResolver, developer_id: str) -> RateStatus | N
     if plan is None or plan.requests_per_minute is None:
         return None
     now = clock.now()
+    read = resolve.minute_events.get((developer_id, store_keys.minute_key(now)))
+    if read is not None:  # read with the usage block, after this request's write
+        return status_of(
+            RateLimit(requests_per_minute=plan.requests_per_minute, current_minute_usage=read), now
+        )
     return status_of(rate_report(plan, developer_id, now), now)
 
 

@@ -28,10 +28,12 @@ from usage_meter.domain import clock
 from usage_meter.domain.commit import Outcomes, Sleeper, commit_part, unavailable
 from usage_meter.domain.identity import DeveloperResolver, require_role
 from usage_meter.domain.intake import Intake
+from usage_meter.domain.meters import MeterBook
 from usage_meter.domain.packing import PendingEvent, chunks
 from usage_meter.domain.periods import month_period
 from usage_meter.domain.plans import remaining
 from usage_meter.domain.ratelimit import seconds_to_next_minute
+from usage_meter.domain.verified import StaleAccounts, VerifiedAccounts
 from usage_meter.errors import (
     Busy,
     IdempotencyKeyReused,
@@ -41,9 +43,10 @@ from usage_meter.errors import (
     ValidationFailed,
 )
 from usage_meter.models.accounts import Identity
+from usage_meter.models.records import LEVEL_KEY, AccountCheck
 from usage_meter.models.timestamps import format_instant
 from usage_meter.models.wire import EventBatchIn, EventResult, TrackResponse, UsageBlock, UsageEventIn
-from usage_meter.store import catalog, dynamodb
+from usage_meter.store import catalog, dynamodb, keys
 from usage_meter.store import counters as counter_store
 
 logger = Logger(child=True)
@@ -89,14 +92,18 @@ def _summarise(results: list[EventResult]) -> TrackResponse:
     return response
 
 
-def _usage_block(event: PendingEvent) -> UsageBlock:
-    """Where the event's metric stands in the event's billing period, after the write."""
-    counter = (
-        counter_store.level(event.developer_id, event.metric)  # where the level stands now
+def _usage_block(event: PendingEvent, resolve: DeveloperResolver) -> UsageBlock:
+    """Where the event's metric stands in the event's billing period, after the write; read
+    with the developer's minute counter (one BatchGetItem), which the rate headers then use."""
+    main = (
+        [keys.counter_sk("level", LEVEL_KEY, event.metric)]  # where the level stands now
         if event.aggregation == "level"
-        else counter_store.month_counter(event.developer_id, event.period, event.metric)
+        else [keys.counter_sk("month", event.period, event.metric, n) for n in range(event.shards)]
     )
-    consumed = counter.consumed if counter else Decimal(0)
+    minute = keys.minute_key(clock.now())
+    read = counter_store.read_counters(event.developer_id, [*main, keys.counter_sk("minute", minute, "*")])
+    resolve.minute_events[(event.developer_id, minute)] = sum(c.events for c in read if c.scope == "minute")
+    consumed = sum((c.consumed for c in read if c.scope != "minute"), Decimal(0))
     period = month_period(event.event_time)
     limit = event.allowance.limit if event.allowance else None
     return UsageBlock(
@@ -120,15 +127,49 @@ def _run(
         single=single,
         header_key=header_key,
         outcomes=outcomes,
+        meters=MeterBook(resolve.verified),
     )
     for index, item in enumerate(items):
         intake.take(index, item)
     to_commit = intake.finish()
-    _commit(to_commit, outcomes, sleep, single=single)
+    checks = resolve.verified.checks if resolve.verified else []
+    _commit(to_commit, outcomes, sleep, single=single, checks=checks)
     return _summarise([outcomes.results[i] for i in range(len(items))]), to_commit
 
 
-def _commit(events: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper, *, single: bool) -> None:
+def _run_single(
+    resolve: DeveloperResolver, body: UsageEventIn, header_key: str | None, sleep: Sleeper
+) -> tuple[TrackResponse, PendingEvent]:
+    """A single event, judged by the container's copies of its profile, plan and meter, which
+    its transaction checks; judged again from fresh reads when a copy proved stale (nothing was
+    written) or when the event was refused (a refusal has no transaction to check them by)."""
+    verified = VerifiedAccounts()
+    resolve.use_copies(verified)
+    try:
+        response, events = _run(resolve, [body], single=True, header_key=header_key, sleep=sleep)
+        if not verified.used or response.results[0].status in ("recorded", "duplicate"):
+            return response, events[0]
+    except Busy:
+        raise
+    except StaleAccounts:
+        logger.info("an account changed since it was copied: judged again")
+    except UsageMeterError:
+        if not verified.used:
+            raise
+    verified.forget()
+    resolve.use_copies(None)
+    response, events = _run(resolve, [body], single=True, header_key=header_key, sleep=sleep)
+    return response, events[0]
+
+
+def _commit(
+    events: list[PendingEvent],
+    outcomes: Outcomes,
+    sleep: Sleeper,
+    *,
+    single: bool,
+    checks: list[AccountCheck],
+) -> None:
     """Commit the events part by part, in order. Once a part cannot finish (DynamoDB kept
     failing, or the deadline came), the later parts are not tried: their events are answered
     temporarily_unavailable beside the recorded ones. A failure nobody foresaw still answers
@@ -136,8 +177,8 @@ def _commit(events: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper, *, s
     parts = chunks(events, catalog.catalogued)
     for position, part in enumerate(parts):
         try:
-            finished = commit_part(part, outcomes, sleep)
-        except Busy:
+            finished = commit_part(part, outcomes, sleep, checks)
+        except (Busy, StaleAccounts):
             if single:
                 raise
             finished = False
@@ -152,7 +193,7 @@ def _commit(events: list[PendingEvent], outcomes: Outcomes, sleep: Sleeper, *, s
             return
 
 
-def _answer_single(response: TrackResponse, event: PendingEvent) -> TrackResponse:
+def _answer_single(response: TrackResponse, event: PendingEvent, resolve: DeveloperResolver) -> TrackResponse:
     """A single event's answer: its refusal raised with its status, else the usage block."""
     only = response.results[0]
     if only.status == "rejected" and only.error is not None:
@@ -163,7 +204,7 @@ def _answer_single(response: TrackResponse, event: PendingEvent) -> TrackRespons
             error.requests_per_minute = event.rate_ceiling
         raise error
     try:
-        usage: UsageBlock | None = _usage_block(event)
+        usage: UsageBlock | None = _usage_block(event, resolve)
     except Busy:
         # the event is recorded; failing the answer now would make a keyless client count
         # it twice on retry, so the usage block is left out instead
@@ -206,5 +247,5 @@ def track(
         if isinstance(body, EventBatchIn):
             response, _ = _run(resolve, list(body.events), single=False, header_key=None, sleep=sleep)
             return response
-        response, events = _run(resolve, [body], single=True, header_key=header_key, sleep=sleep)
-        return _answer_single(response, events[0])
+        response, event = _run_single(resolve, body, header_key, sleep)
+        return _answer_single(response, event, resolve)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from usage_meter.models.timestamps import parse_rfc3339
 from usage_meter.models.wire import Aggregation, DeveloperId, MeterStatus, MetricName
@@ -105,6 +113,8 @@ class Plan(BaseModel):
 
 
 MAX_DIMENSIONS = 3
+MAX_SHARDS = 32
+SHARDABLE_AGGREGATIONS = ("sum", "count")
 MAX_UNIT = 32
 MAX_DESCRIPTION = 256
 DIMENSIONED_AGGREGATIONS: frozenset[Aggregation] = frozenset({"sum", "count"})
@@ -126,6 +136,17 @@ class MeterDefinition(BaseModel):
     dimensions: Annotated[list[MetricName], Field(max_length=MAX_DIMENSIONS)] = Field(default_factory=list)
     unit: Annotated[str, Field(min_length=1, max_length=MAX_UNIT)] | None = None
     description: Annotated[str, Field(min_length=1, max_length=MAX_DESCRIPTION)] | None = None
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1
+    """Counter items each day and month counter is spread over (1: one item). A hot developer's
+    events then write different items, chosen by their idempotency keys; reads add them up."""
+
+    @model_serializer(mode="wrap")
+    def _shards_when_sharded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An unsharded meter is written out as it was before shards existed (no `shards`)."""
+        data: dict[str, Any] = handler(self)
+        if self.shards == 1:
+            data.pop("shards", None)
+        return data
 
     @field_validator("dimensions")
     @classmethod
@@ -143,6 +164,12 @@ class MeterDefinition(BaseModel):
             )
         if self.aggregation != "unique_count" and self.unique_by is not None:
             raise ValueError(f"unique_by applies only to unique_count meters, not to {self.aggregation}")
+        if self.shards > 1 and (self.aggregation not in SHARDABLE_AGGREGATIONS or self.dimensions):
+            raise ValueError(
+                "shards apply to sum and count meters without dimensions (their shards add up; a "
+                "peak, a last value, a distinct count or a level is one figure, and a sharded "
+                "meter's dimensions are not counted per shard yet)"
+            )
         if self.dimensions and self.aggregation not in DIMENSIONED_AGGREGATIONS:
             raise ValueError(
                 f"dimensions apply to sum and count meters, not to {self.aggregation} (their groups "

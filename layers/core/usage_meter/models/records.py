@@ -45,6 +45,22 @@ class IdempotencyRecord(BaseModel):
     correction_token: str | None = None  # the token of the correction that wrote this revision
 
 
+AccountKind = Literal["developer", "plan", "meter"]
+
+
+class AccountCheck(BaseModel):
+    """What a request took from the container's cache of the accounts table, asserted by a
+    ConditionCheck in its transaction: the item still has `revision` (None: it has none), or,
+    when `exists` is false, there is still no such item."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: AccountKind
+    name: str
+    revision: str | None = None
+    exists: bool = True
+
+
 CounterScope = Literal["day", "month", "minute", "level"]
 LEVEL_KEY = "current"
 """The key of a level meter's running level (scope "level"): one item per developer and meter."""
@@ -73,6 +89,7 @@ class CounterIncrement(BaseModel):
     metric: str
     quantity: Decimal
     events: int
+    shard: int = 0  # which of a sharded meter's items (0: the counter's own item)
     aggregation: Aggregation = "sum"  # the metric's meter's, kept on the counter for its readers
     ceiling: Decimal | None = None
     level_range: tuple[Decimal, Decimal | None] | None = None
@@ -95,6 +112,7 @@ class CounterCorrection(BaseModel):
     metric: str
     quantity: Decimal = Decimal(0)
     events: int = 0
+    shard: int = 0  # a sharded meter's counter item the event added to (see CounterIncrement)
     consumed: Decimal | None = None
     latest_key: str | None = None
     expect_events: int | None = None

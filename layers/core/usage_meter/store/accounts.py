@@ -4,18 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from usage_meter.errors import Busy, Conflict, NotFound
 from usage_meter.models.accounts import ApiKeyRecord, Developer, MetricLimit, Plan, PlanAssignment
+from usage_meter.models.records import AccountCheck
 from usage_meter.settings import settings
 from usage_meter.store import dynamodb, keys
 from usage_meter.store.dynamodb import Item, number, text, to_av
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
+
+
+REVISION = "revision"
+T = TypeVar("T")
+Revised = tuple[T, str | None]
+"""An accounts item and its revision (None: written before revisions)."""
+
+
+def revision_of(item: dict[str, Any]) -> str | None:
+    value = item.get(REVISION, {}).get("S")
+    return str(value) if value is not None else None
+
+
+def _account_key(check: AccountCheck) -> Item:
+    if check.kind == "developer":
+        return {"pk": text(keys.developer_pk(check.name)), "sk": text(keys.PROFILE_SK)}
+    if check.kind == "plan":
+        return {"pk": text(keys.plan_pk(check.name)), "sk": text(keys.PLAN_SK)}
+    return {"pk": text(keys.meter_pk(check.name)), "sk": text(keys.METER_SK)}
+
+
+def check_item(check: AccountCheck) -> TransactWriteItemTypeDef:
+    """A ConditionCheck that the accounts item is still as the request used it: its revision
+    unchanged (or still none), or still absent."""
+    body: Any = {"TableName": settings().accounts_table, "Key": _account_key(check)}
+    if not check.exists:
+        body["ConditionExpression"] = "attribute_not_exists(pk)"
+    elif check.revision is None:
+        body["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(#r)"
+        body["ExpressionAttributeNames"] = {"#r": REVISION}
+    else:
+        body["ConditionExpression"] = "#r = :r"
+        body["ExpressionAttributeNames"] = {"#r": REVISION}
+        body["ExpressionAttributeValues"] = {":r": text(check.revision)}
+    return {"ConditionCheck": body}
 
 
 def _assignment(assignment: PlanAssignment) -> AttributeValueTypeDef:
@@ -32,6 +68,7 @@ def _developer_item(developer: Developer) -> Item:
         "plan": text(developer.plan),
         "createdAt": text(developer.created_at),
         "planHistory": {"L": [_assignment(a) for a in developer.plan_history]},
+        "revision": dynamodb.new_revision(),
     }
 
 
@@ -67,13 +104,19 @@ def put_developer(developer: Developer) -> None:
 
 def get_developer(developer_id: str) -> Developer | None:
     """A developer's profile, strongly consistent (a plan change applies to the next request)."""
+    read = read_developer(developer_id)
+    return read[0] if read else None
+
+
+def read_developer(developer_id: str) -> Revised[Developer] | None:
+    """A developer's profile and its revision, strongly consistent."""
     answer = dynamodb.accounts_call(
         "get_item",
         Key={"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.PROFILE_SK)},
         ConsistentRead=True,
     )
     item = answer.get("Item")
-    return _developer(item) if item else None
+    return (_developer(item), revision_of(item)) if item else None
 
 
 def by_kind(kind: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
@@ -104,10 +147,11 @@ def set_developer_plan(developer_id: str, assignment: PlanAssignment) -> None:
         dynamodb.client().update_item(
             TableName=settings().accounts_table,
             Key={"pk": text(keys.developer_pk(developer_id)), "sk": text(keys.PROFILE_SK)},
-            UpdateExpression="SET #p = :p, #h = list_append(if_not_exists(#h, :none), :entry)",
+            UpdateExpression="SET #p = :p, #h = list_append(if_not_exists(#h, :none), :entry), #r = :r",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#p": "plan", "#h": "planHistory"},
+            ExpressionAttributeNames={"#p": "plan", "#h": "planHistory", "#r": REVISION},
             ExpressionAttributeValues={
+                ":r": dynamodb.new_revision(),
                 ":p": text(assignment.plan),
                 ":none": {"L": []},
                 ":entry": {"L": [_assignment(assignment)]},
@@ -315,6 +359,7 @@ def _plan_item(plan: Plan) -> Item:
         "kind": text("plan"),
         "name": text(plan.name),
         "metrics": to_av(metrics),
+        "revision": dynamodb.new_revision(),
     }
     if plan.requests_per_minute is not None:
         item["requestsPerMinute"] = number(plan.requests_per_minute)
@@ -345,11 +390,17 @@ def put_plan(plan: Plan) -> None:
 
 
 def get_plan(name: str) -> Plan | None:
+    read = read_plan(name)
+    return read[0] if read else None
+
+
+def read_plan(name: str) -> Revised[Plan] | None:
+    """A stored plan and its revision, strongly consistent."""
     answer = dynamodb.accounts_call(
         "get_item", Key={"pk": text(keys.plan_pk(name)), "sk": text(keys.PLAN_SK)}, ConsistentRead=True
     )
     item = answer.get("Item")
-    return _plan(item) if item else None
+    return (_plan(item), revision_of(item)) if item else None
 
 
 def list_plans() -> list[Plan]:

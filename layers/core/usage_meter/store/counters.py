@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,7 @@ def increment_item(inc: CounterIncrement, updated_at: str) -> TransactWriteItemT
         "TableName": settings().usage_table,
         "Key": {
             "pk": text(keys.developer_pk(inc.developer_id)),
-            "sk": text(keys.counter_sk(inc.scope, inc.key, inc.metric)),
+            "sk": text(keys.counter_sk(inc.scope, inc.key, inc.metric, inc.shard)),
         },
         "UpdateExpression": f"ADD {', '.join(adds)} SET {', '.join(sets)}",
         "ExpressionAttributeNames": names,
@@ -138,27 +139,38 @@ def _counter(item: dict[str, Any]) -> Counter:
     )
 
 
+def _counters(items: Iterable[dict[str, Any]]) -> list[Counter]:
+    """Counters from their items, a sharded meter's shards added into one counter (only sum and
+    count meters are sharded: their shards add up), in the order the items came."""
+    merged: dict[tuple[str, str, str], Counter] = {}
+    for item in items:
+        counter = _counter(item)
+        slot = (counter.scope, counter.key, counter.metric)
+        found = merged.get(slot)
+        if found is None:
+            merged[slot] = counter
+        else:
+            found.consumed += counter.consumed
+            found.events += counter.events
+            found.corrections += counter.corrections
+    return list(merged.values())
+
+
 def day_counters(developer_id: str, first_day: str, last_day: str) -> list[Counter]:
     """Every day counter of a developer from first_day to last_day inclusive: one paginated Query."""
-    return [
-        _counter(i)
-        for i in dynamodb.query_range(developer_id, *keys.counter_range("day", first_day, last_day))
-    ]
+    return _counters(dynamodb.query_range(developer_id, *keys.counter_range("day", first_day, last_day)))
 
 
 def month_counters(developer_id: str, month: str) -> list[Counter]:
     """Every metric's billing-period counter of a developer for one month: one Query."""
-    return [
-        _counter(i) for i in dynamodb.query_range(developer_id, *keys.counter_range("month", month, month))
-    ]
+    return _counters(dynamodb.query_range(developer_id, *keys.counter_range("month", month, month)))
 
 
 def month_range(developer_id: str, first_month: str, last_month: str) -> list[Counter]:
     """Every metric's billing-period counters from `first_month` to `last_month`: one Query."""
-    return [
-        _counter(i)
-        for i in dynamodb.query_range(developer_id, *keys.counter_range("month", first_month, last_month))
-    ]
+    return _counters(
+        dynamodb.query_range(developer_id, *keys.counter_range("month", first_month, last_month))
+    )
 
 
 def distinct_values(developer_id: str, first_day: str, last_day: str) -> dict[str, int]:
@@ -171,6 +183,12 @@ def distinct_values(developer_id: str, first_day: str, last_day: str) -> dict[st
     return {metric: len(values) for metric, values in digests.items()}
 
 
+def read_counters(developer_id: str, sort_keys: list[str]) -> list[Counter]:
+    """The counters of a developer at these sort keys that exist (one BatchGetItem), shards added."""
+    pk = text(keys.developer_pk(developer_id))
+    return _counters(dynamodb.get_usage_items([{"pk": pk, "sk": text(sk)} for sk in sort_keys]))
+
+
 def minute_counter(developer_id: str, minute: str) -> Counter | None:
     """Events recorded for a developer in one minute (rate reporting)."""
     sk = keys.counter_sk("minute", minute, "*")
@@ -179,10 +197,9 @@ def minute_counter(developer_id: str, minute: str) -> Counter | None:
 
 
 def month_counter(developer_id: str, month: str, metric: str) -> Counter | None:
-    """One metric's billing-period counter (strongly consistent)."""
-    sk = keys.counter_sk("month", month, metric)
-    items = list(dynamodb.query_range(developer_id, sk, sk))
-    return _counter(items[0]) if items else None
+    """One metric's billing-period counter, its shards added (strongly consistent)."""
+    found = _counters(dynamodb.query_range(developer_id, *keys.shard_range("month", month, metric)))
+    return found[0] if found else None
 
 
 def levels(developer_id: str) -> list[Counter]:

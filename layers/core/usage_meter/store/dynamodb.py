@@ -13,6 +13,7 @@ variable set for one invocation and reset after it, never in a module global.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -164,6 +165,11 @@ def is_condition_failure(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
 
+def new_revision() -> AttributeValueTypeDef:
+    """A fresh `revision` for an accounts item: any write makes cached copies fail their check."""
+    return {"S": uuid.uuid4().hex}
+
+
 def text(value: str) -> AttributeValueTypeDef:
     return {"S": value}
 
@@ -255,6 +261,19 @@ def query_range(developer_id: str, low: str, high: str) -> Iterator[dict[str, An
         if not last:
             return
         kwargs["ExclusiveStartKey"] = last
+
+
+def get_usage_items(item_keys: list[Item]) -> list[dict[str, Any]]:
+    """The usage table's items at these keys that exist, strongly consistent: one BatchGetItem
+    (100 keys at most), again for any keys DynamoDB left unprocessed."""
+    table = settings().usage_table
+    found: list[dict[str, Any]] = []
+    request: dict[str, Any] = {table: {"Keys": item_keys, "ConsistentRead": True}}
+    while request:
+        answer = client_call("batch_get_item", RequestItems=request)
+        found.extend(answer.get("Responses", {}).get(table, []))
+        request = answer.get("UnprocessedKeys") or {}
+    return found
 
 
 def idempotency_call(operation: str, **kwargs: Any) -> Any:

@@ -187,7 +187,7 @@ def _counter_item(change: CounterCorrection, updated_at: str) -> TransactWriteIt
         "TableName": settings().usage_table,
         "Key": {
             "pk": text(keys.developer_pk(change.developer_id)),
-            "sk": text(keys.counter_sk(change.scope, change.key, change.metric)),
+            "sk": text(keys.counter_sk(change.scope, change.key, change.metric, change.shard)),
         },
         "UpdateExpression": expression,
         "ConditionExpression": " AND ".join(conditions),

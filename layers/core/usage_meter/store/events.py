@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from usage_meter import jsonutil
 from usage_meter.errors import Busy
 from usage_meter.models.records import (
+    AccountCheck,
     CombinationClaim,
     CounterIncrement,
     GroupIncrement,
@@ -19,7 +20,7 @@ from usage_meter.models.records import (
     UniqueMarker,
 )
 from usage_meter.settings import settings
-from usage_meter.store import catalog, dynamodb, groups, keys
+from usage_meter.store import accounts, catalog, dynamodb, groups, keys
 from usage_meter.store.catalog import CatalogSlot
 from usage_meter.store.counters import increment_item, marker_item
 from usage_meter.store.dynamodb import (
@@ -63,6 +64,7 @@ class CommitCancelled(Exception):
         self.seen: list[UniqueMarker] = []
         self.groups_flipped: list[int] = []
         self.combinations: dict[int, int] = {}
+        self.stale = False  # an account the transaction relied on has changed
 
     def __str__(self) -> str:
         return (
@@ -154,6 +156,7 @@ def commit_events(
     markers: Sequence[UniqueMarker] = (),
     group_changes: Sequence[GroupIncrement] = (),
     combinations: Sequence[CombinationClaim] = (),
+    checks: Sequence[AccountCheck] = (),
     *,
     token: str,
     now_epoch: int,
@@ -185,13 +188,16 @@ def commit_events(
     items.extend(marker_item(marker) for marker in markers)
     items.extend(groups.group_item(change, updated_at) for change in group_changes)
     items.extend(groups.claim_item(claim, updated_at) for claim in combinations)
+    items.extend(accounts.check_item(check) for check in checks)  # last: see _cancelled
     try:
         dynamodb.client().transact_write_items(TransactItems=items, ClientRequestToken=token)
     except ClientError as exc:
         code = dynamodb.error_code(exc)
         if code == "TransactionCanceledException":
             slots = catalog.slots(claims)
-            raise _cancelled(exc, records, len(increments), slots, markers, len(group_changes)) from exc
+            raise _cancelled(
+                exc, records, len(increments), slots, markers, len(group_changes), len(checks)
+            ) from exc
         if code in RETRYABLE_ERRORS:
             raise CommitInDoubt(maybe_applied=code in MAYBE_APPLIED_ERRORS) from exc
         raise
@@ -225,14 +231,18 @@ def _cancelled(
     slots: list[CatalogSlot],
     markers: Sequence[UniqueMarker] = (),
     group_changes: int = 0,
+    checks: int = 0,
 ) -> CommitCancelled:
     """Read the per-item cancellation reasons: which keys exist already, which ceilings were hit,
-    which catalog claims failed, and was there contention."""
+    which catalog claims failed, which account checks (the last `checks` items) failed, and was
+    there contention."""
     reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
     cancelled = CommitCancelled(retryable=not reasons)  # no reasons at all: treat as contention
     for position, reason in enumerate(reasons):
         code = reason.get("Code", "None")
-        if code == "ConditionalCheckFailed":
+        if code == "ConditionalCheckFailed" and position >= len(reasons) - checks:
+            cancelled.stale = True
+        elif code == "ConditionalCheckFailed":
             past_claims = position - len(records) - increments - len(slots)
             if past_claims >= 0:
                 _after_claims(cancelled, past_claims, reason, markers, group_changes)

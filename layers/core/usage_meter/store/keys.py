@@ -70,8 +70,22 @@ def developer_of_pk(pk: str) -> str:
     return pk.removeprefix(DEVELOPER_PREFIX)
 
 
-def counter_sk(scope: CounterScope, key: str, metric: str) -> str:
-    return f"{_SCOPE_PREFIX[scope]}#{key}#{metric}"
+def counter_sk(scope: CounterScope, key: str, metric: str, shard: int = 0) -> str:
+    """A counter's item; a sharded meter's shard n > 0 is `<counter>#<n>`, inside its counter's
+    ranges (metric names hold no `#`), so every read that finds the counter finds its shards."""
+    base = f"{_SCOPE_PREFIX[scope]}#{key}#{metric}"
+    return base if shard == 0 else f"{base}#{shard}"
+
+
+def shard_range(scope: CounterScope, key: str, metric: str) -> tuple[str, str]:
+    """The sk range of one counter and all its shards."""
+    base = counter_sk(scope, key, metric)
+    return base, f"{base}#~"
+
+
+def shard_of(idempotency_key: str, shards: int) -> int:
+    """The shard an event's key picks (stable, spread): every send of it adds to the same item."""
+    return int(hashlib.sha256(idempotency_key.encode()).hexdigest()[:8], 16) % shards
 
 
 def minute_key(moment: datetime) -> str:

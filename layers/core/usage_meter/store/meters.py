@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from usage_meter.models.accounts import Meter
 from usage_meter.store import accounts, dynamodb, keys
-from usage_meter.store.dynamodb import Item, text
+from usage_meter.store.dynamodb import Item, number, text
 
 
 def _meter_key(name: str) -> Item:
@@ -25,7 +25,10 @@ def _meter_item(meter: Meter) -> Item:
         "dimensions": {"L": [text(d) for d in meter.dimensions]},
         "status": text(meter.status),
         "createdAt": text(meter.created_at),
+        "revision": dynamodb.new_revision(),
     }
+    if meter.shards > 1:
+        item["shards"] = number(meter.shards)
     optional = {
         "uniqueBy": meter.unique_by,
         "unit": meter.unit,
@@ -51,6 +54,7 @@ def _meter(item: dict[str, Any]) -> Meter:
         status=item["status"]["S"],
         created_at=item["createdAt"]["S"],
         archived_at=optional("archivedAt"),
+        shards=int(item.get("shards", {}).get("N", 1)),
     )
 
 
@@ -69,9 +73,15 @@ def put_new_meter(meter: Meter) -> bool:
 
 
 def get_meter(name: str) -> Meter | None:
+    read = read_meter(name)
+    return read[0] if read else None
+
+
+def read_meter(name: str) -> accounts.Revised[Meter] | None:
+    """A meter and its revision, strongly consistent."""
     answer = dynamodb.accounts_call("get_item", Key=_meter_key(name), ConsistentRead=True)
     item = answer.get("Item")
-    return _meter(item) if item else None
+    return (_meter(item), accounts.revision_of(item)) if item else None
 
 
 def archive_meter(name: str, when: str) -> bool:
@@ -80,10 +90,11 @@ def archive_meter(name: str, when: str) -> bool:
         dynamodb.accounts_call(
             "update_item",
             Key=_meter_key(name),
-            UpdateExpression="SET #s = :archived, archivedAt = :t",
+            UpdateExpression="SET #s = :archived, archivedAt = :t, #r = :r",
             ConditionExpression="#s = :active",
-            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeNames={"#s": "status", "#r": accounts.REVISION},
             ExpressionAttributeValues={
+                ":r": dynamodb.new_revision(),
                 ":archived": text("archived"),
                 ":active": text("active"),
                 ":t": text(when),

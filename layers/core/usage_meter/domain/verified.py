@@ -1,0 +1,96 @@
+"""Accounts for a single tracked event: the container's copies, checked in its transaction.
+
+A single event would otherwise read its developer's profile, its plan and its meter (three
+round trips) before its transaction. Here they come from the container's copies, and the
+transaction asserts with a ConditionCheck per copy used that the item is still as it was (its
+`revision` unchanged, or still absent). A plan edited or assigned, a meter created or archived
+since, cancels the transaction (nothing is written); the copies are dropped and the event is
+judged again from fresh reads. So a change still applies to the very next request, and a
+warm container tracks a single event in two round trips: the transaction, and the read of
+the usage block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from usage_meter.models.accounts import Developer, Meter, Plan
+from usage_meter.models.records import AccountCheck, AccountKind
+from usage_meter.store import accounts as account_store
+from usage_meter.store import dynamodb
+from usage_meter.store import meters as meter_store
+from usage_meter.store.accounts import Revised
+
+MAX_CACHED = 10_000
+"""Copies a container keeps (developers, plans and meters together); the oldest goes first."""
+
+Slot = tuple[AccountKind, str]
+Account = Developer | Plan | Meter
+AccountT = TypeVar("AccountT", Developer, Plan, Meter)
+
+_copies: dict[Slot, Revised[Account] | None] = {}
+dynamodb.on_reset(_copies.clear)
+
+
+def _keep(slot: Slot, value: Revised[Account] | None) -> None:
+    if slot not in _copies and len(_copies) >= MAX_CACHED:
+        _copies.pop(next(iter(_copies)))
+    _copies[slot] = value
+
+
+class StaleAccounts(Exception):
+    """A transaction's check found an account changed since the container copied it."""
+
+
+class VerifiedAccounts:
+    """The accounts one request takes from the container's copies; `checks` are what its
+    transaction must assert. A copy missing is read (strongly consistent, as without the
+    copies) and kept for the next request; a developer that does not exist is never kept (its
+    404 needs no transaction to be checked by)."""
+
+    def __init__(self) -> None:
+        self._used: dict[Slot, AccountCheck] = {}
+
+    def _get(
+        self, kind: AccountKind, name: str, read: Callable[[str], Revised[AccountT] | None]
+    ) -> AccountT | None:
+        slot = (kind, name)
+        if slot in _copies:
+            copy = _copies[slot]
+            self._used[slot] = AccountCheck(
+                kind=kind,
+                name=name,
+                revision=copy[1] if copy is not None else None,
+                exists=copy is not None,
+            )
+            return copy[0] if copy is not None else None  # type: ignore[return-value]  # kind says
+        fresh = read(name)
+        if fresh is not None or kind != "developer":
+            _keep(slot, fresh)
+        return fresh[0] if fresh is not None else None
+
+    def developer(self, developer_id: str) -> Developer | None:
+        return self._get("developer", developer_id, account_store.read_developer)
+
+    def stored_plan(self, name: str) -> Plan | None:
+        """The stored plan (None: none is stored, a default of that name may apply)."""
+        return self._get("plan", name, account_store.read_plan)
+
+    def meter(self, name: str) -> Meter | None:
+        return self._get("meter", name, meter_store.read_meter)
+
+    @property
+    def used(self) -> bool:
+        """Whether anything came from the copies (and is to be checked)."""
+        return bool(self._used)
+
+    @property
+    def checks(self) -> list[AccountCheck]:
+        return list(self._used.values())
+
+    def forget(self) -> None:
+        """Drop the copies this request used (one of them is stale)."""
+        for slot in self._used:
+            _copies.pop(slot, None)
+        self._used.clear()
