@@ -100,7 +100,7 @@ def test_every_block_of_the_client_readme_runs_as_printed(
 ) -> None:
     ran = list(run_readme((ROOT / "clients/python/README.md").read_text(), Path(checkout["folder"]), env))
     assert failures(ran) == []
-    assert len(ran) == 7
+    assert len(ran) == 8
 
 
 def test_the_example_runs_as_printed_twice_and_counts_once(

@@ -255,6 +255,15 @@ def test_the_log_pages_newest_first_and_a_cursor_serves_only_its_listing(api: St
     assert [e["idempotencyKey"] for e in rest["events"]] == ["e06", "e09"]
     window = log(api, **{"from": at(4), "to": at(2)}).json()
     assert [e["idempotencyKey"] for e in window["events"]] == ["e02", "e03", "e04"]
+    # a year below 1000 and a bound without an offset are still bounds, compared as such
+    ancient = log(api, **{"from": "0283-09-12T23:55:55Z", "to": "2000-01-01T00:00:00+00:00"})
+    assert (ancient.status, ancient.json()["events"]) == (200, [])
+    naive = log(api, **{"from": at(4).removesuffix("Z"), "to": at(2)}).json()
+    assert [e["idempotencyKey"] for e in naive["events"]] == ["e02", "e03", "e04"]
+    assert status_of(log(api, **{"from": "2000-01-02T00:00:00", "to": "2000-01-01T00:00:00Z"})) == (
+        422,
+        "invalid_range",
+    )
 
 
 def test_a_correction_in_a_closed_month_marks_its_summary_adjusted(api: Stack, freeze: Freeze) -> None:

@@ -37,8 +37,9 @@ _FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 _NOT_RUN = re.compile(r"<!-- not run: (.+?) -->\s*$")
 _SAMPLE = re.compile(r"<!-- sample -->\s*$")
 _TIME = re.compile(r"^\d{4}-\d{2}(-\d{2})?([T ][0-9:.]+Z?)?$")
-VOLATILE = frozenset({"resetsInDays", "currentMinuteUsage"})
-"""Fields that change with the clock (days left in the month, events in this UTC minute)."""
+VOLATILE = frozenset({"resetsInDays", "currentMinuteUsage", "resets_in_days", "current_minute_usage"})
+"""Fields that change with the clock (days left in the month, events in this UTC minute), in the
+main API's casing and the compatible surfaces' snake_case."""
 TIMEOUT_SECONDS = 120
 WIDTH = 96
 

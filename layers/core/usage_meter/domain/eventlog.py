@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 
 from usage_meter import jsonutil
 from usage_meter.domain.identity import DeveloperResolver
@@ -70,6 +70,13 @@ def decode_cursor(cursor: str, scope: str) -> str:
     return position
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """A bound without an offset is UTC (so naive and aware bounds compare)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def list_events(
     resolve: DeveloperResolver,
     *,
@@ -83,6 +90,7 @@ def list_events(
 ) -> EventsResponse:
     """One page of a developer's log, newest first (see the module docstring)."""
     developer = resolve(developer_id)
+    start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start > end:
         raise ValidationFailed("from is after to", code="invalid_range")
     first = format_timestamp(start) if start else "0"

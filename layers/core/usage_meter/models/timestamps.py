@@ -36,9 +36,11 @@ def parse_rfc3339(text: str) -> datetime:
 def format_timestamp(moment: datetime) -> str:
     """UTC, millisecond precision, trailing Z: the one timestamp format the API answers with."""
     utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # %Y does not pad years below 1000, and these strings are compared as sort keys
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def format_instant(moment: datetime) -> str:
     """Period bounds: whole seconds, trailing Z (2026-11-01T00:00:00Z)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%SZ")
