@@ -8,6 +8,13 @@ since, cancels the transaction (nothing is written); the copies are dropped and 
 judged again from fresh reads. So a change still applies to the very next request, and a
 warm container tracks a single event in two round trips: the transaction, and the read of
 the usage block.
+
+A plan or meter is shared by many developers, and a ConditionCheck consumes write capacity:
+checking the item itself would cap each plan and meter near one item's ~500 transactions/s.
+So a plan or meter written with its revision stamps (keys.STAMP_COPIES copies of its revision,
+written in the item's own transaction) is checked on the copy its developer picks, spreading
+the checks over that many items. A copy of an item without stamps (written before them) is
+checked on the item itself; an absent plan or meter on the stamp copy (a create writes it).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import TypeVar
 from usage_meter.models.accounts import Developer, Meter, Plan
 from usage_meter.models.records import AccountCheck, AccountKind
 from usage_meter.store import accounts as account_store
-from usage_meter.store import dynamodb
+from usage_meter.store import dynamodb, keys
 from usage_meter.store import meters as meter_store
 from usage_meter.store.accounts import Revised
 
@@ -51,6 +58,7 @@ class VerifiedAccounts:
 
     def __init__(self) -> None:
         self._used: dict[Slot, AccountCheck] = {}
+        self._developer_id = ""
 
     def _get(
         self, kind: AccountKind, name: str, read: Callable[[str], Revised[AccountT] | None]
@@ -58,11 +66,13 @@ class VerifiedAccounts:
         slot = (kind, name)
         if slot in _copies:
             copy = _copies[slot]
+            revision = copy[1] if copy is not None else None
             self._used[slot] = AccountCheck(
                 kind=kind,
                 name=name,
-                revision=copy[1] if copy is not None else None,
+                revision=revision,
                 exists=copy is not None,
+                stamp=self._stamp(kind, revision),
             )
             return copy[0] if copy is not None else None  # type: ignore[return-value]  # kind says
         fresh = read(name)
@@ -70,7 +80,16 @@ class VerifiedAccounts:
             _keep(slot, fresh)
         return fresh[0] if fresh is not None else None
 
+    def _stamp(self, kind: AccountKind, revision: str | None) -> int | None:
+        """The stamp copy to check (None: the item itself): the developer's pick among the
+        item's stamps, or among the stamps a create writes when the item is absent."""
+        if kind == "developer":
+            return None
+        copies = keys.stamps_of(revision) if revision is not None else keys.STAMP_COPIES
+        return keys.stamp_copy(self._developer_id, copies) if copies else None
+
     def developer(self, developer_id: str) -> Developer | None:
+        self._developer_id = developer_id
         return self._get("developer", developer_id, account_store.read_developer)
 
     def stored_plan(self, name: str) -> Plan | None:

@@ -51,7 +51,8 @@ AccountKind = Literal["developer", "plan", "meter"]
 class AccountCheck(BaseModel):
     """What a request took from the container's cache of the accounts table, asserted by a
     ConditionCheck in its transaction: the item still has `revision` (None: it has none), or,
-    when `exists` is false, there is still no such item."""
+    when `exists` is false, there is still no such item. `stamp`: the plan's or meter's stamp
+    copy that is checked instead of the item (None: the item itself)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -59,6 +60,7 @@ class AccountCheck(BaseModel):
     name: str
     revision: str | None = None
     exists: bool = True
+    stamp: int | None = None
 
 
 CounterScope = Literal["day", "month", "minute", "level"]

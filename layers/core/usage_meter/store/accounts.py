@@ -31,6 +31,9 @@ def revision_of(item: dict[str, Any]) -> str | None:
 
 
 def _account_key(check: AccountCheck) -> Item:
+    if check.stamp is not None:
+        pk = keys.plan_pk(check.name) if check.kind == "plan" else keys.meter_pk(check.name)
+        return {"pk": text(pk), "sk": text(keys.stamp_sk(check.stamp))}
     if check.kind == "developer":
         return {"pk": text(keys.developer_pk(check.name)), "sk": text(keys.PROFILE_SK)}
     if check.kind == "plan":
@@ -40,7 +43,9 @@ def _account_key(check: AccountCheck) -> Item:
 
 def check_item(check: AccountCheck) -> TransactWriteItemTypeDef:
     """A ConditionCheck that the accounts item is still as the request used it: its revision
-    unchanged (or still none), or still absent."""
+    unchanged (or still none), or still absent. A check with a `stamp` is made on that stamp
+    copy of the item's revision instead (written with the item; deleted with it), so the hot
+    plan and meter items are not checked by every event."""
     body: Any = {"TableName": settings().accounts_table, "Key": _account_key(check)}
     if not check.exists:
         body["ConditionExpression"] = "attribute_not_exists(pk)"
@@ -52,6 +57,29 @@ def check_item(check: AccountCheck) -> TransactWriteItemTypeDef:
         body["ExpressionAttributeNames"] = {"#r": REVISION}
         body["ExpressionAttributeValues"] = {":r": text(check.revision)}
     return {"ConditionCheck": body}
+
+
+def stamp_puts(pk: str, revision: AttributeValueTypeDef) -> list[TransactWriteItemTypeDef]:
+    """Every stamp copy of an item's new (stamped) revision, for the item's own transaction."""
+    table = settings().accounts_table
+    return [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": {"pk": text(pk), "sk": text(keys.stamp_sk(k)), REVISION: revision},
+            }
+        }
+        for k in range(keys.STAMP_COPIES)
+    ]
+
+
+def stamp_deletes(pk: str) -> list[TransactWriteItemTypeDef]:
+    """Every stamp copy of a deleted item: a copy checked against one fails, as the item's would."""
+    table = settings().accounts_table
+    return [
+        {"Delete": {"TableName": table, "Key": {"pk": text(pk), "sk": text(keys.stamp_sk(k))}}}
+        for k in range(keys.STAMP_COPIES)
+    ]
 
 
 def _assignment(assignment: PlanAssignment) -> AttributeValueTypeDef:
@@ -347,7 +375,7 @@ def touch_key(key: ApiKeyRecord, when: str) -> None:
     )
 
 
-def _plan_item(plan: Plan) -> Item:
+def _plan_item(plan: Plan, revision: AttributeValueTypeDef) -> Item:
     metrics: dict[str, Any] = {
         name: {"limit": limit.limit, "enforcement": limit.enforcement}
         | ({"alerts": list(limit.alerts)} if limit.alerts is not None else {})
@@ -359,7 +387,7 @@ def _plan_item(plan: Plan) -> Item:
         "kind": text("plan"),
         "name": text(plan.name),
         "metrics": to_av(metrics),
-        "revision": dynamodb.new_revision(),
+        REVISION: revision,
     }
     if plan.requests_per_minute is not None:
         item["requestsPerMinute"] = number(plan.requests_per_minute)
@@ -386,7 +414,14 @@ def _plan(item: dict[str, Any]) -> Plan:
 
 
 def put_plan(plan: Plan) -> None:
-    dynamodb.accounts_call("put_item", Item=_plan_item(plan))
+    """Store a plan with its revision stamps, in one transaction (the next event sees it)."""
+    revision = dynamodb.new_revision(stamped=True)
+    item: TransactWriteItemTypeDef = {
+        "Put": {"TableName": settings().accounts_table, "Item": _plan_item(plan, revision)}
+    }
+    dynamodb.client().transact_write_items(
+        TransactItems=[item, *stamp_puts(keys.plan_pk(plan.name), revision)]
+    )
 
 
 def get_plan(name: str) -> Plan | None:
@@ -408,4 +443,9 @@ def list_plans() -> list[Plan]:
 
 
 def delete_plan(name: str) -> None:
-    dynamodb.accounts_call("delete_item", Key={"pk": text(keys.plan_pk(name)), "sk": text(keys.PLAN_SK)})
+    """Delete a plan and its revision stamps, in one transaction."""
+    pk = keys.plan_pk(name)
+    item: TransactWriteItemTypeDef = {
+        "Delete": {"TableName": settings().accounts_table, "Key": {"pk": text(pk), "sk": text(keys.PLAN_SK)}}
+    }
+    dynamodb.client().transact_write_items(TransactItems=[item, *stamp_deletes(pk)])

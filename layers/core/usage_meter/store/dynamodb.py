@@ -165,9 +165,11 @@ def is_condition_failure(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
 
-def new_revision() -> AttributeValueTypeDef:
-    """A fresh `revision` for an accounts item: any write makes cached copies fail their check."""
-    return {"S": uuid.uuid4().hex}
+def new_revision(*, stamped: bool = False) -> AttributeValueTypeDef:
+    """A fresh `revision` for an accounts item: any write makes cached copies fail their check
+    (`stamped`: the item's revision stamps are written with it, see keys.stamped_revision)."""
+    revision = uuid.uuid4().hex
+    return {"S": keys.stamped_revision(revision) if stamped else revision}
 
 
 def text(value: str) -> AttributeValueTypeDef:

@@ -38,6 +38,9 @@ AccountsTable:
     pk = "KEY#<sha256(key)>", sk = "KEY"           the authorizer's lookup item
     pk = "PLAN#<name>",       sk = "PLAN"          a plan (kind = "plan")
     pk = "METER#<metric>",    sk = "METER"         a meter definition (kind = "meter")
+    pk = "PLAN#<name>" or "METER#<metric>", sk = "STAMP#<k>"   one of STAMP_COPIES copies of
+                                                   the plan's or meter's revision (no kind),
+                                                   written in the same transaction as the item
     pk = "WEBHOOK#<id>",      sk = "WEBHOOK"       a webhook endpoint (kind = "webhook"; its salt,
                                                    never its secret)
 """
@@ -60,6 +63,10 @@ _SCOPE_PREFIX: dict[CounterScope, str] = {"day": "D", "month": "M", "minute": "R
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
 CATALOG_PREFIX = "METRIC#"
 CATALOG_SIZE_SK = "METRICS"
+STAMP_COPIES = 16
+"""Revision stamps per plan and per meter: a warm single event checks the one its developer
+picks, so the checks of everyone on a plan (or using a meter) spread over this many items."""
+STAMPED = "s"
 
 
 def developer_pk(developer_id: str) -> str:
@@ -86,6 +93,27 @@ def shard_range(scope: CounterScope, key: str, metric: str) -> tuple[str, str]:
 def shard_of(idempotency_key: str, shards: int) -> int:
     """The shard an event's key picks (stable, spread): every send of it adds to the same item."""
     return int(hashlib.sha256(idempotency_key.encode()).hexdigest()[:8], 16) % shards
+
+
+def stamp_sk(copy: int) -> str:
+    return f"STAMP#{copy:02d}"
+
+
+def stamp_copy(developer_id: str, copies: int) -> int:
+    """The stamp copy a developer's events check (stable, spread)."""
+    return shard_of(developer_id, copies)
+
+
+def stamped_revision(revision_id: str) -> str:
+    """The revision of an item whose STAMP_COPIES stamps are written with it (the count is in the
+    text, so a revision written by older code, or with another count, is never read as stamped)."""
+    return f"{STAMP_COPIES}{STAMPED}{revision_id}"
+
+
+def stamps_of(revision: str | None) -> int:
+    """How many stamps hold `revision` (0: none; the item itself must be checked)."""
+    count, sep, _ = (revision or "").partition(STAMPED)
+    return int(count) if sep and count.isdigit() and 0 < int(count) < 100 else 0
 
 
 def minute_key(moment: datetime) -> str:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from usage_meter.models.accounts import Meter
+from usage_meter.settings import settings
 from usage_meter.store import accounts, dynamodb, keys
 from usage_meter.store.dynamodb import Item, number, text
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
 
 def _meter_key(name: str) -> Item:
     return {"pk": text(keys.meter_pk(name)), "sk": text(keys.METER_SK)}
 
 
-def _meter_item(meter: Meter) -> Item:
+def _meter_item(meter: Meter, revision: AttributeValueTypeDef) -> Item:
     item: Item = {
         **_meter_key(meter.name),
         "kind": text("meter"),
@@ -25,7 +29,7 @@ def _meter_item(meter: Meter) -> Item:
         "dimensions": {"L": [text(d) for d in meter.dimensions]},
         "status": text(meter.status),
         "createdAt": text(meter.created_at),
-        "revision": dynamodb.new_revision(),
+        accounts.REVISION: revision,
     }
     if meter.shards > 1:
         item["shards"] = number(meter.shards)
@@ -58,18 +62,33 @@ def _meter(item: dict[str, Any]) -> Meter:
     )
 
 
-def put_new_meter(meter: Meter) -> bool:
-    """Store a meter under a name no meter ever had (a conditional put: of two racing creates,
-    one wins); False when the name is taken, archived or not."""
+def _with_stamps(name: str, item: TransactWriteItemTypeDef, revision: AttributeValueTypeDef) -> bool:
+    """Write the meter item and its revision stamps in one transaction; False when the item's
+    condition failed (nothing is written)."""
     try:
-        dynamodb.accounts_call(
-            "put_item", Item=_meter_item(meter), ConditionExpression="attribute_not_exists(pk)"
+        dynamodb.client().transact_write_items(
+            TransactItems=[item, *accounts.stamp_puts(keys.meter_pk(name), revision)]
         )
     except ClientError as exc:
-        if dynamodb.is_condition_failure(exc):
+        reasons = exc.response.get("CancellationReasons", [])
+        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
             return False
         raise
     return True
+
+
+def put_new_meter(meter: Meter) -> bool:
+    """Store a meter under a name no meter ever had (a conditional put: of two racing creates,
+    one wins), with its revision stamps; False when the name is taken, archived or not."""
+    revision = dynamodb.new_revision(stamped=True)
+    put: TransactWriteItemTypeDef = {
+        "Put": {
+            "TableName": settings().accounts_table,
+            "Item": _meter_item(meter, revision),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+    return _with_stamps(meter.name, put, revision)
 
 
 def get_meter(name: str) -> Meter | None:
@@ -85,26 +104,25 @@ def read_meter(name: str) -> accounts.Revised[Meter] | None:
 
 
 def archive_meter(name: str, when: str) -> bool:
-    """Mark an active meter archived; False when there is no such meter or it is archived already."""
-    try:
-        dynamodb.accounts_call(
-            "update_item",
-            Key=_meter_key(name),
-            UpdateExpression="SET #s = :archived, archivedAt = :t, #r = :r",
-            ConditionExpression="#s = :active",
-            ExpressionAttributeNames={"#s": "status", "#r": accounts.REVISION},
-            ExpressionAttributeValues={
-                ":r": dynamodb.new_revision(),
+    """Mark an active meter archived, with its new revision stamps; False when there is no such
+    meter or it is archived already."""
+    revision = dynamodb.new_revision(stamped=True)
+    update: TransactWriteItemTypeDef = {
+        "Update": {
+            "TableName": settings().accounts_table,
+            "Key": _meter_key(name),
+            "UpdateExpression": "SET #s = :archived, archivedAt = :t, #r = :r",
+            "ConditionExpression": "#s = :active",
+            "ExpressionAttributeNames": {"#s": "status", "#r": accounts.REVISION},
+            "ExpressionAttributeValues": {
+                ":r": revision,
                 ":archived": text("archived"),
                 ":active": text("active"),
                 ":t": text(when),
             },
-        )
-    except ClientError as exc:
-        if dynamodb.is_condition_failure(exc):
-            return False
-        raise
-    return True
+        }
+    }
+    return _with_stamps(name, update, revision)
 
 
 def list_meters(at_most: int) -> list[Meter]:
