@@ -66,13 +66,8 @@ class VerifiedAccounts:
         slot = (kind, name)
         if slot in _copies:
             copy = _copies[slot]
-            revision = copy[1] if copy is not None else None
             self._used[slot] = AccountCheck(
-                kind=kind,
-                name=name,
-                revision=revision,
-                exists=copy is not None,
-                stamp=self._stamp(kind, revision),
+                kind=kind, name=name, revision=copy[1] if copy is not None else None, exists=copy is not None
             )
             return copy[0] if copy is not None else None  # type: ignore[return-value]  # kind says
         fresh = read(name)
@@ -80,12 +75,13 @@ class VerifiedAccounts:
             _keep(slot, fresh)
         return fresh[0] if fresh is not None else None
 
-    def _stamp(self, kind: AccountKind, revision: str | None) -> int | None:
+    def _stamp(self, check: AccountCheck) -> int | None:
         """The stamp copy to check (None: the item itself): the developer's pick among the
-        item's stamps, or among the stamps a create writes when the item is absent."""
-        if kind == "developer":
+        item's stamps, or among the stamps a create writes when the item is absent. Picked when
+        the transaction is built: the meter may be looked up before the developer."""
+        if check.kind == "developer":
             return None
-        copies = keys.stamps_of(revision) if revision is not None else keys.STAMP_COPIES
+        copies = keys.stamps_of(check.revision) if check.exists else keys.STAMP_COPIES
         return keys.stamp_copy(self._developer_id, copies) if copies else None
 
     def developer(self, developer_id: str) -> Developer | None:
@@ -106,7 +102,7 @@ class VerifiedAccounts:
 
     @property
     def checks(self) -> list[AccountCheck]:
-        return list(self._used.values())
+        return [check.model_copy(update={"stamp": self._stamp(check)}) for check in self._used.values()]
 
     def forget(self) -> None:
         """Drop the copies this request used (one of them is stale)."""
