@@ -20,6 +20,9 @@ The model: per scenario the simulator reports the WCU the hottest item took per 
 (h). One item takes at most C WCU a second, so the partition-bound rate is C / h events/s. The
 run shows whether the measured rate sits at that bound (the simulator binds: the model is
 checked) or below it (this machine binds first); the design's figure is then 1,000 / h.
+The plan's and the meter's checks are made on one of their 16 revision stamps, picked by the
+developer, so they bind the developers of a plan (or a meter) together at 16 x 500 single
+events/s, not one developer (whose own items bind it at 500).
 
     .venv/bin/python bench/hot_tenant.py [--ceiling 4] [--seconds 10] [--clients 4] [--workers 4]
 """
