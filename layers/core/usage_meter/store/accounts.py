@@ -419,8 +419,8 @@ def put_plan(plan: Plan) -> None:
     item: TransactWriteItemTypeDef = {
         "Put": {"TableName": settings().accounts_table, "Item": _plan_item(plan, revision)}
     }
-    dynamodb.client().transact_write_items(
-        TransactItems=[item, *stamp_puts(keys.plan_pk(plan.name), revision)]
+    dynamodb.client_call(
+        "transact_write_items", TransactItems=[item, *stamp_puts(keys.plan_pk(plan.name), revision)]
     )
 
 
@@ -448,4 +448,4 @@ def delete_plan(name: str) -> None:
     item: TransactWriteItemTypeDef = {
         "Delete": {"TableName": settings().accounts_table, "Key": {"pk": text(pk), "sk": text(keys.PLAN_SK)}}
     }
-    dynamodb.client().transact_write_items(TransactItems=[item, *stamp_deletes(pk)])
+    dynamodb.client_call("transact_write_items", TransactItems=[item, *stamp_deletes(pk)])

@@ -66,8 +66,8 @@ def _with_stamps(name: str, item: TransactWriteItemTypeDef, revision: AttributeV
     """Write the meter item and its revision stamps in one transaction; False when the item's
     condition failed (nothing is written)."""
     try:
-        dynamodb.client().transact_write_items(
-            TransactItems=[item, *accounts.stamp_puts(keys.meter_pk(name), revision)]
+        dynamodb.client_call(
+            "transact_write_items", TransactItems=[item, *accounts.stamp_puts(keys.meter_pk(name), revision)]
         )
     except ClientError as exc:
         reasons = exc.response.get("CancellationReasons", [])
