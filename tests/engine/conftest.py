@@ -1,8 +1,8 @@
 """Engine tier: the real handlers against Amazon's DynamoDB Local, for what moto cannot show.
 
-One DynamoDB Local per session (free port, in memory); fresh tables per test, created from
+One DynamoDB Local per test (free port, in memory); fresh tables per test, created from
 template.yaml under unique names. If the engine cannot start (no java, no npm, no jar), the
-session fixture fails: a missing engine is an error, never a skip.
+fixture fails: a missing engine is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    # one engine per test: DynamoDB Local, in memory with streams on, slowed to a crawl after
+    # a few thousand transactions of earlier tests (their tables dropped), which a fresh
+    # engine (a few seconds to start) never is
     engine = DynamoDBLocal(startup_timeout=120)  # a free port, in memory
     engine.start()
     yield engine
