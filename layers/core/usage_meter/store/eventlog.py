@@ -210,19 +210,11 @@ def _assertions(
         values[":xc"] = number(change.expect_consumed)
         conditions.append("#c = :xc")
     if change.expect_latest_key is not None:
-        names["#l"] = "latestKey"
-        if change.expect_latest_key:
-            values[":xl"] = text(change.expect_latest_key)
-            conditions.append("#l = :xl")
-        else:
-            conditions.append("attribute_not_exists(#l)")
+        latest = text(change.expect_latest_key) if change.expect_latest_key else None
+        conditions.append(_held_or_absent("#l", "latestKey", latest, names, values))
     if change.expect_corrections is not None:
-        names["#k"] = "corrections"
-        if change.expect_corrections:
-            values[":xk"] = number(change.expect_corrections)
-            conditions.append("#k = :xk")
-        else:
-            conditions.append("attribute_not_exists(#k)")
+        corrections = number(change.expect_corrections) if change.expect_corrections else None
+        conditions.append(_held_or_absent("#k", "corrections", corrections, names, values))
     if change.low is not None:
         values[":lo"] = number(change.low)
         conditions.append("#c >= :lo")
@@ -230,6 +222,23 @@ def _assertions(
         values[":hi"] = number(change.high)
         conditions.append("#c <= :hi")
     return conditions
+
+
+def _held_or_absent(
+    name: str,
+    attribute: str,
+    expected: AttributeValueTypeDef | None,
+    names: dict[str, str],
+    values: dict[str, AttributeValueTypeDef],
+) -> str:
+    """The condition that an optional attribute still holds what was read: `expected`, or
+    nothing (None: it was absent, as on a counter no correction has touched yet)."""
+    names[name] = attribute
+    if expected is None:
+        return f"attribute_not_exists({name})"
+    placeholder = f":x{name[1:]}"
+    values[placeholder] = expected
+    return f"{name} = {placeholder}"
 
 
 def _marker_delete(marker: UniqueMarker) -> TransactWriteItemTypeDef:
