@@ -158,14 +158,20 @@ def summary_sk(month: str, metric: str) -> str:
     return f"S#{month}#{metric}"
 
 
+def _spanning(prefix: str, first: str, last: str) -> tuple[str, str]:
+    """The sk range of the items `<prefix><window>#...` whose window runs from `first` to `last`
+    (inclusive): each window's items follow `<window>#`, and `~` sorts after all they hold."""
+    return f"{prefix}{first}#", f"{prefix}{last}#~"
+
+
 def summary_range(month: str) -> tuple[str, str]:
     """The sk range holding every metric's summary of one month."""
-    return f"S#{month}#", f"S#{month}#~"
+    return _spanning("S#", month, month)
 
 
 def counter_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
     """The sk range holding every metric's counters from `first` to `last` (inclusive)."""
-    return f"{_SCOPE_PREFIX[scope]}#{first}#", f"{_SCOPE_PREFIX[scope]}#{last}#~"
+    return _spanning(f"{_SCOPE_PREFIX[scope]}#", first, last)
 
 
 def marker_sk(scope: CounterScope, window: str, metric: str, digest: str) -> str:
@@ -175,7 +181,7 @@ def marker_sk(scope: CounterScope, window: str, metric: str, digest: str) -> str
 
 def marker_range(scope: CounterScope, first: str, last: str) -> tuple[str, str]:
     """The sk range holding every unique_count marker of the windows `first` to `last`."""
-    return f"U#{_SCOPE_PREFIX[scope]}#{first}#", f"U#{_SCOPE_PREFIX[scope]}#{last}#~"
+    return _spanning(f"U#{_SCOPE_PREFIX[scope]}#", first, last)
 
 
 def group_sk(metric: str, day: str, digest: str) -> str:
@@ -184,7 +190,7 @@ def group_sk(metric: str, day: str, digest: str) -> str:
 
 def group_range(metric: str, first_day: str, last_day: str) -> tuple[str, str]:
     """The sk range holding every combination's day counters of one meter, first to last day."""
-    return f"G#{metric}#{first_day}#", f"G#{metric}#{last_day}#~"
+    return _spanning(f"G#{metric}#", first_day, last_day)
 
 
 def combinations_sk(metric: str, day: str) -> str:
