@@ -2,55 +2,29 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Self
+from typing import Concatenate, ParamSpec, Self, TypeVar
 
 import httpx
 
 from ._batching import Batcher, BatchOptions, batch_options
+from ._calls import Call, EntitlementCalls, EventCalls, Resource, UsageCalls, method_like, next_page
 from ._core import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    Filters,
-    GroupBy,
-    ModelT,
     Request,
     Settings,
-    batch_request,
     connection_error,
-    correction_request,
-    current_request,
-    entitlement_request,
     error_from_response,
-    events_request,
-    history_request,
-    parse,
-    track_request,
 )
 from ._errors import UsageMeterError
-from ._models import (
-    BatchResult,
-    Correction,
-    CurrentUsage,
-    Entitlement,
-    EventPage,
-    EventResult,
-    Granularity,
-    History,
-    LoggedEvent,
-    LogStatus,
-    PeriodName,
-    Quantity,
-    TrackResult,
-    UsageEvent,
-)
+from ._models import EventPage, EventResult, LoggedEvent, UsageEvent
 
 logger = logging.getLogger("usage_meter_client")
 
@@ -174,243 +148,79 @@ class UsageMeter:
             )
             self._sleep(delay)
 
-    def _call(self, request: Request, model: type[ModelT]) -> ModelT:
-        return parse(self._send(request), model)
+    def _run(self, call: Call[T]) -> T:
+        return call.read(self._send(call.request))
+
+    def _queue(self, event: UsageEvent) -> Future[EventResult]:
+        if self._batcher is None:
+            raise RuntimeError("submit needs UsageMeter(..., batching=True); use track() otherwise")
+        return self._batcher.submit(event)
 
 
-class Usage:
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+_Resource = Resource[UsageMeter]
+
+
+def _sent(build: Callable[P, Call[T]]) -> Callable[Concatenate[_Resource, P], T]:
+    """The method sending `build`'s call and answering what it reads."""
+
+    def method(resource: _Resource, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return resource._client._run(build(*args, **kwargs))
+
+    return method_like(method, build)
+
+
+def _paged(build: Callable[P, Call[EventPage]]) -> Callable[Concatenate[_Resource, P], Iterator[LoggedEvent]]:
+    """The method iterating every event of the pages from `build`'s call on."""
+
+    def method(resource: _Resource, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[LoggedEvent]:
+        call: Call[EventPage] | None = build(*args, **kwargs)
+        while call is not None:
+            page = resource._client._run(call)
+            yield from page.events
+            call = next_page(call, page)
+
+    return method_like(method, build)
+
+
+def _queued(build: Callable[P, UsageEvent]) -> Callable[Concatenate[_Resource, P], Future[EventResult]]:
+    """The method handing `build`'s event to the background sender."""
+
+    def method(resource: _Resource, /, *args: P.args, **kwargs: P.kwargs) -> Future[EventResult]:
+        return resource._client._queue(build(*args, **kwargs))
+
+    return method_like(method, build)
+
+
+class Usage(_Resource):
     """`client.usage`: current usage, history, tracking."""
 
     def __init__(self, client: UsageMeter) -> None:
-        self._client = client
+        super().__init__(client)
         self.events = Events(client)
 
-    def current(
-        self,
-        developer_id: str | None = None,
-        *,
-        metric: str | None = None,
-        period: PeriodName | None = None,
-        start_date: dt.date | str | None = None,
-        end_date: dt.date | str | None = None,
-        group_by: GroupBy = None,
-        filters: Filters = None,
-    ) -> CurrentUsage:
-        """Usage of the billing period, or of `period` ("day", "week", "month"), or of a date range.
-
-        `developer_id` is for service keys (a developer key reads its own usage).
-        """
-        return self._client._call(
-            current_request(
-                developer_id=developer_id,
-                metric=metric,
-                period=period,
-                start_date=start_date,
-                end_date=end_date,
-                group_by=group_by,
-                filters=filters,
-            ),
-            CurrentUsage,
-        )
-
-    def history(
-        self,
-        days: int | None = None,
-        *,
-        start_date: dt.date | str | None = None,
-        end_date: dt.date | str | None = None,
-        metric: str | None = None,
-        granularity: Granularity = "day",
-        developer_id: str | None = None,
-        group_by: GroupBy = None,
-        filters: Filters = None,
-    ) -> History:
-        """Usage per day (or month) of the last `days` days (server default 30) or a date range.
-
-        `group_by` ("endpoint" or ["endpoint", "model"]: dimensions the meters declare) adds each
-        metric's groups, largest first; `filters` ({"endpoint": "/v1/verify"}) counts only the
-        matching events."""
-        return self._client._call(
-            history_request(
-                days=days,
-                start_date=start_date,
-                end_date=end_date,
-                metric=metric,
-                granularity=granularity,
-                developer_id=developer_id,
-                group_by=group_by,
-                filters=filters,
-            ),
-            History,
-        )
-
-    def history_csv(
-        self,
-        days: int | None = None,
-        *,
-        start_date: dt.date | str | None = None,
-        end_date: dt.date | str | None = None,
-        metric: str | None = None,
-        granularity: Granularity = "day",
-        developer_id: str | None = None,
-        group_by: GroupBy = None,
-        filters: Filters = None,
-    ) -> str:
-        """The history as CSV text (`Accept: text/csv`): `date,metric,<dimension…>,consumed,events`,
-        RFC 4180 (read it with `csv.reader(io.StringIO(text, newline=""))`). A text cell that
-        starts with = + - @ tab, CR or ' has a ' put before it, so no spreadsheet runs it."""
-        request = history_request(
-            days=days,
-            start_date=start_date,
-            end_date=end_date,
-            metric=metric,
-            granularity=granularity,
-            developer_id=developer_id,
-            group_by=group_by,
-            filters=filters,
-            csv=True,
-        )
-        return (self._client._send(request)).text
-
-    def track(
-        self,
-        metric: str,
-        quantity: Quantity,
-        *,
-        idempotency_key: str | None = None,
-        timestamp: dt.datetime | str | None = None,
-        developer_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> TrackResult:
-        """Record one event; counted once per idempotency key (one is generated when not given).
-
-        Raises `LimitExceededError` when a hard limit would be passed (nothing is counted).
-        `result.status` is "recorded", or "duplicate" when the key was already counted.
-        Without `timestamp` the event is stamped with the time of this call (see UsageEvent).
-        """
-        event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
-        return self._client._call(track_request(event), TrackResult)
-
-    def submit(
-        self,
-        metric: str,
-        quantity: Quantity = 1,
-        *,
-        idempotency_key: str | None = None,
-        timestamp: dt.datetime | str | None = None,
-        developer_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Future[EventResult]:
-        """Queue one event for the background sender (needs `UsageMeter(batching=True)`).
-
-        Its key and timestamp are made now; the future gets its `EventResult` (recorded,
-        duplicate, rejected or limit_exceeded), or the error that failed its whole batch after
-        the retries. `future.add_done_callback(fn)` gives a callback. Blocks (or raises
-        `QueueFullError`) while `max_pending` events are unsent.
-        """
-        if self._client._batcher is None:
-            raise RuntimeError("submit needs UsageMeter(..., batching=True); use track() otherwise")
-        event = UsageEvent(metric, quantity, idempotency_key, timestamp, developer_id, metadata)
-        return self._client._batcher.submit(event)
-
-    def track_batch(self, events: Sequence[UsageEvent | Mapping[str, Any]]) -> BatchResult:
-        """Record 1-100 events in one call; each gets its own result, in order (no exception for
-        per-event refusals: see `result.failed`)."""
-        return self._client._call(batch_request(events), BatchResult)
+    current = _sent(UsageCalls.current)
+    history = _sent(UsageCalls.history)
+    history_csv = _sent(UsageCalls.history_csv)
+    track = _sent(UsageCalls.track)
+    submit = _queued(UsageCalls.submit)
+    track_batch = _sent(UsageCalls.track_batch)
 
 
-class Entitlements:
+class Entitlements(_Resource):
     """`client.entitlements`: may the developer use a metric now?"""
 
-    def __init__(self, client: UsageMeter) -> None:
-        self._client = client
-
-    def get(self, metric: str, *, developer_id: str | None = None) -> Entitlement:
-        return self._client._call(entitlement_request(metric, developer_id), Entitlement)
-
-    def check(self, metric: str, *, developer_id: str | None = None) -> bool:
-        """True when the plan includes the metric and no hard limit is used up."""
-        return self.get(metric, developer_id=developer_id).has_access
+    get = _sent(EntitlementCalls.get)
+    check = _sent(EntitlementCalls.check)
 
 
-class Events:
+class Events(_Resource):
     """`client.usage.events`: the event log, and corrections (service keys)."""
 
-    def __init__(self, client: UsageMeter) -> None:
-        self._client = client
-
-    def page(
-        self,
-        *,
-        developer_id: str | None = None,
-        metric: str | None = None,
-        status: LogStatus | None = None,
-        start: dt.datetime | str | None = None,
-        end: dt.datetime | str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> EventPage:
-        """One page of the log, newest first (`limit` up to 100; `cursor`: the last page's next_cursor)."""
-        request = events_request(
-            developer_id=developer_id,
-            metric=metric,
-            status=status,
-            start=start,
-            end=end,
-            limit=limit,
-            cursor=cursor,
-        )
-        return self._client._call(request, EventPage)
-
-    def list(
-        self,
-        *,
-        developer_id: str | None = None,
-        metric: str | None = None,
-        status: LogStatus | None = None,
-        start: dt.datetime | str | None = None,
-        end: dt.datetime | str | None = None,
-        page_size: int = 100,
-    ) -> Iterator[LoggedEvent]:
-        """Every event of the log matching the filters, newest first, fetched a page at a time."""
-        cursor: str | None = None
-        while True:
-            page = self.page(
-                developer_id=developer_id,
-                metric=metric,
-                status=status,
-                start=start,
-                end=end,
-                limit=page_size,
-                cursor=cursor,
-            )
-            yield from page.events
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
-    def cancel(self, idempotency_key: str, *, developer_id: str, reason: str = "") -> Correction:
-        """Cancel an event: every counter it moved moves back, once (`already_cancelled` after)."""
-        request = correction_request("cancel", idempotency_key, developer_id=developer_id, reason=reason)
-        return self._client._call(request, Correction)
-
-    def amend(
-        self,
-        idempotency_key: str,
-        *,
-        developer_id: str,
-        quantity: Quantity | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        reason: str = "",
-    ) -> Correction:
-        """Amend an event's quantity and/or metadata (`unchanged` when they are the same);
-        `LimitExceededError` when it would take a hard-limited period past its limit."""
-        request = correction_request(
-            "amend",
-            idempotency_key,
-            developer_id=developer_id,
-            reason=reason,
-            quantity=quantity,
-            metadata=metadata,
-        )
-        return self._client._call(request, Correction)
+    page = _sent(EventCalls.page)
+    list = _paged(EventCalls.list)
+    cancel = _sent(EventCalls.cancel)
+    amend = _sent(EventCalls.amend)

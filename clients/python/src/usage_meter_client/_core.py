@@ -1,4 +1,4 @@
-"""What the sync and the async client share: settings, requests, answers, errors, retries."""
+"""What the sync and the async client share: settings, request parts, answers, errors, retries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 import pydantic
@@ -35,9 +34,6 @@ from ._errors import (
 )
 from ._models import (
     ApiObject,
-    Granularity,
-    PeriodName,
-    Quantity,
     UsageEvent,
     UsageSnapshot,
     date_text,
@@ -151,22 +147,23 @@ class Settings:
 # ---- requests ---------------------------------------------------------------------------
 
 
-def _params(**values: str | int | dt.date | None) -> dict[str, str]:
-    params: dict[str, str] = {}
+def params(**values: str | int | dt.date | None) -> dict[str, str]:
+    """Query parameters: the values given (None: left out), dates as ISO text."""
+    query: dict[str, str] = {}
     for name, value in values.items():
         if value is None:
             continue
         if isinstance(value, bool):
             raise TypeError(f"{name} must not be a bool")
-        params[name] = date_text(value) if isinstance(value, dt.date) else str(value)
-    return params
+        query[name] = date_text(value) if isinstance(value, dt.date) else str(value)
+    return query
 
 
 GroupBy = str | Sequence[str] | None
 Filters = Mapping[str, str] | None
 
 
-def _grouping(group_by: GroupBy, filters: Filters) -> dict[str, str | list[str]]:
+def grouping(group_by: GroupBy, filters: Filters) -> dict[str, str | list[str]]:
     """`groupBy` (comma-separated) and one `filter=DIMENSION:VALUE` per filtered dimension."""
     params: dict[str, str | list[str]] = {}
     if group_by is not None:
@@ -174,66 +171,6 @@ def _grouping(group_by: GroupBy, filters: Filters) -> dict[str, str | list[str]]
     if filters:
         params["filter"] = [f"{name}:{value}" for name, value in filters.items()]
     return params
-
-
-def current_request(
-    *,
-    developer_id: str | None,
-    metric: str | None,
-    period: PeriodName | None,
-    start_date: dt.date | str | None,
-    end_date: dt.date | str | None,
-    group_by: GroupBy = None,
-    filters: Filters = None,
-) -> Request:
-    return Request(
-        "GET",
-        "/v1/usage",
-        {
-            **_params(
-                developerId=developer_id,
-                metric=metric,
-                period=period,
-                startDate=start_date,
-                endDate=end_date,
-            ),
-            **_grouping(group_by, filters),
-        },
-    )
-
-
-def history_request(
-    *,
-    days: int | None,
-    start_date: dt.date | str | None,
-    end_date: dt.date | str | None,
-    metric: str | None,
-    granularity: Granularity,
-    developer_id: str | None,
-    group_by: GroupBy = None,
-    filters: Filters = None,
-    csv: bool = False,
-) -> Request:
-    return Request(
-        "GET",
-        "/v1/usage/history",
-        {
-            **_params(
-                days=days,
-                startDate=start_date,
-                endDate=end_date,
-                metric=metric,
-                granularity=granularity,
-                developerId=developer_id,
-            ),
-            **_grouping(group_by, filters),
-        },
-        accept="text/csv" if csv else None,
-    )
-
-
-def entitlement_request(metric: str, developer_id: str | None) -> Request:
-    return Request("GET", f"/v1/entitlements/{quote(metric, safe='')}", _params(developerId=developer_id))
 
 
 def event_wire(event: UsageEvent) -> dict[str, Any]:
@@ -250,53 +187,6 @@ def event_wire(event: UsageEvent) -> dict[str, Any]:
     if event.metadata is not None:
         wire["metadata"] = dict(event.metadata)
     return wire
-
-
-def events_request(
-    *,
-    developer_id: str | None,
-    metric: str | None,
-    status: str | None,
-    start: dt.datetime | str | None,
-    end: dt.datetime | str | None,
-    limit: int | None,
-    cursor: str | None,
-) -> Request:
-    """One page of the event log (`from`/`to` are RFC 3339 instants)."""
-    params = _params(developerId=developer_id, metric=metric, status=status, limit=limit, cursor=cursor)
-    for name, moment in (("from", start), ("to", end)):
-        if moment is not None:
-            params[name] = moment if isinstance(moment, str) else timestamp_text(moment)
-    return Request("GET", "/v1/usage/events", params)
-
-
-def correction_request(
-    action: str,
-    idempotency_key: str,
-    *,
-    developer_id: str,
-    reason: str,
-    quantity: Quantity | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> Request:
-    """A cancel or an amend: a retry sends the same body, and a correction applies once."""
-    body: dict[str, Any] = {"developerId": developer_id, "idempotencyKey": idempotency_key, "reason": reason}
-    if quantity is not None:
-        body["quantity"] = to_decimal(quantity)
-    if metadata is not None:
-        body["metadata"] = dict(metadata)
-    return Request("POST", f"/v1/usage/events/{action}", body=_json.dumps(body))
-
-
-def track_request(event: UsageEvent) -> Request:
-    return Request("POST", "/v1/usage/events", body=_json.dumps(event_wire(event)))
-
-
-def batch_request(events: Sequence[UsageEvent | Mapping[str, Any]]) -> Request:
-    if isinstance(events, str | bytes | Mapping):
-        raise TypeError("events is a sequence of UsageEvent (or of dicts with the same fields)")
-    wire = [event_wire(e if isinstance(e, UsageEvent) else UsageEvent(**e)) for e in events]
-    return Request("POST", "/v1/usage/events", body=_json.dumps({"events": wire}))
 
 
 # ---- answers ----------------------------------------------------------------------------
