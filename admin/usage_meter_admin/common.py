@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
 from usage_meter import jsonutil
+from usage_meter.models.accounts import Identity
 
 Handler = Callable[[argparse.Namespace], None]
 
@@ -36,9 +37,24 @@ def wire(value: Any, exclude: Collection[str] = ()) -> Any:
     return value
 
 
+def service(developer_id: str) -> Identity:
+    """Who the CLI acts as when it reads or corrects a developer's usage: the provider's backend
+    (a service identity naming the developer), so an unknown developer is an error, as with a
+    service key, and every rule of the API applies."""
+    return Identity(developer_id=developer_id, role="service")
+
+
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     """The command's answer: `payload` as JSON with --json, else `text`."""
     print(jsonutil.dumps(payload) if args.json else text)
+
+
+def emitted_json(args: argparse.Namespace, payload: Any) -> bool:
+    """With --json, print `payload` (the API's own answer) and say so: the caller draws its
+    table or view only when this is False."""
+    if args.json:
+        print(jsonutil.dumps(payload))
+    return bool(args.json)
 
 
 def table_text(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

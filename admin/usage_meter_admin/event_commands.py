@@ -15,10 +15,9 @@ from usage_meter import jsonutil
 from usage_meter.domain.corrections import correct
 from usage_meter.domain.eventlog import list_events
 from usage_meter.domain.identity import DeveloperResolver
-from usage_meter.models.accounts import Identity
 from usage_meter.models.timestamps import parse_rfc3339
 from usage_meter.models.wire import MAX_EVENT_PAGE, AmendIn, CancelIn, CorrectionResponse, EventOut
-from usage_meter_admin.common import CliError, command, emit, print_table, subcommands
+from usage_meter_admin.common import CliError, command, emit, emitted_json, print_table, service, subcommands
 from usage_meter_admin.usage_commands import metric
 
 HEADERS = ("TIMESTAMP", "KEY", "METRIC", "QUANTITY", "STATUS", "REV", "METADATA")
@@ -44,10 +43,6 @@ def _page_size(text: str) -> int:
     return int(text)
 
 
-def _service(developer_id: str) -> Identity:
-    return Identity(developer_id=developer_id, role="service")
-
-
 def row(event: EventOut) -> list[str]:
     metadata = jsonutil.dumps(event.metadata) if event.metadata else ""
     return [
@@ -63,7 +58,7 @@ def row(event: EventOut) -> list[str]:
 
 def _list(args: argparse.Namespace) -> None:
     page = list_events(
-        DeveloperResolver(_service(args.developer)),
+        DeveloperResolver(service(args.developer)),
         developer_id=args.developer,
         metric=args.metric,
         status=args.status,
@@ -72,8 +67,7 @@ def _list(args: argparse.Namespace) -> None:
         limit=args.limit,
         cursor=args.cursor,
     )
-    if args.json:
-        print(jsonutil.dumps(page.wire()))
+    if emitted_json(args, page.wire()):
         return
     print_table(HEADERS, [row(e) for e in page.events])
     if page.next_cursor:
@@ -91,7 +85,7 @@ def _outcome(args: argparse.Namespace, answer: CorrectionResponse) -> None:
 
 def _cancel(args: argparse.Namespace) -> None:
     body = CancelIn(developer_id=args.developer, idempotency_key=args.key, reason=args.reason)
-    _outcome(args, correct(_service(args.developer), body))
+    _outcome(args, correct(service(args.developer), body))
 
 
 def _amend(args: argparse.Namespace) -> None:
@@ -109,7 +103,7 @@ def _amend(args: argparse.Namespace) -> None:
             fields["metadata"] = jsonutil.loads_object(args.metadata)
         except ValueError as exc:
             raise CliError(f"--metadata is not a JSON object: {exc}") from None
-    _outcome(args, correct(_service(args.developer), AmendIn(**fields)))
+    _outcome(args, correct(service(args.developer), AmendIn(**fields)))
 
 
 def _correction(events: Any, name: str, handler: Any, doc: str) -> argparse.ArgumentParser:

@@ -15,10 +15,9 @@ from usage_meter import jsonutil
 from usage_meter.domain import clock, meters, rollup, usage
 from usage_meter.domain.dimensions import parse_query
 from usage_meter.domain.plans import get_plan
-from usage_meter.models.accounts import Identity
 from usage_meter.models.records import RollupReport, RollupRequest
 from usage_meter.models.wire import METRIC_PATTERN
-from usage_meter_admin.common import CliError, Handler, command, emit, subcommands
+from usage_meter_admin.common import CliError, Handler, command, emit, emitted_json, service, subcommands
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -69,12 +68,6 @@ def _rollup_run(args: argparse.Namespace) -> None:
         raise CliError(f"{report.failed} developer-month(s) failed; run it again (it is idempotent)")
 
 
-def _service(developer_id: str) -> Identity:
-    """The CLI reads as the provider's backend does: a service identity naming the developer,
-    so an unknown developer is an error, as with a service key."""
-    return Identity(developer_id=developer_id, role="service")
-
-
 def _console() -> Console:
     from usage_meter_admin import views  # rich is needed by these views only
 
@@ -88,14 +81,13 @@ def _console() -> Console:
 
 def _usage_show(args: argparse.Namespace) -> None:
     response = usage.current_usage(
-        _service(args.developer),
+        service(args.developer),
         developer_id=args.developer,
         metric=args.metric,
         period=args.period,
         query=parse_query(args.group_by, args.filter),
     )
-    if args.json:
-        print(jsonutil.dumps(response.wire()))
+    if emitted_json(args, response.wire()):
         return
     from usage_meter_admin import views
 
@@ -129,7 +121,7 @@ def _check_history_range(args: argparse.Namespace) -> None:
 def _usage_history(args: argparse.Namespace) -> None:
     _check_history_range(args)
     response = usage.usage_history(
-        _service(args.developer),
+        service(args.developer),
         developer_id=args.developer,
         metric=args.metric,
         days=args.days,
@@ -137,8 +129,7 @@ def _usage_history(args: argparse.Namespace) -> None:
         end_date=args.end_date,
         granularity=args.granularity,
     )
-    if args.json:
-        print(jsonutil.dumps(response.wire()))
+    if emitted_json(args, response.wire()):
         return
     from usage_meter_admin import views
 
