@@ -9,11 +9,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from usage_meter.domain import clock
 from usage_meter.domain.compat import billing_entitlement, billing_metrics, billing_track
 from usage_meter.domain.identity import DeveloperResolver
-from usage_meter.domain.ratelimit import rate_status, status_of, track_rate_status
-from usage_meter.http.resolver import JSON, caller, json_response, ok_responses, rate_headers
+from usage_meter.domain.ratelimit import rate_status, track_rate_status
+from usage_meter.http.resolver import JSON, caller, ok_responses, rated_response, reported_response
 from usage_meter.models.compat import BillingEntitlement, BillingMetrics, BillingTrackIn, BillingTrackResponse
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse
 
@@ -53,7 +52,7 @@ def post_track(body: Annotated[BillingTrackIn, Body()]) -> Response[str]:
     answer, event = billing_track(
         resolve, body, time_left_ms=router.lambda_context.get_remaining_time_in_millis()
     )
-    return json_response(200, answer.wire(), headers=rate_headers(track_rate_status(resolve, event)))
+    return rated_response(answer, track_rate_status(resolve, event))
 
 
 @router.get(
@@ -70,7 +69,7 @@ def get_metrics(
     ] = None,
 ) -> Response[str]:
     answer, current = billing_metrics(DeveloperResolver(caller(router)), customer_id, feature_key)
-    return json_response(200, answer.wire(), headers=rate_headers(status_of(current.rate_limit, clock.now())))
+    return reported_response(answer, current.rate_limit)
 
 
 @router.get(
@@ -86,4 +85,4 @@ def get_entitlement(
 ) -> Response[str]:
     resolve = DeveloperResolver(caller(router))
     answer = billing_entitlement(resolve, customer_id, feature_key)
-    return json_response(200, answer.wire(), headers=rate_headers(rate_status(resolve, answer.customer_id)))
+    return rated_response(answer, rate_status(resolve, answer.customer_id))

@@ -8,9 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from usage_meter.domain import clock
 from usage_meter.domain.dimensions import parse_query
-from usage_meter.domain.ratelimit import status_of
 from usage_meter.domain.usage import current_usage
 from usage_meter.http.resolver import (
     DeveloperIdQuery,
@@ -20,9 +18,8 @@ from usage_meter.http.resolver import (
     MetricQuery,
     StartDateQuery,
     caller,
-    json_response,
     ok_responses,
-    rate_headers,
+    reported_response,
 )
 from usage_meter.models.wire import CurrentUsageResponse
 
@@ -57,4 +54,4 @@ def get_current(
         query=query,
     )
     # the headers say what the body's rateLimit says
-    return json_response(200, answer.wire(), headers=rate_headers(status_of(answer.rate_limit, clock.now())))
+    return reported_response(answer, answer.rate_limit)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status
 from usage_meter.domain.usage import entitlement
-from usage_meter.http.resolver import DeveloperIdQuery, caller, json_response, ok_responses, rate_headers
+from usage_meter.http.resolver import DeveloperIdQuery, caller, ok_responses, rated_response
 from usage_meter.models.wire import METRIC_PATTERN, EntitlementResponse
 
 router = APIGatewayHttpRouter()
@@ -31,4 +31,4 @@ def get_entitlement(
     resolve = DeveloperResolver(caller(router))
     answer = entitlement(resolve, metric, developer_id=developer_id)
     status = rate_status(resolve, resolve(developer_id))  # resolved already: no read
-    return json_response(200, answer.wire(), headers=rate_headers(status))
+    return rated_response(answer, status)

@@ -21,7 +21,7 @@ from usage_meter.http.resolver import (
     caller,
     json_response,
     ok_responses,
-    rate_headers,
+    rated_response,
 )
 from usage_meter.models.wire import (
     MAX_EVENT_PAGE,
@@ -81,8 +81,7 @@ def get_events(
         limit=limit,
         cursor=cursor,
     )
-    headers = rate_headers(rate_status(resolve, resolve(developer_id)))
-    return json_response(200, answer.wire(), headers=headers)
+    return rated_response(answer, rate_status(resolve, resolve(developer_id)))
 
 
 @router.post(

@@ -10,11 +10,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from usage_meter.domain import clock
 from usage_meter.domain.compat import glyphnet_usage
 from usage_meter.domain.identity import DeveloperResolver
-from usage_meter.domain.ratelimit import status_of
-from usage_meter.http.resolver import DeveloperIdQuery, caller, json_response, ok_responses, rate_headers
+from usage_meter.http.resolver import DeveloperIdQuery, caller, ok_responses, reported_response
 from usage_meter.models.compat import GlyphnetUsage
 from usage_meter.settings import settings
 
@@ -53,4 +51,4 @@ def get_usage(
         start_date=start_date,
         end_date=end_date,
     )
-    return json_response(200, answer.wire(), headers=rate_headers(status_of(current.rate_limit, clock.now())))
+    return reported_response(answer, current.rate_limit)

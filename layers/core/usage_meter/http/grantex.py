@@ -8,11 +8,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from usage_meter.domain import clock
 from usage_meter.domain.compat import grantex_history, grantex_usage
 from usage_meter.domain.identity import DeveloperResolver
-from usage_meter.domain.ratelimit import rate_status, status_of
-from usage_meter.http.resolver import DeveloperIdQuery, caller, json_response, ok_responses, rate_headers
+from usage_meter.domain.ratelimit import rate_status
+from usage_meter.http.resolver import (
+    DeveloperIdQuery,
+    caller,
+    ok_responses,
+    rated_response,
+    reported_response,
+)
 from usage_meter.models.compat import GrantexHistory, GrantexUsage
 
 router = APIGatewayHttpRouter()
@@ -32,7 +37,7 @@ TAG = "Grantex compatible"
 )
 def get_usage(developer_id: DeveloperIdQuery = None) -> Response[str]:
     answer, current = grantex_usage(DeveloperResolver(caller(router)), developer_id)
-    return json_response(200, answer.wire(), headers=rate_headers(status_of(current.rate_limit, clock.now())))
+    return reported_response(answer, current.rate_limit)
 
 
 @router.get(
@@ -48,4 +53,4 @@ def get_history(
 ) -> Response[str]:
     resolve = DeveloperResolver(caller(router))
     answer = grantex_history(resolve, developer_id, days)
-    return json_response(200, answer.wire(), headers=rate_headers(rate_status(resolve, answer.developer_id)))
+    return rated_response(answer, rate_status(resolve, answer.developer_id))

@@ -11,7 +11,7 @@ import binascii
 from collections.abc import Mapping
 from datetime import date
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -23,10 +23,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from usage_meter import jsonutil
+from usage_meter.domain import clock
 from usage_meter.domain.identity import authorizer_context, identity_from_authorizer
+from usage_meter.domain.ratelimit import status_of
 from usage_meter.errors import RateLimited, UsageMeterError, describe_validation, validation_failed
 from usage_meter.models.accounts import Identity
-from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse, RateStatus
+from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse, RateLimit, RateStatus
 
 logger = Logger(child=True)
 
@@ -110,6 +112,23 @@ def json_response(
 ) -> Response[str]:
     """Serialize with exact decimals (the resolver's serializer would turn them into floats)."""
     return Response(status_code=status, content_type=JSON, body=jsonutil.dumps(payload), headers=headers)
+
+
+class Answer(Protocol):
+    """A route's answer model (camelCase or a compat API's snake_case)."""
+
+    def wire(self) -> dict[str, Any]: ...
+
+
+def rated_response(answer: Answer, rate: RateStatus | None) -> Response[str]:
+    """A developer-scoped 200: the answer, with the developer's rate headers."""
+    return json_response(200, answer.wire(), headers=rate_headers(rate))
+
+
+def reported_response(answer: Answer, report: RateLimit) -> Response[str]:
+    """A developer-scoped 200 whose rate headers say what the usage read with it reports (its
+    `rateLimit`): no read more."""
+    return rated_response(answer, status_of(report, clock.now()))
 
 
 def error_response(
