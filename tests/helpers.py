@@ -97,10 +97,16 @@ def catalogs_in(items: list[dict[str, Any]]) -> dict[str, tuple[set[str], int]]:
 
 
 def minute_counters_in(items: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    """Minute counters (events recorded per developer and minute) as {(pk, sk): events}."""
-    return {
-        (i["pk"]["S"], i["sk"]["S"]): int(i["events"]["N"]) for i in items if i["sk"]["S"].startswith("R#")
-    }
+    """Minute counters (events recorded per developer and minute) as {(pk, sk): events}, the
+    shards of one (`<sk>#<n>`, without a stated rate) added under its sk."""
+    found: dict[tuple[str, str], int] = {}
+    for i in items:
+        sk = i["sk"]["S"]
+        if sk.startswith("R#"):
+            base, _, last = sk.rpartition("#")
+            slot = (i["pk"]["S"], base if last.isdigit() else sk)
+            found[slot] = found.get(slot, 0) + int(i["events"]["N"])
+    return found
 
 
 def counters(dynamodb: Any, table: str) -> dict[tuple[str, str], tuple[Decimal, int]]:

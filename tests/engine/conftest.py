@@ -41,13 +41,40 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
+class _Spares:
+    """Engines launched ahead, one at a time: the next test's engine starts while this one
+    runs, so a test waits for its engine only as long as the rest of its start takes."""
+
+    def __init__(self) -> None:
+        self._next: DynamoDBLocal | None = None
+
+    def take(self) -> DynamoDBLocal:
+        engine = (self._next or _launch()).start()
+        self._next = _launch()
+        return engine
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next.stop()
+
+
+def _launch() -> DynamoDBLocal:
+    return DynamoDBLocal(startup_timeout=120).launch()  # a free port, in memory
+
+
+@pytest.fixture(scope="session")
+def _spares() -> Iterator[_Spares]:
+    spares = _Spares()
+    yield spares
+    spares.close()
+
+
 @pytest.fixture
-def dynamodb_local() -> Iterator[DynamoDBLocal]:
+def dynamodb_local(_spares: _Spares) -> Iterator[DynamoDBLocal]:
     # one engine per test: DynamoDB Local, in memory with streams on, slowed to a crawl after
     # a few thousand transactions of earlier tests (their tables dropped), which a fresh
-    # engine (a few seconds to start) never is
-    engine = DynamoDBLocal(startup_timeout=120)  # a free port, in memory
-    engine.start()
+    # engine never is; the next one starts while this test runs
+    engine = _spares.take()
     yield engine
     engine.stop()
 

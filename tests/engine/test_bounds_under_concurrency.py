@@ -1,6 +1,6 @@
 """The bounds a plan sets that depend on stored state, under real concurrency on DynamoDB Local:
 an enforced rate (requestsPerMinute, `rateEnforcement: hard`) and the 100 undeclared metrics
-of a developer's catalog. 32 clients, each through its own Lambda-like container (each with
+of a developer's catalog. 16 clients, each through its own Lambda-like container (each with
 its own cache of the catalog), race; the assertions compare what landed in DynamoDB with a
 reference computed from the answers.
 """
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.engine
 
 Report = Callable[[str], None]
 
-CLIENTS = 32
+CLIENTS = 16
 RATE = 50
 RATE_EVENTS = 400
 METRICS = [f"feature.{i:03d}" for i in range(150)]
@@ -38,7 +38,7 @@ BOUND = 100
 
 
 def test_an_enforced_rate_never_overshoots(engine: EngineStack, report: Report) -> None:
-    """400 single events from 32 clients for a developer allowed 50 a minute: every minute
+    """400 single events from 16 clients for a developer allowed 50 a minute: every minute
     counter at most 50, equal to the events recorded in it, and the refused ones 429."""
     account_store.put_plan(Plan(name="engine-rate", requests_per_minute=RATE, rate_enforcement="hard"))
     accounts.create_developer("dev_rate", "engine-rate", "dev_rate")
@@ -93,7 +93,7 @@ def test_an_enforced_rate_never_overshoots(engine: EngineStack, report: Report) 
 
 
 def test_the_catalog_bound_holds_under_concurrency(engine: EngineStack, report: Report) -> None:
-    """1,200 events over 150 undeclared metrics from 32 clients in small batches: exactly 100
+    """1,200 events over 150 undeclared metrics from 16 clients in small batches: exactly 100
     metrics enter the catalog; every event of those is recorded, every other is refused
     too_many_metrics, and the counters match the recorded events."""
     account_store.put_plan(Plan(name="engine-open"))

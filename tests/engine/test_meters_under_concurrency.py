@@ -1,5 +1,5 @@
 """Meters whose counting depends on what is stored, under real concurrency on DynamoDB Local:
-32 clients, each through its own Lambda-like container, race on one max meter, one latest
+16 clients, each through its own Lambda-like container, race on one max meter, one latest
 meter (timestamps shuffled), one unique_count meter (a few values, many repeats) and one
 level meter with a ceiling (changes in both directions, some past the ceiling or below
 zero), resending some events with the same keys. Every figure is compared with a reference
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.engine
 
 Report = Callable[[str], None]
 
-CLIENTS = 32
-EVENTS = 600
+CLIENTS = 16
+EVENTS = 400
 CEILING = 12
 DEVELOPER = "dev_meters"
 METRICS = ("peak", "gauge", "agents", "visitors")

@@ -1,8 +1,10 @@
-"""Sharded meters: a sum or count meter's day and month counters spread over N items, each event
-adding to the shard its idempotency key picks; every read adds the shards up.
+"""Sharded meters: a sum or count meter's day and month counters spread over N items, each
+transaction adding to the shard its first event's key picks (kept on every record it writes);
+every read adds the shards up. Without a stated rate, the minute counter spreads the same way.
 
-What lands: several shard items, each event once; what is read: the totals, in the usage
-block, GET /v1/usage, history (day and month), entitlements and the rollup's summaries. What
+What lands: several shard items, each event once, a batch on one shard of each counter; what
+is read: the totals, in the usage block, GET /v1/usage, history (day and month), entitlements,
+the rate report and the rollup's summaries; corrections move the shard the record names. What
 is refused: shards on a meter whose figure is not a sum, with dimensions, or under a hard limit.
 """
 
@@ -17,7 +19,7 @@ import pytest
 
 from usage_meter_admin import cli
 
-from helpers import DEV_A, SERVICE, counters, table_items
+from helpers import DEV_A, SERVICE, counters, minute_counters, table_items
 from integration.conftest import Run, Stack, refused
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -50,7 +52,10 @@ def test_events_spread_over_shards_and_every_read_adds_them_up(api: Stack) -> No
     batch = api.track({"events": [event(f"b{i}") for i in range(30)]})
     assert batch.json()["recorded"] == 30
     resent = api.track({"events": [event(f"b{i}") for i in range(30)]})
-    assert resent.json()["duplicates"] == 30  # the same keys: the same shards, counted once
+    assert resent.json()["duplicates"] == 30  # the same keys: counted once
+    batch = [r for r in records(api) if r["idempotencyKey"]["S"].startswith("b")]
+    assert len({r["counterShard"]["N"] for r in batch}) == 1  # one transaction: one shard of each counter
+    assert len({r.get("minuteShard", {"N": "0"})["N"] for r in batch}) == 1
 
     stored = shard_items(api)
     assert len(stored) > 1
@@ -66,6 +71,37 @@ def test_events_spread_over_shards_and_every_read_adds_them_up(api: Stack) -> No
     assert months[-1]["metrics"]["bytes"] == 54
     entitlement = api.call("GET", "/v1/entitlements/bytes", auth=DEV_A).json()
     assert (entitlement["consumed"], entitlement["hasAccess"]) == (54, True)
+
+
+def test_without_a_stated_rate_the_minute_counter_spreads_and_reads_add_it_up(api: Stack) -> None:
+    assert (
+        cli.main(["plans", "put", "flat", "--metric", "bytes=1000000:soft", "--requests-per-minute", "5000"])
+        == 0
+    )
+    stated = [api.track(event(f"r{i}")) for i in range(3)]  # a stated rate: one item, read back
+    assert stated[-1].headers["ratelimit-remaining"] == "4997"
+    assert {sk for _, sk in minute_items(api)} == {"R#2026-11-25T12:00#*"}
+    assert cli.main(["plans", "put", "flat", "--metric", "bytes=1000000:soft"]) == 0
+    for n in range(8):  # eight transactions, each on the minute shard its first key picks
+        assert api.track({"events": [event(f"m{n}-{i}") for i in range(5)]}).json()["recorded"] == 5
+    spread = minute_items(api)
+    assert len(spread) > 1
+    assert sum(spread.values()) == 43
+    assert minute_counters(api.dynamodb, api.usage_table) == {("DEV#dev_alice", "R#2026-11-25T12:00#*"): 43}
+    glyph = api.current().json()["rateLimit"]
+    assert glyph == {"requestsPerMinute": None, "currentMinuteUsage": 43}
+
+
+def records(stack: Stack) -> list[dict[str, Any]]:
+    return table_items(stack.dynamodb, stack.idempotency_table)
+
+
+def minute_items(stack: Stack) -> dict[tuple[str, str], int]:
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): int(i["events"]["N"])
+        for i in table_items(stack.dynamodb, stack.usage_table)
+        if i["sk"]["S"].startswith("R#")
+    }
 
 
 def test_the_rollup_sums_the_shards(api: Stack, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,3 +146,18 @@ def test_corrections_move_the_shard_the_event_added_to(api: Stack) -> None:
     assert counters(api.dynamodb, api.usage_table)[("DEV#dev_alice", "M#2026-11#bytes")] == (Decimal(19), 7)
     assert all(consumed >= 0 for consumed in shard_items(api).values())
     assert api.current(metric="bytes").json()["metrics"]["bytes"]["consumed"] == 19
+
+
+def test_a_record_written_before_shards_were_kept_is_corrected_on_its_keys_shard(api: Stack) -> None:
+    assert api.track(event("old", 3)).status == 200  # a single event: its transaction's shard is its key's
+    (record,) = records(api)
+    api.dynamodb.update_item(
+        TableName=api.idempotency_table,
+        Key={"pk": record["pk"]},
+        UpdateExpression="REMOVE counterShard",
+    )
+    cancel = {"developerId": "dev_alice", "idempotencyKey": "old", "reason": "test"}
+    assert (
+        api.call("POST", "/v1/usage/events/cancel", body=cancel, auth=SERVICE).json()["status"] == "cancelled"
+    )
+    assert set(shard_items(api).values()) == {Decimal(0)}

@@ -193,7 +193,19 @@ class DynamoDBLocal:
         ]
 
     def start(self) -> DynamoDBLocal:
-        """Start the engine and wait until it answers; raise with its output if it does not."""
+        """Start the engine (unless launch() did) and wait until it answers; raise with its
+        output if it does not."""
+        self.launch()
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> DynamoDBLocal:
+        """Start the engine's process without waiting for it to answer (start() waits): a
+        caller can start one ahead while it does other work."""
         if self.running:
             return self
         jar = ensure_installed(self.install_dir)
@@ -213,11 +225,6 @@ class DynamoDBLocal:
             start_new_session=True,  # a Ctrl-C meant for the caller's terminal is the caller's to handle
         )
         atexit.register(self.stop)  # never leave a JVM behind, even when the caller forgets stop()
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _wait_until_ready(self) -> None:

@@ -63,7 +63,7 @@ from usage_meter.models.wire import ErrorDetail, EventResult
 from usage_meter.settings import settings
 from usage_meter.store import catalog
 from usage_meter.store import events as event_store
-from usage_meter.store.keys import minute_key
+from usage_meter.store.keys import minute_key, spread_of
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -123,6 +123,8 @@ def record(e: PendingEvent, recorded_at: str, expires_at: int, token: str) -> Id
         metadata=e.metadata,
         commit_token=token,
         dimensions=e.counted_as,
+        counter_shard=e.shard if e.shards > 1 else None,
+        minute_shard=e.minute_shard,
     )
 
 
@@ -259,6 +261,9 @@ def build(
     """The transaction of the pending events that fit (None if none fits): a new token, now's
     times; and the refusals proposed."""
     now = clock.now()
+    spread = spread_of(pending[0].idempotency_key) if pending else 0
+    for event in pending:
+        event.spread(spread)
     admitted, refused = admit(pending, known, minute_key(now), catalog.catalogued)
     if not admitted:
         return None, refused

@@ -114,7 +114,19 @@ def _version(
         unique_value=unique,
         dimensions=dims.event_values(meter, metadata),
         shards=shards,
-        shard=keys.shard_of(record.idempotency_key, shards) if shards > 1 else 0,
+        shard=_counter_shard(record, shards),
+        minute_shard=record.minute_shard,
+    )
+
+
+def _counter_shard(record: IdempotencyRecord, shards: int) -> int:
+    """The shard its transaction added to (kept on the record; by its key before that was)."""
+    if shards == 1:
+        return 0
+    return (
+        record.counter_shard
+        if record.counter_shard is not None
+        else keys.shard_of(record.idempotency_key, shards)
     )
 
 
@@ -208,7 +220,15 @@ def _minute(plan: _Plan) -> None:
     """A cancelled event recorded in the current minute no longer counts against the rate."""
     recorded = minute_key(parse_rfc3339(plan.record.recorded_at))
     if plan.new is None and recorded == minute_key(plan.now):
-        plan.change("minute", recorded, "*", quantity=Decimal(-1), events=-1, low=Decimal(1))
+        plan.change(
+            "minute",
+            recorded,
+            "*",
+            quantity=Decimal(-1),
+            events=-1,
+            low=Decimal(1),
+            shard=plan.record.minute_shard,
+        )
 
 
 # ---- max, latest and distinct counts: recomputed for their windows -----------------------------

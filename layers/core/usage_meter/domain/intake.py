@@ -36,7 +36,7 @@ from usage_meter.models.accounts import Meter
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation, ErrorDetail, UsageEventIn
 from usage_meter.settings import settings
-from usage_meter.store import catalog, keys
+from usage_meter.store import catalog
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -172,11 +172,11 @@ class Intake:
         event.allowance = metric_limit(plan, event.metric)
         meter = self.meters(event.metric)
         event.undeclared = event.allowance is None and meter is None
-        if meter is not None and meter.shards > 1 and event.hard_limit is None:
-            event.shards = meter.shards
-            event.shard = keys.shard_of(event.idempotency_key, meter.shards)
+        if meter is not None and event.hard_limit is None:
+            event.shards = meter.shards  # the shard is its transaction's (packing.spread)
         current = self.resolve.plan(event.developer_id)
         event.rate_ceiling = current.rate_ceiling if current else None
+        event.rate_stated = current is not None and current.requests_per_minute is not None
         if event.undeclared:
             catalog.catalogued(event.developer_id, event.metric)
 

@@ -32,6 +32,7 @@ from usage_meter.models.records import (
 )
 from usage_meter.models.timestamps import format_timestamp
 from usage_meter.models.wire import Aggregation
+from usage_meter.store import keys
 from usage_meter.store.keys import minute_key
 
 MAX_TRANSACTION_ITEMS = 100
@@ -83,7 +84,16 @@ class PendingEvent:
     # "(other)" past the day's cardinality bound (set as it is admitted)
     followers: list[int] = field(default_factory=list)  # in-batch duplicates of this event
     shards: int = 1  # its meter's (1 under a hard limit: a limit holds on one counter)
-    shard: int = 0  # the day and month counter items it adds to (picked by its key)
+    shard: int = 0  # the day and month counter items it adds to (picked by its transaction)
+    rate_stated: bool = False  # the developer's plan states a per-minute rate (read on one item)
+    minute_shard: int = 0  # the minute counter item it adds to (picked by its transaction)
+
+    def spread(self, spread: int) -> None:
+        """Put it on the counter shards its transaction's `spread` picks: the events of one
+        transaction share one shard of each counter, so a batch writes one item per counter
+        and its transactions spread over the shards."""
+        self.shard = spread % self.shards
+        self.minute_shard = 0 if self.rate_stated else spread % keys.MINUTE_SHARDS
 
     @property
     def hard_limit(self) -> Decimal | None:
@@ -208,7 +218,7 @@ def contribution_slots(event: PendingEvent, minute: str) -> list[tuple[CounterSl
     slots: list[tuple[CounterSlot, Decimal, Decimal | None]] = [
         ((d, "day", event.day, m, s), day, None),
         ((d, "month", event.period, m, s), month, None if level else event.hard_limit),
-        ((d, "minute", minute, "*", 0), Decimal(1), rate),
+        ((d, "minute", minute, "*", event.minute_shard), Decimal(1), rate),
     ]
     if level:
         slots.append(((d, "level", LEVEL_KEY, m, 0), event.quantity, event.hard_limit))

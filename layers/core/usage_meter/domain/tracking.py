@@ -94,15 +94,20 @@ def _summarise(results: list[EventResult]) -> TrackResponse:
 
 def _usage_block(event: PendingEvent, resolve: DeveloperResolver) -> UsageBlock:
     """Where the event's metric stands in the event's billing period, after the write; read
-    with the developer's minute counter (one BatchGetItem), which the rate headers then use."""
+    with the developer's minute counter when its plan states a rate (one BatchGetItem; a
+    stated rate keeps that counter on one item), which the rate headers then use."""
     main = (
         [keys.counter_sk("level", LEVEL_KEY, event.metric)]  # where the level stands now
         if event.aggregation == "level"
         else [keys.counter_sk("month", event.period, event.metric, n) for n in range(event.shards)]
     )
     minute = keys.minute_key(clock.now())
-    read = counter_store.read_counters(event.developer_id, [*main, keys.counter_sk("minute", minute, "*")])
-    resolve.minute_events[(event.developer_id, minute)] = sum(c.events for c in read if c.scope == "minute")
+    rate = [keys.counter_sk("minute", minute, "*")] if event.rate_stated else []
+    read = counter_store.read_counters(event.developer_id, [*main, *rate])
+    if event.rate_stated:
+        resolve.minute_events[(event.developer_id, minute)] = sum(
+            c.events for c in read if c.scope == "minute"
+        )
     consumed = sum((c.consumed for c in read if c.scope != "minute"), Decimal(0))
     period = month_period(event.event_time)
     limit = event.allowance.limit if event.allowance else None

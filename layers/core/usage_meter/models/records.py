@@ -43,6 +43,9 @@ class IdempotencyRecord(BaseModel):
     revision: int = 0  # corrections applied; each one is conditioned on the revision it read
     revisions: list[Revision] = []  # what each correction changed, oldest first
     correction_token: str | None = None  # the token of the correction that wrote this revision
+    counter_shard: int | None = None  # a sharded meter's day and month counter shard it added to
+    # (None: not sharded, or recorded before shards were picked per transaction: by its key)
+    minute_shard: int = 0  # the minute counter shard it added to
 
 
 AccountKind = Literal["developer", "plan", "meter"]

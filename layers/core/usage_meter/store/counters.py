@@ -190,10 +190,9 @@ def read_counters(developer_id: str, sort_keys: list[str]) -> list[Counter]:
 
 
 def minute_counter(developer_id: str, minute: str) -> Counter | None:
-    """Events recorded for a developer in one minute (rate reporting)."""
-    sk = keys.counter_sk("minute", minute, "*")
-    items = list(dynamodb.query_range(developer_id, sk, sk))
-    return _counter(items[0]) if items else None
+    """Events recorded for a developer in one minute (rate reporting), its shards added (one Query)."""
+    found = _counters(dynamodb.query_range(developer_id, *keys.shard_range("minute", minute, "*")))
+    return found[0] if found else None
 
 
 def month_counter(developer_id: str, month: str, metric: str) -> Counter | None:

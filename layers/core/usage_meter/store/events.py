@@ -108,6 +108,10 @@ def _record_item(record: IdempotencyRecord) -> Item:
     }
     if record.commit_token is not None:
         item["commitToken"] = text(record.commit_token)
+    if record.counter_shard is not None:
+        item["counterShard"] = number(record.counter_shard)
+    if record.minute_shard:
+        item["minuteShard"] = number(record.minute_shard)
     if record.dimensions is not None:
         item["dimensions"] = {"M": {name: text(value) for name, value in record.dimensions.items()}}
     if record.metadata is not None:
@@ -146,6 +150,8 @@ def record_from_item(item: dict[str, Any]) -> IdempotencyRecord:
         revision=int(plain.get("revision", 0)),
         revisions=jsonutil.loads(plain["revisions"]) if "revisions" in plain else [],
         correction_token=plain.get("correctionToken"),
+        counter_shard=int(plain["counterShard"]) if "counterShard" in plain else None,
+        minute_shard=int(plain.get("minuteShard", 0)),
     )
 
 

@@ -4,7 +4,8 @@ UsageTable (pk, sk strings):
     pk = "DEV#<developerId>"
     sk = "D#<YYYY-MM-DD>#<metric>"   day counter; carries activeDay = "<day>#<shard>" (ActivityIndex)
     sk = "M#<YYYY-MM>#<metric>"      billing-period (calendar month) counter
-    sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted)
+    sk = "R#<YYYY-MM-DDTHH:MM>#*"    events recorded in one minute (rate reporting; TTL-deleted);
+                                     without a stated rate, spread over MINUTE_SHARDS shards
     sk = "L#current#<metric>"        a level meter's running level (never resets); its day and
                                      month counters hold the level's net change in them
     sk = "U#<D|M>#<window>#<metric>#<digest>"  a value a unique_count meter has seen in a day or
@@ -67,6 +68,9 @@ STAMP_COPIES = 16
 """Revision stamps per plan and per meter: a warm single event checks the one its developer
 picks, so the checks of everyone on a plan (or using a meter) spread over this many items."""
 STAMPED = "s"
+MINUTE_SHARDS = 16
+"""Items a developer's minute counter spreads over when its plan states no per-minute rate (a
+stated rate is read and enforced on one item): a transaction adds to the one its spread picks."""
 
 
 def developer_pk(developer_id: str) -> str:
@@ -90,9 +94,14 @@ def shard_range(scope: CounterScope, key: str, metric: str) -> tuple[str, str]:
     return base, f"{base}#~"
 
 
+def spread_of(text: str) -> int:
+    """A stable, evenly spread number for a key (the first 32 bits of its sha256)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
 def shard_of(idempotency_key: str, shards: int) -> int:
-    """The shard an event's key picks (stable, spread): every send of it adds to the same item."""
-    return int(hashlib.sha256(idempotency_key.encode()).hexdigest()[:8], 16) % shards
+    """The shard a key picks (stable, spread): every send of it adds to the same item."""
+    return spread_of(idempotency_key) % shards
 
 
 def stamp_sk(copy: int) -> str:
@@ -123,7 +132,7 @@ def minute_key(moment: datetime) -> str:
 
 def activity_shard(developer_id: str) -> int:
     """Which of the ActivityIndex shards of a day a developer is listed under (stable, spread)."""
-    return int(hashlib.sha256(developer_id.encode()).hexdigest()[:8], 16) % ACTIVITY_SHARDS
+    return shard_of(developer_id, ACTIVITY_SHARDS)
 
 
 def activity_key(day: str, developer_id: str) -> str:
