@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from usage_meter.domain import accounts
 from usage_meter.errors import Busy
-from usage_meter.models.accounts import Plan
+from usage_meter.models.accounts import MetricLimit, Plan
 from usage_meter.store import counters as counter_store
 from usage_meter_local.invoke import Answer
 
@@ -128,3 +129,81 @@ def test_a_failed_rate_read_after_the_write_keeps_the_200(
     answer = track(api, 2)
     assert answer.json()["recorded"] == 2
     assert rate(answer) is None
+
+
+def refusal_rate(answer: Answer, status: int, code: str) -> tuple[int, int, int] | None:
+    """`rate` of an error answer, once it is the refusal expected."""
+    assert (answer.status, answer.json()["error"]["code"]) == (status, code), answer.body
+    return rate(answer.model_copy(update={"status": 200}))
+
+
+REFUSALS_OF_A_KNOWN_DEVELOPER = [
+    (DEV_A, "GET", "/v1/usage", {"developerId": "dev_bob"}, 403, "forbidden"),
+    (DEV_A, "GET", "/v1/usage", {"period": "day", "startDate": "2026-11-01"}, 422, "invalid_range"),
+    (
+        SERVICE,
+        "GET",
+        "/v1/usage/history",
+        {"developerId": ALICE, "startDate": "2026-11-20", "endDate": "2026-11-01"},
+        422,
+        "invalid_range",
+    ),
+    (DEV_A, "GET", "/v1/entitlements/api_calls", {"developerId": "dev_bob"}, 403, "forbidden"),
+    (SERVICE, "GET", "/v1/usage/events", {"developerId": ALICE, "cursor": "garbage"}, 400, "invalid_cursor"),
+    (DEV_A, "GET", "/compat/grantex/v1/usage", {"developerId": "dev_bob"}, 403, "forbidden"),
+    (DEV_A, "GET", "/compat/glyphnet/v1/usage", {"developerId": "dev_bob"}, 403, "forbidden"),
+    (DEV_A, "GET", "/compat/billingos/v1/usage/metrics", {"customerId": "dev_bob"}, 403, "forbidden"),
+]
+
+
+@pytest.mark.parametrize(("auth", "method", "path", "query", "status", "code"), REFUSALS_OF_A_KNOWN_DEVELOPER)
+def test_a_refusal_of_a_known_developer_carries_its_rate(
+    api: Stack, auth: dict[str, Any], method: str, path: str, query: dict[str, str], status: int, code: str
+) -> None:
+    track(api, 3)
+    answer = api.call(method, path, query=query, auth=auth)
+    assert refusal_rate(answer, status, code) == (1000, 997, 45)
+
+
+def test_a_refusal_by_role_reads_nothing_and_has_no_rate(api: Stack) -> None:
+    """Tracking with a developer key is refused before any read: not even the rate is read."""
+    body = {"customerId": ALICE, "featureKey": "api_calls", "quantity": 1, "idempotencyKey": "k1"}
+    answer = api.call("POST", "/compat/billingos/v1/usage/track", body=body, auth=DEV_A)
+    assert refusal_rate(answer, 403, "forbidden") is None
+    answer = api.track({"metric": "emails", "quantity": 1}, auth=DEV_A)
+    assert refusal_rate(answer, 403, "forbidden") is None
+
+
+def test_an_event_refused_over_a_hard_limit_carries_the_rate(api: Stack) -> None:
+    accounts.put_plan(
+        Plan(
+            name="capped",
+            metrics={"emails": MetricLimit(limit=Decimal(2), enforcement="hard")},
+            requests_per_minute=50,
+        )
+    )
+    accounts.create_developer("Cap", "capped", "dev_cap")
+    assert rate(track(api, 2, "dev_cap")) == (50, 48, 45)
+    answer = api.track({"metric": "emails", "quantity": 1, "developerId": "dev_cap"}, auth=SERVICE)
+    assert refusal_rate(answer, 429, "limit_exceeded") == (50, 48, 45)
+    assert answer.headers["retry-after"]  # until the period resets, as before
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [({"developerId": "dev_nobody"}, 404, "developer_not_found"), ({}, 422, "developer_id_required")],
+)
+def test_a_refusal_naming_no_existing_developer_has_no_rate(
+    api: Stack, query: dict[str, str], status: int, code: str
+) -> None:
+    for path in ("/v1/usage", "/v1/usage/history", "/compat/grantex/v1/usage"):
+        assert refusal_rate(api.call("GET", path, query=query, auth=SERVICE), status, code) is None, path
+
+
+def test_a_failed_rate_read_keeps_the_refusal(api: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    def throttled(*args: Any) -> None:
+        raise Busy("DynamoDB is throttling; retry shortly")
+
+    monkeypatch.setattr(counter_store, "minute_counter", throttled)
+    answer = api.call("GET", "/v1/usage", query={"developerId": "dev_bob"}, auth=DEV_A)
+    assert refusal_rate(answer, 403, "forbidden") is None

@@ -76,6 +76,7 @@ class DeveloperResolver:
         self._plans: dict[str, Plan | None] = {}
         self.verified: VerifiedAccounts | None = None
         self.minute_events: dict[tuple[str, str], int] = {}  # (developer, minute) read after a write
+        self._acted_for: set[str] = set()
 
     def use_copies(self, verified: VerifiedAccounts | None) -> None:
         """Read profiles and plans from the container's copies, checked by `verified` in the
@@ -113,7 +114,16 @@ class DeveloperResolver:
                 )
             if self.developer(requested) is None:
                 raise NotFound(f"no developer {requested}", code="developer_not_found")
+            self._acted_for.add(requested)
             return requested
+        self._acted_for.add(self.identity.developer_id)  # its own, even when it named another
         if requested and requested != self.identity.developer_id:
             raise Forbidden("a developer key can only act for its own developer")
         return self.identity.developer_id
+
+    @property
+    def acting_for(self) -> str | None:
+        """The one developer the request got to act for: a developer key's own, or the existing
+        developer a service key's request named. None before the request resolved one (a
+        refusal by role reads nothing), or when it named several."""
+        return next(iter(self._acted_for)) if len(self._acted_for) == 1 else None

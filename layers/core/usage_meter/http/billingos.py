@@ -10,9 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from usage_meter.domain.compat import billing_entitlement, billing_metrics, billing_track
-from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status, track_rate_status
-from usage_meter.http.resolver import JSON, caller, ok_responses, rated_response, reported_response
+from usage_meter.http.resolver import JSON, developers, ok_responses, rated_response, reported_response
 from usage_meter.models.compat import BillingEntitlement, BillingMetrics, BillingTrackIn, BillingTrackResponse
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse
 
@@ -48,7 +47,7 @@ CustomerIdQuery = Annotated[
     tags=[TAG],
 )
 def post_track(body: Annotated[BillingTrackIn, Body()]) -> Response[str]:
-    resolve = DeveloperResolver(caller(router))
+    resolve = developers(router)
     answer, event = billing_track(
         resolve, body, time_left_ms=router.lambda_context.get_remaining_time_in_millis()
     )
@@ -68,7 +67,7 @@ def get_metrics(
         str | None, Query(alias="featureKey", pattern=METRIC_PATTERN, description="Only this feature")
     ] = None,
 ) -> Response[str]:
-    answer, current = billing_metrics(DeveloperResolver(caller(router)), customer_id, feature_key)
+    answer, current = billing_metrics(developers(router), customer_id, feature_key)
     return reported_response(answer, current.rate_limit)
 
 
@@ -83,6 +82,6 @@ def get_entitlement(
     feature_key: Annotated[str, Query(alias="featureKey", pattern=METRIC_PATTERN, description="The feature")],
     customer_id: CustomerIdQuery = None,
 ) -> Response[str]:
-    resolve = DeveloperResolver(caller(router))
+    resolve = developers(router)
     answer = billing_entitlement(resolve, customer_id, feature_key)
     return rated_response(answer, rate_status(resolve, answer.customer_id))

@@ -17,7 +17,7 @@ from usage_meter.http.resolver import (
     GroupByQuery,
     MetricQuery,
     StartDateQuery,
-    caller,
+    developers,
     ok_responses,
     reported_response,
 )
@@ -45,7 +45,7 @@ def get_current(
 ) -> Response[str]:
     query = parse_query(group_by, filters)
     answer = current_usage(
-        caller(router),
+        developers(router),
         developer_id=developer_id,
         metric=metric,
         period=period,

@@ -8,10 +8,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status
 from usage_meter.domain.usage import entitlement
-from usage_meter.http.resolver import DeveloperIdQuery, caller, ok_responses, rated_response
+from usage_meter.http.resolver import DeveloperIdQuery, developers, ok_responses, rated_response
 from usage_meter.models.wire import METRIC_PATTERN, EntitlementResponse
 
 router = APIGatewayHttpRouter()
@@ -28,7 +27,7 @@ def get_entitlement(
     metric: Annotated[str, Path(pattern=METRIC_PATTERN)],
     developer_id: DeveloperIdQuery = None,
 ) -> Response[str]:
-    resolve = DeveloperResolver(caller(router))
+    resolve = developers(router)
     answer = entitlement(resolve, metric, developer_id=developer_id)
     status = rate_status(resolve, resolve(developer_id))  # resolved already: no read
     return rated_response(answer, status)

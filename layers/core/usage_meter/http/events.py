@@ -12,13 +12,13 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from usage_meter.domain.corrections import correct
 from usage_meter.domain.eventlog import DEFAULT_LIMIT, list_events
-from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status
 from usage_meter.http.resolver import (
     JSON,
     DeveloperIdQuery,
     MetricQuery,
     caller,
+    developers,
     json_response,
     ok_responses,
     rated_response,
@@ -70,7 +70,7 @@ def get_events(
     ] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=2048, description="nextCursor of the page before")] = None,
 ) -> Response[str]:
-    resolve = DeveloperResolver(caller(router))
+    resolve = developers(router)
     answer = list_events(
         resolve,
         developer_id=developer_id,

@@ -11,8 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from usage_meter.domain.compat import glyphnet_usage
-from usage_meter.domain.identity import DeveloperResolver
-from usage_meter.http.resolver import DeveloperIdQuery, caller, ok_responses, reported_response
+from usage_meter.http.resolver import DeveloperIdQuery, developers, ok_responses, reported_response
 from usage_meter.models.compat import GlyphnetUsage
 from usage_meter.settings import settings
 
@@ -44,7 +43,7 @@ def get_usage(
     ] = None,
 ) -> Response[str]:
     answer, current = glyphnet_usage(
-        DeveloperResolver(caller(router)),
+        developers(router),
         requests_meter=settings().glyphnet_requests_meter,
         developer_id=developer_id,
         period=period,

@@ -9,11 +9,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from usage_meter.domain.compat import grantex_history, grantex_usage
-from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status
 from usage_meter.http.resolver import (
     DeveloperIdQuery,
-    caller,
+    developers,
     ok_responses,
     rated_response,
     reported_response,
@@ -36,7 +35,7 @@ TAG = "Grantex compatible"
     tags=[TAG],
 )
 def get_usage(developer_id: DeveloperIdQuery = None) -> Response[str]:
-    answer, current = grantex_usage(DeveloperResolver(caller(router)), developer_id)
+    answer, current = grantex_usage(developers(router), developer_id)
     return reported_response(answer, current.rate_limit)
 
 
@@ -51,6 +50,6 @@ def get_history(
     developer_id: DeveloperIdQuery = None,
     days: Annotated[int | None, Query(ge=1, le=366, description="Last N days (default 30)")] = None,
 ) -> Response[str]:
-    resolve = DeveloperResolver(caller(router))
+    resolve = developers(router)
     answer = grantex_history(resolve, developer_id, days)
     return rated_response(answer, rate_status(resolve, answer.developer_id))

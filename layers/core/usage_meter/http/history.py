@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from usage_meter.domain.dimensions import history_csv, parse_query
-from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import rate_status
 from usage_meter.domain.usage import usage_history
 from usage_meter.http.resolver import (
@@ -20,7 +19,7 @@ from usage_meter.http.resolver import (
     GroupByQuery,
     MetricQuery,
     StartDateQuery,
-    caller,
+    developers,
     json_response,
     ok_responses,
     rate_headers,
@@ -55,7 +54,7 @@ def get_history(
 ) -> Response[str]:
     query = parse_query(group_by, filters)
     as_csv = wants_csv(router.current_event.headers.get("accept"))
-    resolve = DeveloperResolver(caller(router))
+    resolve = developers(router)
     answer = usage_history(
         resolve,
         developer_id=developer_id,

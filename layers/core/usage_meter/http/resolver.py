@@ -24,8 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from usage_meter import jsonutil
 from usage_meter.domain import clock
-from usage_meter.domain.identity import authorizer_context, identity_from_authorizer
-from usage_meter.domain.ratelimit import status_of
+from usage_meter.domain.identity import DeveloperResolver, authorizer_context, identity_from_authorizer
+from usage_meter.domain.ratelimit import rate_status, status_of
 from usage_meter.errors import RateLimited, UsageMeterError, describe_validation, validation_failed
 from usage_meter.models.accounts import Identity
 from usage_meter.models.wire import DEVELOPER_ID_PATTERN, METRIC_PATTERN, ErrorResponse, RateLimit, RateStatus
@@ -34,6 +34,7 @@ logger = Logger(child=True)
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
+DEVELOPERS = "developers"  # the request context's DeveloperResolver, see `developers`
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -85,26 +86,42 @@ def rate_headers(status: RateStatus | None) -> dict[str, str] | None:
     return {f"{twin}RateLimit-{name}": str(values[name]) for twin in ("", "X-") for name in _RATE_HEADERS}
 
 
-def ok_responses(
-    model: type[BaseModel], description: str, *, developer_scoped: bool = True, csv: bool = False
-) -> dict[int | HTTPStatus, Any]:
-    """A route's answers: the 200 and every error; a developer-scoped route's 200 carries the
-    rate headers."""
-    headers = {
+_REFUSALS_WITH_RATE = (400, 403, 422, 429)  # the refusals of a request that may know its developer
+
+
+def _rate_header_docs(absent: str) -> dict[str, Any]:
+    return {
         f"{twin}RateLimit-{name}": {
-            "description": f"{text}{' (twin of RateLimit-' + name + ')' if twin else ''}. Absent when "
-            "the plan states no requestsPerMinute (or a track request names several developers)",
+            "description": f"{text}{' (twin of RateLimit-' + name + ')' if twin else ''}. Absent {absent}",
             "schema": {"type": "integer", "minimum": 0},
         }
         for twin in ("", "X-")
         for name, text in _RATE_HEADERS.items()
     }
+
+
+def ok_responses(
+    model: type[BaseModel], description: str, *, developer_scoped: bool = True, csv: bool = False
+) -> dict[int | HTTPStatus, Any]:
+    """A route's answers: the 200 and every error; a developer-scoped route's 200 carries the
+    rate headers, and so do its refusals once the developer is known."""
     ok: dict[str, Any] = {"description": description, "content": {JSON: {"model": model}}}
     if csv:
         ok["content"]["text/csv"] = {"schema": {"type": "string"}}
-    if developer_scoped:
-        ok["headers"] = headers
-    return {200: ok, **_ERRORS}
+    if not developer_scoped:
+        return {200: ok, **_ERRORS}
+    ok["headers"] = _rate_header_docs(
+        "when the plan states no requestsPerMinute (or a track request names several developers)"
+    )
+    refused = _rate_header_docs(
+        "when the plan states no requestsPerMinute, or when the request is refused before it gets "
+        "to its developer (a malformed request, a developer key tracking, an unknown developerId)"
+    )
+    errors = {
+        status: {**answer, "headers": refused} if status in _REFUSALS_WITH_RATE else answer
+        for status, answer in _ERRORS.items()
+    }
+    return {200: ok, **errors}
 
 
 def json_response(
@@ -181,6 +198,31 @@ class UsageMeterResolver(APIGatewayHttpResolver):
         return super().resolve(event, context)
 
 
+def _refusal_headers(
+    context: Mapping[str, Any], status: int, headers: dict[str, str] | None
+) -> dict[str, str] | None:
+    """The headers of a refusal, with the developer's rate headers when the route acts for a
+    known developer (see `developers`): its 4xx answers are developer-scoped too. A 5xx gets
+    none (the reads would fail as the request did), nor an answer that has them already (429
+    rate_limited); a failed read leaves them out rather than turn the refusal into a 5xx."""
+    resolve = context.get(DEVELOPERS)
+    if (
+        not isinstance(resolve, DeveloperResolver)
+        or not 400 <= status < 500
+        or "RateLimit-Limit" in (headers or {})
+    ):
+        return headers
+    developer = resolve.acting_for
+    if developer is None:
+        return headers
+    try:
+        rate = rate_headers(rate_status(resolve, developer))
+    except UsageMeterError as exc:
+        logger.warning("rate status unavailable for a refusal", extra={"code": exc.code})
+        return headers
+    return {**(headers or {}), **(rate or {})} or None
+
+
 def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     """A resolver with validation on, exact-decimal JSON in, and one error shape for everything."""
     app = UsageMeterResolver(
@@ -194,8 +236,9 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
         if isinstance(exc, RateLimited) and exc.requests_per_minute and exc.retry_after:
             rate = RateStatus(limit=exc.requests_per_minute, remaining=0, reset=exc.retry_after)
             headers.update(rate_headers(rate) or {})
+        refusal = _refusal_headers(app.context, exc.status, headers or None)
         return error_response(
-            exc.status, exc.code, exc.message, exc.details, headers=headers or None, extra=exc.extra
+            exc.status, exc.code, exc.message, exc.details, headers=refusal, extra=exc.extra
         )
 
     @app.exception_handler(RequestValidationError)
@@ -213,7 +256,8 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     @app.exception_handler(ValidationError)
     def _invalid_model(exc: ValidationError) -> Response[str]:
         refused = validation_failed(exc)
-        return error_response(422, refused.code, refused.message, refused.details)
+        headers = _refusal_headers(app.context, 422, None)
+        return error_response(422, refused.code, refused.message, refused.details, headers=headers)
 
     @app.exception_handler([binascii.Error, UnicodeDecodeError])
     def _undecodable(exc: Exception) -> Response[str]:
@@ -229,6 +273,14 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
 def caller(router: APIGatewayHttpRouter) -> Identity:
     """Who calls the route being served, as the authorizer resolved it."""
     return identity_from_authorizer(authorizer_context(router.current_event.raw_event))
+
+
+def developers(router: APIGatewayHttpRouter) -> DeveloperResolver:
+    """The resolver of the developers a developer-scoped route acts for, kept in the request's
+    context: once it knows the developer, a refusal carries that developer's rate headers too."""
+    resolve = DeveloperResolver(caller(router))
+    router.append_context(**{DEVELOPERS: resolve})
+    return resolve
 
 
 DeveloperIdQuery = Annotated[

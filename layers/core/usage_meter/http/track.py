@@ -8,10 +8,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from usage_meter.domain.identity import DeveloperResolver
 from usage_meter.domain.ratelimit import track_rate_status
 from usage_meter.domain.tracking import track
-from usage_meter.http.resolver import JSON, caller, json_response, ok_responses, rate_headers
+from usage_meter.http.resolver import JSON, developers, json_response, ok_responses, rate_headers
 from usage_meter.models.wire import ErrorResponse, TrackBody, TrackResponse
 
 router = APIGatewayHttpRouter()
@@ -40,10 +39,9 @@ def post_events(
         Header(alias="idempotency-key", min_length=1, max_length=255, description="Single event only"),
     ] = None,
 ) -> Response[str]:
-    identity = caller(router)
-    resolve = DeveloperResolver(identity)  # one read of each profile and plan for both steps
+    resolve = developers(router)  # one read of each profile and plan for both steps
     answer = track(
-        identity,
+        resolve.identity,
         body,
         header_key=idempotency_key,
         time_left_ms=router.lambda_context.get_remaining_time_in_millis(),
