@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from usage_meter.domain import clock
-
 from usage_meter.models.accounts import Developer, Meter, Plan
 from usage_meter.models.records import AccountCheck, AccountKind
 from usage_meter.store import accounts as account_store
