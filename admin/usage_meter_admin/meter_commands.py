@@ -9,12 +9,13 @@ from usage_meter.domain import meters
 from usage_meter.models.accounts import Meter
 from usage_meter_admin.common import command, emit, print_table, subcommands, wire
 
-METER_HEADERS = ("meter", "aggregation", "status", "dimensions", "unit", "description")
+METER_HEADERS = ("meter", "aggregation", "status", "dimensions", "shards", "unit", "description")
 
 
 def meter_row(m: Meter) -> list[str]:
     aggregation = f"{m.aggregation}({m.unique_by})" if m.unique_by else m.aggregation
-    return [m.name, aggregation, m.status, ",".join(m.dimensions) or "-", m.unit or "-", m.description or ""]
+    dimensions = ",".join(m.dimensions) or "-"
+    return [m.name, aggregation, m.status, dimensions, str(m.shards), m.unit or "-", m.description or ""]
 
 
 def meter_wire(m: Meter) -> Any:

@@ -234,3 +234,26 @@ def test_a_plan_written_without_stamps_is_checked_on_the_item(
     assert stack.track({**body, "idempotencyKey": "e"}, developer="dev_old").status == 200
     assert stack.track({**body, "idempotencyKey": "f"}, developer="dev_old").status == 200
     assert counters(stack.dynamodb, stack.usage_table)[("DEV#dev_old", "M#2026-11#api_calls")][0] == 5
+
+
+def test_a_stamped_plan_rewritten_without_its_stamps_applies_within_a_minute(
+    stack: Stack, freeze: Callable[[datetime], None]
+) -> None:
+    """Older code during a rolling deploy rewrites a plan but not its stamps: the stamp check
+    still passes, so the container's copy is used until it is a minute old, then read again."""
+    assert cli.main(["plans", "put", "pro", "--metric", "api_calls=100:hard"]) == 0  # stamped
+    assert one(stack, "a").status == 200  # copies the plan
+    stack.dynamodb.put_item(
+        TableName=stack.accounts_table,
+        Item={
+            "pk": {"S": "PLAN#pro"}, "sk": {"S": "PLAN"}, "kind": {"S": "plan"}, "name": {"S": "pro"},
+            "metrics": {"M": {"api_calls": {"M": {"limit": {"N": "1"}, "enforcement": {"S": "hard"}}}}},
+            "revision": {"S": uuid.uuid4().hex},
+        },
+    )  # fmt: skip
+    freeze(datetime(2026, 11, 25, 12, 0, 59, tzinfo=UTC))
+    assert one(stack, "b").status == 200  # the copy, 59 s old, passes its stamp's check
+    freeze(datetime(2026, 11, 25, 12, 1, 0, tzinfo=UTC))
+    refused = one(stack, "c")  # a minute old: read again, checked on the item itself
+    assert (refused.status, refused.json()["error"]["code"]) == (429, "limit_exceeded")
+    assert month(stack, "api_calls") == (2, 2)

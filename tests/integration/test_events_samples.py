@@ -304,6 +304,7 @@ def expect_meters(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
                 "unit": None,
                 "description": None,
                 "status": "active",
+                "shards": 1,
             },
             {
                 "name": "seats",
@@ -313,6 +314,7 @@ def expect_meters(stack: Stack, run: Callable[[], dict[str, Any]]) -> None:
                 "unit": "seats",
                 "description": None,
                 "status": "active",
+                "shards": 1,
             },
         ]
     }

@@ -69,7 +69,7 @@ def test_create_stores_the_definition(stack: Stack, run: Run, freeze: Freeze) ->
 
     assert (code, err) == (0, "")
     assert out == (
-        "created meter active_users\tunique_count(user_id)\tactive\t-\tusers\tDistinct users in the period\n"
+        "created meter active_users\tunique_count(user_id)\tactive\t-\t1\tusers\tDistinct users in the period\n"
     )
     assert meter_items(stack) == {
         "METER#active_users": {
@@ -128,10 +128,10 @@ def test_list_show_and_archive(stack: Stack, run: Run, freeze: Freeze) -> None:
     code, out, err = run("meters", "list")
     assert (code, err) == (0, "")
     assert out.splitlines() == [  # by name (code point order: capitals first)
-        "meter\taggregation\tstatus\tdimensions\tunit\tdescription",
-        "Images\tcount\tactive\tmodel\t-\t",
-        "peak_rps\tmax\tactive\t-\t-\t",
-        "seats\tlevel\tactive\t-\tseats\t",
+        "meter\taggregation\tstatus\tdimensions\tshards\tunit\tdescription",
+        "Images\tcount\tactive\tmodel\t1\t-\t",
+        "peak_rps\tmax\tactive\t-\t1\t-\t",
+        "seats\tlevel\tactive\t-\t1\tseats\t",
     ]
 
     freeze(LATER)
@@ -326,6 +326,7 @@ EXPECTED_METERS = {
             "unit": "users",
             "description": None,
             "status": "active",
+            "shards": 1,
         },
         {
             "name": "api_calls",
@@ -335,6 +336,7 @@ EXPECTED_METERS = {
             "unit": None,
             "description": "Requests by endpoint and model",
             "status": "active",
+            "shards": 1,
         },
         {
             "name": "seats",
@@ -344,6 +346,7 @@ EXPECTED_METERS = {
             "unit": None,
             "description": None,
             "status": "archived",
+            "shards": 1,
         },
     ]
 }

@@ -71,6 +71,8 @@ def test_events_spread_over_shards_and_every_read_adds_them_up(api: Stack) -> No
     assert months[-1]["metrics"]["bytes"] == 54
     entitlement = api.call("GET", "/v1/entitlements/bytes", auth=DEV_A).json()
     assert (entitlement["consumed"], entitlement["hasAccess"]) == (54, True)
+    listed = api.call("GET", "/v1/meters", auth=DEV_A).json()["meters"]
+    assert [(m["name"], m["shards"]) for m in listed] == [("bytes", 4)]
 
 
 def test_without_a_stated_rate_the_minute_counter_spreads_and_reads_add_it_up(api: Stack) -> None:

@@ -130,7 +130,8 @@ def listing() -> MetersResponse:
 
 def _out(meter: Meter) -> MeterOut:
     """The wire's fields of a meter (its dates stay in the accounts table and the CLI)."""
-    return MeterOut.model_validate(meter.model_dump(include=set(MeterOut.model_fields)))
+    shown = meter.model_dump(include=set(MeterOut.model_fields))
+    return MeterOut.model_validate({**shown, "shards": meter.shards})  # stored only when above 1
 
 
 # ---- what an event contributes to its meter ------------------------------------------------

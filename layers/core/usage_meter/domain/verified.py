@@ -15,13 +15,17 @@ So a plan or meter written with its revision stamps (keys.STAMP_COPIES copies of
 written in the item's own transaction) is checked on the copy its developer picks, spreading
 the checks over that many items. A copy of an item without stamps (written before them) is
 checked on the item itself; an absent plan or meter on the stamp copy (a create writes it).
+A plan or meter copy is kept at most MAX_STAMPED_AGE: a write that renews the item but not its
+stamps (older code during a rolling deploy) applies within that time, not never.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TypeVar
 
+from usage_meter.domain import clock
 from usage_meter.models.accounts import Developer, Meter, Plan
 from usage_meter.models.records import AccountCheck, AccountKind
 from usage_meter.store import accounts as account_store
@@ -31,19 +35,27 @@ from usage_meter.store.accounts import Revised
 
 MAX_CACHED = 10_000
 """Copies a container keeps (developers, plans and meters together); the oldest goes first."""
+MAX_STAMPED_AGE = timedelta(seconds=60)
+"""How long a plan's or meter's copy is used before it is read again (see the module's note);
+a developer's copy is checked on its own item, so it is kept until it is found stale."""
 
 Slot = tuple[AccountKind, str]
 Account = Developer | Plan | Meter
 AccountT = TypeVar("AccountT", Developer, Plan, Meter)
 
-_copies: dict[Slot, Revised[Account] | None] = {}
+_copies: dict[Slot, tuple[Revised[Account] | None, datetime]] = {}  # the copy, when it was read
 dynamodb.on_reset(_copies.clear)
 
 
 def _keep(slot: Slot, value: Revised[Account] | None) -> None:
     if slot not in _copies and len(_copies) >= MAX_CACHED:
         _copies.pop(next(iter(_copies)))
-    _copies[slot] = value
+    _copies[slot] = (value, clock.now())
+
+
+def _usable(slot: Slot) -> bool:
+    kept = _copies.get(slot)
+    return kept is not None and (slot[0] == "developer" or clock.now() - kept[1] < MAX_STAMPED_AGE)
 
 
 class StaleAccounts(Exception):
@@ -64,8 +76,8 @@ class VerifiedAccounts:
         self, kind: AccountKind, name: str, read: Callable[[str], Revised[AccountT] | None]
     ) -> AccountT | None:
         slot = (kind, name)
-        if slot in _copies:
-            copy = _copies[slot]
+        if _usable(slot):
+            copy = _copies[slot][0]
             self._used[slot] = AccountCheck(
                 kind=kind, name=name, revision=copy[1] if copy is not None else None, exists=copy is not None
             )

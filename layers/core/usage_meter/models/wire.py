@@ -324,6 +324,7 @@ class MeterOut(ApiModel):
     unit: str | None
     description: str | None
     status: MeterStatus
+    shards: int  # the items its day and month counters spread over (1: not sharded)
 
 
 class MetersResponse(ApiModel):
