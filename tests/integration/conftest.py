@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +22,20 @@ from usage_meter_local.template import create_tables, function_environment, tabl
 from helpers import DEV_A, DEV_B, SERVICE, naming, table_items
 
 TABLES = {logical_id: f"test-{logical_id}" for logical_id in table_logical_ids()}
+SERVICE_LOGGER = function_environment("TrackFunction", TABLES)["POWERTOOLS_SERVICE_NAME"]
 # moto copies a table for every item of a transaction: a 100-event batch can take seconds on a
 # busy machine, which must not decide outcomes here (the deadline is tested on DynamoDB Local)
 MOTO_TIMEOUT_S = 900
+
+
+@pytest.fixture(autouse=True)
+def _service_logs_to_this_test() -> None:
+    """The service's log handler writes to the stdout of the test running now: made during an
+    earlier test (a handler module's first import), it holds that test's captured stream,
+    which a capsys test reads as its own output or which is closed once that test ends."""
+    for handler in logging.getLogger(SERVICE_LOGGER).handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stdout  # not setStream: it flushes the old stream, maybe closed
 
 
 @dataclass
