@@ -5,11 +5,13 @@ every read adds the shards up. Without a stated rate, the minute counter spreads
 What lands: several shard items, each event once, a batch on one shard of each counter; what
 is read: the totals, in the usage block, GET /v1/usage, history (day and month), entitlements,
 the rate report and the rollup's summaries; corrections move the shard the record names. What
-is refused: shards on a meter whose figure is not a sum, with dimensions, or under a hard limit.
+is refused: shards on a meter whose figure is not a sum, or under a hard limit. A sharded meter
+with dimensions: its groups add up to the sharded total, through corrections too.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -124,9 +126,6 @@ def test_the_rollup_sums_the_shards(api: Stack, capsys: pytest.CaptureFixture[st
     "argv",
     [
         pytest.param(["meters", "create", "peak", "--aggregation", "max", "--shards", "2"], id="max"),
-        pytest.param(
-            ["meters", "create", "calls", "--dimensions", "endpoint", "--shards", "2"], id="dimensions"
-        ),
         pytest.param(["meters", "create", "api_calls", "--shards", "2"], id="a-default-plan-limits-it-hard"),
         pytest.param(["meters", "create", "calls", "--shards", "33"], id="too-many"),
         pytest.param(["plans", "put", "tight", "--metric", "bytes=10:hard"], id="hard-limit-on-sharded"),
@@ -163,3 +162,48 @@ def test_a_record_written_before_shards_were_kept_is_corrected_on_its_keys_shard
         api.call("POST", "/v1/usage/events/cancel", body=cancel, auth=SERVICE).json()["status"] == "cancelled"
     )
     assert set(shard_items(api).values()) == {Decimal(0)}
+
+
+def test_a_sharded_meter_with_dimensions_groups_add_up_to_its_total(api: Stack) -> None:
+    assert (
+        cli.main(
+            [
+                "meters",
+                "create",
+                "calls",
+                "--aggregation",
+                "count",
+                "--dimensions",
+                "endpoint",
+                "--shards",
+                "4",
+            ]
+        )
+        == 0
+    )
+
+    def call(key: str, endpoint: str) -> dict[str, Any]:
+        return {"metric": "calls", "idempotencyKey": key, "metadata": {"endpoint": endpoint}}
+
+    endpoints = ["/v1/a", "/v1/b", "/v1/a", "/v1/c"]
+    sent = [call(f"g{n}-{i}", endpoints[(n + i) % 4]) for n in range(4) for i in range(6)]
+    for n in range(4):  # four transactions, on the shards their first keys pick
+        assert api.track({"events": sent[n * 6 : n * 6 + 6]}).json()["recorded"] == 6
+    sent.append(call("single", "/v1/b"))
+    assert api.track(sent[-1]).status == 200
+    cancel = {"developerId": "dev_alice", "idempotencyKey": "g2-1", "reason": "test"}
+    assert (
+        api.call("POST", "/v1/usage/events/cancel", body=cancel, auth=SERVICE).json()["status"] == "cancelled"
+    )
+    counted = Counter(e["metadata"]["endpoint"] for e in sent if e["idempotencyKey"] != "g2-1")
+
+    month_shards = [
+        i for i in table_items(api.dynamodb, api.usage_table) if i["sk"]["S"].startswith("M#2026-11#calls")
+    ]
+    assert len(month_shards) > 1
+    entry = api.current(metric="calls", groupBy="endpoint").json()["metrics"]["calls"]
+    assert entry["consumed"] == entry["events"] == 24
+    groups = {g["dimensions"]["endpoint"]: g["consumed"] for g in entry["groups"]}
+    assert groups == counted
+    day = api.history(metric="calls", groupBy="endpoint", days="1").json()["entries"][-1]
+    assert sum(g["consumed"] for g in day["groups"]["calls"]) == day["metrics"]["calls"] == 24

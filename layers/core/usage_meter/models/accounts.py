@@ -138,7 +138,8 @@ class MeterDefinition(BaseModel):
     description: Annotated[str, Field(min_length=1, max_length=MAX_DESCRIPTION)] | None = None
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1
     """Counter items each day and month counter is spread over (1: one item). A hot developer's
-    events then write different items, chosen by their idempotency keys; reads add them up."""
+    transactions then write different items, each the one its first event's key picks; reads
+    add them up. A dimension combination's day counter stays one item."""
 
     @model_serializer(mode="wrap")
     def _shards_when_sharded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -164,11 +165,10 @@ class MeterDefinition(BaseModel):
             )
         if self.aggregation != "unique_count" and self.unique_by is not None:
             raise ValueError(f"unique_by applies only to unique_count meters, not to {self.aggregation}")
-        if self.shards > 1 and (self.aggregation not in SHARDABLE_AGGREGATIONS or self.dimensions):
+        if self.shards > 1 and self.aggregation not in SHARDABLE_AGGREGATIONS:
             raise ValueError(
-                "shards apply to sum and count meters without dimensions (their shards add up; a "
-                "peak, a last value, a distinct count or a level is one figure, and a sharded "
-                "meter's dimensions are not counted per shard yet)"
+                "shards apply to sum and count meters (their shards add up; a peak, a last value, "
+                "a distinct count or a level is one figure)"
             )
         if self.dimensions and self.aggregation not in DIMENSIONED_AGGREGATIONS:
             raise ValueError(
