@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any, Protocol
@@ -34,7 +35,10 @@ logger = Logger(child=True)
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
-DEVELOPERS = "developers"  # the request context's DeveloperResolver, see `developers`
+_acting: ContextVar[DeveloperResolver | None] = ContextVar("developers", default=None)
+"""The developers the request being resolved acts for (see `developers`): a variable of the
+request, not of a router's context, which a router shares with whichever app included it last
+(the local gateway and the docs function include every router)."""
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -195,22 +199,20 @@ class UsageMeterResolver(APIGatewayHttpResolver):
             return _raw_error(
                 415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
             )
-        return super().resolve(event, context)
+        started = _acting.set(None)
+        try:
+            return super().resolve(event, context)
+        finally:
+            _acting.reset(started)
 
 
-def _refusal_headers(
-    context: Mapping[str, Any], status: int, headers: dict[str, str] | None
-) -> dict[str, str] | None:
+def _refusal_headers(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
     """The headers of a refusal, with the developer's rate headers when the route acts for a
     known developer (see `developers`): its 4xx answers are developer-scoped too. A 5xx gets
     none (the reads would fail as the request did), nor an answer that has them already (429
     rate_limited); a failed read leaves them out rather than turn the refusal into a 5xx."""
-    resolve = context.get(DEVELOPERS)
-    if (
-        not isinstance(resolve, DeveloperResolver)
-        or not 400 <= status < 500
-        or "RateLimit-Limit" in (headers or {})
-    ):
+    resolve = _acting.get()
+    if resolve is None or not 400 <= status < 500 or "RateLimit-Limit" in (headers or {}):
         return headers
     developer = resolve.acting_for
     if developer is None:
@@ -236,7 +238,7 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
         if isinstance(exc, RateLimited) and exc.requests_per_minute and exc.retry_after:
             rate = RateStatus(limit=exc.requests_per_minute, remaining=0, reset=exc.retry_after)
             headers.update(rate_headers(rate) or {})
-        refusal = _refusal_headers(app.context, exc.status, headers or None)
+        refusal = _refusal_headers(exc.status, headers or None)
         return error_response(
             exc.status, exc.code, exc.message, exc.details, headers=refusal, extra=exc.extra
         )
@@ -256,7 +258,7 @@ def make_resolver(*, authenticated: bool = True) -> APIGatewayHttpResolver:
     @app.exception_handler(ValidationError)
     def _invalid_model(exc: ValidationError) -> Response[str]:
         refused = validation_failed(exc)
-        headers = _refusal_headers(app.context, 422, None)
+        headers = _refusal_headers(422, None)
         return error_response(422, refused.code, refused.message, refused.details, headers=headers)
 
     @app.exception_handler([binascii.Error, UnicodeDecodeError])
@@ -279,7 +281,7 @@ def developers(router: APIGatewayHttpRouter) -> DeveloperResolver:
     """The resolver of the developers a developer-scoped route acts for, kept in the request's
     context: once it knows the developer, a refusal carries that developer's rate headers too."""
     resolve = DeveloperResolver(caller(router))
-    router.append_context(**{DEVELOPERS: resolve})
+    _acting.set(resolve)
     return resolve
 
 
