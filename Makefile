@@ -70,8 +70,10 @@ integration: install
 engine: install
 	$(BIN)/pytest tests/engine
 
+# each e2e test starts its own local stack on free ports in its own folder: two workers overlap
+# one stack's start-up with another's requests
 e2e: install
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n 2 tests/e2e
 
 test: lint typecheck unit integration engine e2e
 

@@ -1,5 +1,5 @@
 """Dimensions under real concurrency on DynamoDB Local: 16 clients, each through its own
-Lambda-like container, send 800 keyed events (DIMENSIONS_ENGINE_EVENTS) of a sum meter with dimensions endpoint and
+Lambda-like container, send 600 keyed events (DIMENSIONS_ENGINE_EVENTS) of a sum meter with dimensions endpoint and
 model (3 endpoints x 4 models, some events without a model), a tenth of them resent with the
 same keys, in single events and batches. Every combination's counter equals a reference
 computed from the accepted events, the day's count of combinations is exactly the number of
@@ -32,7 +32,7 @@ Report = Callable[[str], None]
 MAX_ATTEMPTS = 20
 
 CLIENTS = 16
-EVENTS = int(os.environ.get("DIMENSIONS_ENGINE_EVENTS", "800"))
+EVENTS = int(os.environ.get("DIMENSIONS_ENGINE_EVENTS", "600"))
 DEVELOPER = "dev_dims"
 ENDPOINTS = ("/v1/verify", "/v1/sign", "/v1/keys")
 MODELS = ("small", "large", "vision", None)  # None: the event carries no model ("")

@@ -40,8 +40,8 @@ pytestmark = pytest.mark.engine
 
 Report = Callable[[str], None]
 
-LIMIT = 500
-EVENTS = 1_000
+LIMIT = 300
+EVENTS = 600
 CLIENTS = 16
 CAPPED = {"developerId": "dev_capped", "role": "developer"}  # reads; the service key tracks for it
 
@@ -55,7 +55,7 @@ def capped_plan(limit: int) -> None:
 
 
 def test_hard_limit_holds_under_concurrency(engine: EngineStack, report: Report) -> None:
-    """16 clients, 1,000 keyed events of 1 against a hard limit of 500, as singles and small
+    """16 clients, 600 keyed events of 1 against a hard limit of 300, as singles and small
     batches: exactly 1,000 recorded, 1,000 refused, the counter exactly 1,000."""
     capped_plan(LIMIT)
     accounts.create_developer("dev_capped", "engine-capped", "dev_capped")

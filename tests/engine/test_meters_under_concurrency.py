@@ -31,7 +31,7 @@ pytestmark = pytest.mark.engine
 Report = Callable[[str], None]
 
 CLIENTS = 16
-EVENTS = 400
+EVENTS = 300
 CEILING = 12
 DEVELOPER = "dev_meters"
 METRICS = ("peak", "gauge", "agents", "visitors")

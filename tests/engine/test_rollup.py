@@ -164,7 +164,7 @@ def test_concurrent_runs_leave_the_table_a_single_run_leaves(
     developers = [f"dev_roll{i:02d}" for i in range(40)]
     metrics = ["api_calls", "tokens", "storage_gb"]
     engine.add_developers(developers, metrics)
-    events = workload(rng, developers, metrics, 1_500, pinned_clock)
+    events = workload(rng, developers, metrics, 800, pinned_clock)
     send_all(engine, events)
 
     single = rollup.run(workers=4)
@@ -202,7 +202,7 @@ def test_a_run_racing_tracking_converges_after_one_more_run(engine: EngineStack,
     metrics = ["api_calls", "tokens"]
     engine.add_developers(developers, metrics)
     now = datetime.now(UTC)
-    events = workload(rng, developers, metrics, 1_200, now)
+    events = workload(rng, developers, metrics, 600, now)
     batches = [events[i : i + 6] for i in range(0, len(events), 6)]
     containers = engine.containers(8)
     stop = _FORK.Event()

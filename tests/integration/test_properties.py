@@ -57,7 +57,7 @@ the tables must equal it after each correction.
 Defects the properties found are kept below as @example cases (hypothesis's minimal examples),
 with what was wrong and how it was fixed.
 
-Runs: 120 examples by default (PROPERTY_EXAMPLES), the same ones on every run (derandomized,
+Runs: 60 examples by default (PROPERTY_EXAMPLES), the same ones on every run (derandomized,
 so CI is reproducible); PROPERTY_RANDOM=1 explores new ones (a failure prints its seed).
 """
 
@@ -1184,7 +1184,7 @@ def run(scenario: Scenario) -> Model:
     )
 )
 @settings(
-    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "120")),
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "60")),
     derandomize=not os.environ.get("PROPERTY_RANDOM"),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
