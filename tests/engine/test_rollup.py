@@ -202,7 +202,7 @@ def test_a_run_racing_tracking_converges_after_one_more_run(engine: EngineStack,
     metrics = ["api_calls", "tokens"]
     engine.add_developers(developers, metrics)
     now = datetime.now(UTC)
-    events = workload(rng, developers, metrics, 600, now)
+    events = workload(rng, developers, metrics, 1_200, now)  # long enough for two runs to overlap it
     batches = [events[i : i + 6] for i in range(0, len(events), 6)]
     containers = engine.containers(8)
     stop = _FORK.Event()
@@ -281,7 +281,7 @@ def seed_counters(engine: EngineStack, counters: dict[tuple[str, str, str], tupl
             pending = engine.dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 
 
-ROLLUP_DEVELOPERS = int(os.environ.get("ROLLUP_DEVELOPERS", "250"))
+ROLLUP_DEVELOPERS = int(os.environ.get("ROLLUP_DEVELOPERS", "100"))
 
 
 def test_run_time_for_many_developers(engine: EngineStack, report: Report) -> None:
